@@ -1,0 +1,33 @@
+//! Backdrop's domain core: what a job is, what makes it valid, and what an engine must do.
+//!
+//! This crate is shared by every surface (command line, native API, vendor surfaces) and
+//! every engine. It holds no IO: no HTTP, database, ML or async-runtime crate may be
+//! added here (the workspace README states the rule); the only pixel dependency is the
+//! `image` crate's in-memory buffer types, used by the engine port.
+//!
+//! A short tour:
+//! - [`spec`]: [`BackgroundSpec`] and [`ExpansionSpec`] (with [`ExpansionRatios`]), the
+//!   two jobs, each with a `validate` that returns a typed [`SpecError`].
+//! - [`error`]: [`ErrorCode`], the stable machine-readable codes every error maps to.
+//! - [`scene`]: the catalogue of scene templates ([`SceneTemplate`]) and the documented
+//!   prompt-word mapping that picks one when only a prompt is given.
+//! - [`engine`]: the [`Engine`] trait (the port engines implement), its input and output,
+//!   progress reporting and cancellation, and [`EngineName`] selection.
+
+#![deny(missing_docs)]
+
+pub mod engine;
+pub mod error;
+pub mod scene;
+pub mod spec;
+
+pub use engine::{
+    CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions, EngineOutput,
+    JobKind, Progress, StepProgress,
+};
+pub use error::ErrorCode;
+pub use scene::{SceneChoice, SceneTemplate, SCENES};
+pub use spec::{
+    BackgroundSpec, ExpansionPixels, ExpansionRatios, ExpansionSpec, LoraRef, OutputSize,
+    ReferenceSpec, ResizeMode, SpecError,
+};
