@@ -1,1 +1,21 @@
-//! placeholder
+//! Backdrop's pixel pipeline.
+//!
+//! - [`decode`]: PNG, JPEG and WebP in, with hard limits checked from the header before
+//!   any pixel is decoded ([`DecodeLimits`]).
+//! - [`canvas`]: the canvas each job hands an engine: a cut-out placed by its resize mode,
+//!   or a photo placed inside its expansion border.
+//! - [`mask`]: the area to generate, grown into the protected edge.
+//! - [`composite`]: the protected pixels restored exactly after the engine ran, with the
+//!   seam harmonized on the generated side only.
+//! - [`encode`], [`preview`], [`watermark`]: what is written out.
+//! - [`blur`]: fast separable blurs shared by the steps above and by engines.
+//!
+//! Every refusal is an [`ImageError`] naming the limit, with a stable
+//! [`backdrop_core::ErrorCode`].
+
+#![deny(missing_docs)]
+
+pub mod blur;
+pub mod encode;
+
+pub use encode::{encode, OutputFormat};

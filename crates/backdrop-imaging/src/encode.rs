@@ -1,0 +1,114 @@
+//! Encoding results: PNG, JPEG or WebP.
+//!
+//! PNG and WebP are lossless (the `image` crate writes lossless WebP only), so a
+//! protected region stays bit-identical in those formats; JPEG (quality
+//! [`JPEG_QUALITY`]) is lossy by nature and documented as such. Encoders are
+//! deterministic: the same pixels always give the same bytes.
+
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::codecs::webp::WebPEncoder;
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
+use std::fmt;
+use std::str::FromStr;
+
+/// JPEG quality used for results.
+pub const JPEG_QUALITY: u8 = 92;
+
+/// An output file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Lossless PNG.
+    #[default]
+    Png,
+    /// JPEG at [`JPEG_QUALITY`].
+    Jpeg,
+    /// Lossless WebP.
+    WebP,
+}
+
+impl OutputFormat {
+    /// The file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::WebP => "webp",
+        }
+    }
+
+    /// The MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::WebP => "image/webp",
+        }
+    }
+}
+
+impl fmt::Display for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.extension())
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "png" => Ok(OutputFormat::Png),
+            "jpg" | "jpeg" => Ok(OutputFormat::Jpeg),
+            "webp" => Ok(OutputFormat::WebP),
+            _ => Err(format!("unknown format '{s}' (expected png, jpg or webp)")),
+        }
+    }
+}
+
+/// Encodes an RGB image. Fails only if the encoder does (e.g. WebP larger than 16383
+/// pixels on a side).
+pub fn encode(image: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::new();
+    let (w, h) = image.dimensions();
+    match format {
+        // Fast compression: results are large photos where the default level costs
+        // several times the time for a few percent of size.
+        OutputFormat::Png => {
+            PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
+                .write_image(image.as_raw(), w, h, ExtendedColorType::Rgb8)?
+        }
+        OutputFormat::Jpeg => JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY).write_image(
+            image.as_raw(),
+            w,
+            h,
+            ExtendedColorType::Rgb8,
+        )?,
+        OutputFormat::WebP => WebPEncoder::new_lossless(&mut out).write_image(
+            image.as_raw(),
+            w,
+            h,
+            ExtendedColorType::Rgb8,
+        )?,
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lossless_formats_round_trip_and_are_deterministic() {
+        let img = RgbImage::from_fn(33, 17, |x, y| {
+            image::Rgb([x as u8 * 7, y as u8 * 13, (x ^ y) as u8])
+        });
+        for format in [OutputFormat::Png, OutputFormat::WebP] {
+            let a = encode(&img, format).expect("encode");
+            assert_eq!(a, encode(&img, format).expect("encode"));
+            let back = image::load_from_memory(&a).expect("decode").to_rgb8();
+            assert_eq!(back, img, "{format}");
+        }
+        let jpg = encode(&img, OutputFormat::Jpeg).expect("encode");
+        assert_eq!(&jpg[..2], &[0xFF, 0xD8]);
+    }
+}
