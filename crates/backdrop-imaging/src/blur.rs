@@ -32,7 +32,8 @@ pub fn box_blur(plane: &mut [f32], width: usize, height: usize, radius: usize) {
 /// Three box passes whose combined spread approximates a Gaussian of standard deviation
 /// `sigma` (pixels).
 pub fn gaussian_approx(plane: &mut [f32], width: usize, height: usize, sigma: f32) {
-    if !(sigma > 0.0) {
+    // Written so NaN also returns.
+    if sigma.is_nan() || sigma <= 0.0 {
         return;
     }
     // Variance of a box of half-width r is ((2r+1)^2 - 1) / 12; three passes add up.

@@ -10,12 +10,20 @@
 //! - [`encode`], [`preview`], [`watermark`]: what is written out.
 //! - [`blur`]: fast separable blurs shared by the steps above and by engines.
 //!
-//! Every refusal is an [`ImageError`] naming the limit, with a stable
+//! Every refusal is an [`InputError`] naming the limit, with a stable
 //! [`backdrop_core::ErrorCode`].
 
 #![deny(missing_docs)]
 
 pub mod blur;
+pub mod canvas;
+pub mod composite;
+pub mod decode;
 pub mod encode;
+pub mod mask;
+pub mod preview;
+pub mod watermark;
 
+pub use composite::Seam;
+pub use decode::{decode, DecodeLimits, DecodedImage, InputError, InputFormat};
 pub use encode::{encode, OutputFormat};
