@@ -64,6 +64,8 @@ error_codes! {
     /// The engine name is unknown or not available for this job.
     UnknownEngine => "unknown_engine",
     // --- input images ---
+    /// The input could not be read (missing file, failed download).
+    InputUnreadable => "input_unreadable",
     /// The input file is larger than allowed.
     FileTooLarge => "file_too_large",
     /// The input image's width or height is over the limit.

@@ -5,12 +5,15 @@
 //! - [`patch`]: multi-scale PatchMatch image completion; no weights. The default for
 //!   expansions on a machine with no model.
 //!
+//! - [`pipeline`]: one job from decoded input to encoded files, shared by every surface.
+//!
 //! [`build`] turns an [`EngineName`] into an engine; `auto` must be resolved first
 //! ([`EngineName::resolve`]).
 
 #![deny(missing_docs)]
 
 pub mod patch;
+pub mod pipeline;
 pub mod studio;
 
 use backdrop_core::{Engine, EngineError, EngineName};

@@ -1,1 +1,25 @@
-fn main() {}
+//! The `backdrop` command: background generation and image expansion on the local
+//! machine (later also the server, workers, keys and models).
+//!
+//! Exit status: 0 on success, 2 when the input or the flags are refused (one line on
+//! standard error names the problem, the limit and the stable error code), 1 when a
+//! run fails for another reason (engine, disk). Output files appear only when the whole
+//! run succeeded.
+
+mod cli;
+mod output;
+mod run;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match run::dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_status())
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! One job from decoded input to encoded files: the pipeline every surface runs.
+//!
+//! ```text
+//! validate spec -> check input -> canvas + mask -> engine -> exact composite (+ seam)
+//!     -> encode result (+ preview, + watermarked variant)
+//! ```
+//!
+//! The command line and the server's workers call [`run_background`] /
+//! [`run_expansion`] and then [`render`]; nothing here does IO, so the same code serves
+//! local files and blob stores.
+
+use crate::build;
+use backdrop_core::{
+    BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions, ErrorCode,
+    ExpansionSpec, JobKind, Progress, SpecError,
+};
+use backdrop_imaging::canvas::{background_canvas, expansion_canvas};
+use backdrop_imaging::composite::{composite, default_feather, Seam};
+use backdrop_imaging::decode::check_cutout;
+use backdrop_imaging::mask::generation_mask;
+use backdrop_imaging::preview::preview;
+use backdrop_imaging::watermark::watermark;
+use backdrop_imaging::{encode, DecodedImage, InputError, OutputFormat};
+use image::{imageops, RgbImage, RgbaImage};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// A background job ready to run.
+#[derive(Debug, Clone)]
+pub struct BackgroundJob<'a> {
+    /// The decoded cut-out.
+    pub cutout: &'a DecodedImage,
+    /// What to make.
+    pub spec: &'a BackgroundSpec,
+    /// A reference background, if the job has one.
+    pub reference: Option<&'a RgbaImage>,
+    /// Mask growth into the cut-out's edge, in pixels
+    /// (see [`backdrop_imaging::mask`]).
+    pub mask_grow: u32,
+    /// The engine as the user named it (`auto` is resolved here).
+    pub engine: EngineName,
+    /// Engine knobs.
+    pub options: EngineOptions,
+}
+
+/// An expansion job ready to run.
+#[derive(Debug, Clone)]
+pub struct ExpansionJob<'a> {
+    /// The decoded photo.
+    pub photo: &'a DecodedImage,
+    /// What to make.
+    pub spec: &'a ExpansionSpec,
+    /// Overlap of the generated area into the original, in pixels.
+    pub mask_grow: u32,
+    /// The engine as the user named it (`auto` is resolved here).
+    pub engine: EngineName,
+    /// Engine knobs.
+    pub options: EngineOptions,
+}
+
+/// Where the time of a run went, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Timings {
+    /// Canvas and mask.
+    pub prepare_ms: f64,
+    /// The engine.
+    pub engine_ms: f64,
+    /// Composite and seam.
+    pub composite_ms: f64,
+}
+
+/// What a run made.
+#[derive(Debug, Clone)]
+pub struct JobOutput {
+    /// The engine that ran.
+    pub engine: EngineName,
+    /// The seed of the first image (image `i` used `seed + i`).
+    pub seed: u64,
+    /// The finished images, protected pixels restored.
+    pub images: Vec<RgbImage>,
+    /// Choices the engine reported (e.g. the scene and why).
+    pub notes: Vec<(String, String)>,
+    /// Timings.
+    pub timings: Timings,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// The spec broke a limit.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The input image was refused.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The engine failed or was canceled.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A result could not be encoded.
+    #[error("could not encode a result: {0}")]
+    Encode(String),
+}
+
+impl JobError {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            JobError::Spec(e) => e.code(),
+            JobError::Input(e) => e.code(),
+            JobError::Engine(e) => e.code(),
+            JobError::Encode(_) => ErrorCode::OutputFailed,
+        }
+    }
+}
+
+/// A seed for a job that did not give one: from the process's random hasher keys and the
+/// clock, kept below 2^31 so every surface (some take signed 32-bit seeds) can echo it.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() & 0x7FFF_FFFF
+}
+
+/// Whether a diffusion model is configured; `auto` picks diffusion when it is.
+/// No model configuration exists yet, so `auto` means studio / patch.
+const MODEL_CONFIGURED: bool = false;
+
+/// Runs a background job.
+pub fn run_background(
+    job: &BackgroundJob<'_>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
+    job.spec.validate()?;
+    check_cutout(job.cutout)?;
+    let started = Instant::now();
+    let canvas = background_canvas(&job.cutout.image, job.spec.size, job.spec.resize_mode);
+    let mask = generation_mask(&canvas, job.mask_grow);
+    let reference = job.reference.map(|r| {
+        let (w, h) = canvas.dimensions();
+        let mode = job.spec.reference.as_ref().map(|r| r.resize_mode).unwrap_or_default();
+        fit_reference(r, w, h, mode)
+    });
+    let mut options = job.options.clone();
+    options.steps = options.steps.or(job.spec.steps);
+    options.model = options.model.or_else(|| job.spec.model.clone());
+    if options.loras.is_empty() {
+        options.loras = job.spec.loras.clone();
+    }
+    options.reference_strength =
+        options.reference_strength.or(job.spec.reference.as_ref().map(|r| r.strength));
+    let input = EngineInput {
+        kind: JobKind::Background,
+        canvas: &canvas,
+        mask: &mask,
+        reference: reference.as_ref(),
+        prompt: job.spec.prompt.as_deref(),
+        negative_prompt: job.spec.negative_prompt.as_deref(),
+        scene: job.spec.scene.as_deref(),
+        seed: job.spec.seed.unwrap_or_else(random_seed),
+        n: job.spec.n,
+        options: &options,
+    };
+    run(job.engine, &input, Seam::AlphaOnly, started, progress, cancel)
+}
+
+/// Runs an expansion job.
+pub fn run_expansion(
+    job: &ExpansionJob<'_>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
+    job.spec.validate()?;
+    let started = Instant::now();
+    let (w, h) = job.photo.image.dimensions();
+    let pixels = job.spec.ratios.pixels(w, h)?;
+    let canvas = expansion_canvas(&job.photo.image, &pixels);
+    let mask = generation_mask(&canvas, job.mask_grow);
+    let input = EngineInput {
+        kind: JobKind::Expansion,
+        canvas: &canvas,
+        mask: &mask,
+        reference: None,
+        prompt: job.spec.prompt.as_deref(),
+        negative_prompt: None,
+        scene: None,
+        seed: job.spec.seed.unwrap_or_else(random_seed),
+        n: job.spec.n,
+        options: &job.options,
+    };
+    run(
+        job.engine,
+        &input,
+        Seam::Harmonize { feather: default_feather(w, h) },
+        started,
+        progress,
+        cancel,
+    )
+}
+
+fn run(
+    name: EngineName,
+    input: &EngineInput<'_>,
+    seam: Seam,
+    started: Instant,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+) -> Result<JobOutput, JobError> {
+    let engine_name = name.resolve(input.kind, MODEL_CONFIGURED);
+    let engine = build(engine_name)?;
+    let prepare_ms = ms(started);
+    cancel.check()?;
+    let engine_started = Instant::now();
+    let output = engine.generate(input, progress, cancel)?;
+    let engine_ms = ms(engine_started);
+    if output.images.len() != input.n as usize {
+        return Err(EngineError::Failed {
+            engine: engine.name(),
+            reason: format!("made {} images, {} were asked", output.images.len(), input.n),
+        }
+        .into());
+    }
+    let composite_started = Instant::now();
+    let images: Vec<RgbImage> = output
+        .images
+        .par_iter()
+        .map(|generated| composite(input.canvas, generated, input.mask, seam))
+        .collect();
+    Ok(JobOutput {
+        engine: engine_name,
+        seed: input.seed,
+        images,
+        notes: output.notes,
+        timings: Timings { prepare_ms, engine_ms, composite_ms: ms(composite_started) },
+    })
+}
+
+/// Fits a reference background to the canvas size.
+fn fit_reference(
+    reference: &RgbaImage,
+    width: u32,
+    height: u32,
+    mode: backdrop_core::ResizeMode,
+) -> RgbaImage {
+    let mut fitted =
+        background_canvas(reference, Some(backdrop_core::OutputSize { width, height }), mode);
+    // A reference is a full background; margins left by fitting take its edge colours.
+    if fitted.pixels().any(|p| p.0[3] < 255) {
+        let stretched = imageops::resize(reference, width, height, imageops::FilterType::Triangle);
+        for (dst, src) in fitted.pixels_mut().zip(stretched.pixels()) {
+            if dst.0[3] < 255 {
+                *dst = *src;
+            }
+        }
+    }
+    fitted
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// One image encoded, with its optional variants.
+#[derive(Debug, Clone)]
+pub struct RenderedImage {
+    /// The clean result.
+    pub main: Vec<u8>,
+    /// A smaller copy, when asked.
+    pub preview: Option<Vec<u8>>,
+    /// A watermarked copy, when asked.
+    pub watermarked: Option<Vec<u8>>,
+}
+
+/// What to encode for each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// File format of every variant.
+    pub format: OutputFormat,
+    /// Longest side of a preview; `None` for no preview.
+    pub preview_side: Option<u32>,
+    /// Also make a watermarked variant.
+    pub watermark: bool,
+}
+
+/// Encodes every image and its variants, in parallel.
+pub fn render(images: &[RgbImage], options: RenderOptions) -> Result<Vec<RenderedImage>, JobError> {
+    let failed = |e: image::ImageError| JobError::Encode(e.to_string());
+    images
+        .par_iter()
+        .map(|image| {
+            let main = encode(image, options.format).map_err(failed)?;
+            let preview = options
+                .preview_side
+                .map(|side| encode(&preview(image, side), options.format))
+                .transpose()
+                .map_err(failed)?;
+            let watermarked = options
+                .watermark
+                .then(|| encode(&watermark(image), options.format))
+                .transpose()
+                .map_err(failed)?;
+            Ok(RenderedImage { main, preview, watermarked })
+        })
+        .collect()
+}

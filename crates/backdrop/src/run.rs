@@ -1,0 +1,315 @@
+//! Running the subcommands.
+
+use crate::cli::{Cli, Command, CommonArgs, ExpandArgs, GenerateArgs};
+use crate::output::StagedOutput;
+use backdrop_core::{
+    BackgroundSpec, CancelToken, EngineOptions, ErrorCode, ExpansionRatios, ExpansionSpec,
+    StepProgress, SCENES,
+};
+use backdrop_engines::pipeline::{
+    render, run_background, run_expansion, BackgroundJob, ExpansionJob, JobError, JobOutput,
+    RenderOptions,
+};
+use backdrop_imaging::preview::DEFAULT_PREVIEW_SIDE;
+use backdrop_imaging::{decode, DecodeLimits, DecodedImage, InputError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+use std::fmt;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::Instant;
+
+/// Why a command failed: one line for the user, a stable code when there is one, and the
+/// exit status.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    code: ErrorCode,
+    status: u8,
+}
+
+impl Failure {
+    fn input(message: impl Into<String>, code: ErrorCode) -> Self {
+        Failure { message: message.into(), code, status: 2 }
+    }
+
+    fn output(message: impl Into<String>) -> Self {
+        Failure { message: message.into(), code: ErrorCode::OutputFailed, status: 1 }
+    }
+
+    /// The process exit status.
+    pub fn exit_status(&self) -> u8 {
+        self.status
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.message, self.code)
+    }
+}
+
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        let status = match e {
+            JobError::Spec(_) | JobError::Input(_) => 2,
+            JobError::Engine(backdrop_core::EngineError::Unsupported { .. }) => 2,
+            JobError::Engine(_) | JobError::Encode(_) => 1,
+        };
+        Failure { message: e.to_string(), code: e.code(), status }
+    }
+}
+
+/// Runs one command.
+pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Expand(args) => expand(args),
+        Command::Scenes { json } => {
+            scenes(json);
+            Ok(())
+        }
+    }
+}
+
+fn scenes(as_json: bool) {
+    if as_json {
+        let list: Vec<Value> = SCENES
+            .iter()
+            .map(|s| json!({"id": s.id, "name": s.name, "description": s.description, "keywords": s.keywords}))
+            .collect();
+        println!("{}", Value::Array(list));
+        return;
+    }
+    let width = SCENES.iter().map(|s| s.id.len()).max().unwrap_or(0);
+    for s in SCENES {
+        println!("{:width$}  {}: {}", s.id, s.name, s.description);
+    }
+}
+
+fn generate(args: GenerateArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let spec = BackgroundSpec {
+        prompt: args.prompt,
+        scene: args.scene,
+        negative_prompt: args.negative,
+        n: args.common.n,
+        seed: args.common.seed,
+        size: args.size,
+        resize_mode: args.resize_mode,
+        ..Default::default()
+    };
+    // Refuse bad parameters before touching the input or the output directory.
+    spec.validate().map_err(JobError::from)?;
+    let decoded = read_image(&args.input)?;
+    let mut out = stage(&args.common.out)?;
+    let decode_ms = ms(started);
+    let options = EngineOptions { no_shadow: args.no_shadow, ..Default::default() };
+    let job = BackgroundJob {
+        cutout: &decoded,
+        spec: &spec,
+        reference: None,
+        mask_grow: args.mask_grow,
+        engine: args.common.engine,
+        options,
+    };
+    let bar = progress_bar(args.common.json);
+    let output = run_background(&job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
+    bar.finish_and_clear();
+    let summary = finish("background", &args.common, &mut out, output, decode_ms, started)?;
+    publish(out, &args.common, &summary)
+}
+
+fn expand(args: ExpandArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let spec = ExpansionSpec {
+        ratios: ExpansionRatios {
+            up: args.up,
+            down: args.down,
+            left: args.left,
+            right: args.right,
+        },
+        prompt: args.prompt,
+        n: args.common.n,
+        seed: args.common.seed,
+        watermark: args.common.watermark,
+    };
+    spec.validate().map_err(JobError::from)?;
+    let decoded = read_image(&args.input)?;
+    let mut out = stage(&args.common.out)?;
+    let decode_ms = ms(started);
+    let job = ExpansionJob {
+        photo: &decoded,
+        spec: &spec,
+        mask_grow: args.mask_grow,
+        engine: args.common.engine,
+        options: EngineOptions::default(),
+    };
+    let bar = progress_bar(args.common.json);
+    let output = run_expansion(&job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
+    bar.finish_and_clear();
+    let summary = finish("expansion", &args.common, &mut out, output, decode_ms, started)?;
+    publish(out, &args.common, &summary)
+}
+
+/// Reads and decodes an input file, refusing an oversize file without reading it whole.
+fn read_image(path: &Path) -> Result<DecodedImage, Failure> {
+    let limits = DecodeLimits::default();
+    let file = std::fs::File::open(path).map_err(|e| {
+        Failure::input(format!("cannot read {}: {e}", path.display()), ErrorCode::InputUnreadable)
+    })?;
+    let mut bytes = Vec::new();
+    file.take(limits.max_file_bytes + 1).read_to_end(&mut bytes).map_err(|e| {
+        Failure::input(format!("cannot read {}: {e}", path.display()), ErrorCode::InputUnreadable)
+    })?;
+    if bytes.len() as u64 > limits.max_file_bytes {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(
+            JobError::from(InputError::FileTooLarge { size, max: limits.max_file_bytes }).into()
+        );
+    }
+    decode(&bytes, &limits).map_err(|e| {
+        let e = JobError::from(e);
+        Failure { message: format!("{}: {e}", path.display()), code: e.code(), status: 2 }
+    })
+}
+
+fn stage(dir: &Path) -> Result<StagedOutput, Failure> {
+    StagedOutput::new(dir).map_err(|e| {
+        Failure::output(format!("cannot write to output directory {}: {e}", dir.display()))
+    })
+}
+
+fn progress_bar(json: bool) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{bar:40}] {percent:>3}% {msg} ({elapsed})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn report(bar: &ProgressBar, p: StepProgress) {
+    bar.set_position((p.fraction() * 1000.0).round() as u64);
+    bar.set_message(format!("image {}/{} step {}/{}", p.image + 1, p.images, p.step, p.steps));
+}
+
+/// Moves the staged files into place, then prints the summary.
+fn publish(out: StagedOutput, common: &CommonArgs, summary: &Value) -> Result<(), Failure> {
+    out.commit()
+        .map_err(|e| Failure::output(format!("cannot write to {}: {e}", common.out.display())))?;
+    if common.json {
+        println!("{summary}");
+        return Ok(());
+    }
+    let mut line = format!("engine: {}", summary["engine"].as_str().unwrap_or_default());
+    if summary["engine"] != summary["engine_requested"] {
+        line.push_str(&format!(
+            " (from {})",
+            summary["engine_requested"].as_str().unwrap_or_default()
+        ));
+    }
+    if let Some(notes) = summary["notes"].as_object() {
+        for (k, v) in notes {
+            line.push_str(&format!(", {k}: {}", v.as_str().unwrap_or_default()));
+        }
+    }
+    println!("{line}");
+    println!(
+        "seed: {}  size: {}x{}  time: {} ms",
+        summary["seed"], summary["width"], summary["height"], summary["timings_ms"]["total"]
+    );
+    for file in summary["images"].as_array().into_iter().flatten() {
+        for key in ["path", "preview", "watermarked"] {
+            if let Some(p) = file[key].as_str() {
+                println!("wrote {p}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes and stages every file; returns the summary.
+fn finish(
+    job: &str,
+    common: &CommonArgs,
+    out: &mut StagedOutput,
+    output: JobOutput,
+    decode_ms: f64,
+    started: Instant,
+) -> Result<Value, Failure> {
+    let encode_started = Instant::now();
+    let preview_side = common.preview.then_some(DEFAULT_PREVIEW_SIDE);
+    let rendered = render(
+        &output.images,
+        RenderOptions { format: common.format, preview_side, watermark: common.watermark },
+    )?;
+    let encode_ms = ms(encode_started);
+    let ext = common.format.extension();
+    let write_started = Instant::now();
+    let mut files = Vec::new();
+    for (i, r) in rendered.iter().enumerate() {
+        let index = i + 1;
+        let write = |out: &mut StagedOutput, name: String, bytes: &[u8]| {
+            out.add(&name, bytes).map(|p| p.display().to_string()).map_err(|e| {
+                Failure::output(format!("cannot write {name} to {}: {e}", common.out.display()))
+            })
+        };
+        let path = write(out, format!("{job}-{index}.{ext}"), &r.main)?;
+        let preview = r
+            .preview
+            .as_ref()
+            .map(|b| write(out, format!("{job}-{index}.preview.{ext}"), b))
+            .transpose()?;
+        let watermarked = r
+            .watermarked
+            .as_ref()
+            .map(|b| write(out, format!("{job}-{index}.watermarked.{ext}"), b))
+            .transpose()?;
+        files.push(json!({
+            "index": index,
+            "seed": output.seed.wrapping_add(i as u64),
+            "path": path,
+            "preview": preview,
+            "watermarked": watermarked,
+        }));
+    }
+    let (width, height) = output.images.first().map_or((0, 0), |img| img.dimensions());
+    let notes: serde_json::Map<String, Value> =
+        output.notes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let t = output.timings;
+    let summary = json!({
+        "job": job,
+        "engine": output.engine.as_str(),
+        "engine_requested": common.engine.as_str(),
+        "seed": output.seed,
+        "n": output.images.len(),
+        "width": width,
+        "height": height,
+        "format": ext,
+        "images": files,
+        "notes": notes,
+        "timings_ms": {
+            "decode": round(decode_ms),
+            "prepare": round(t.prepare_ms),
+            "engine": round(t.engine_ms),
+            "composite": round(t.composite_ms),
+            "encode": round(encode_ms),
+            "write": round(ms(write_started)),
+            "total": round(ms(started)),
+        },
+    });
+    Ok(summary)
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
