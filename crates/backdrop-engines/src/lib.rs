@@ -1,14 +1,14 @@
-//! Backdrop's engines: implementations of [`backdrop_core::Engine`].
+//! Backdrop's engines: implementations of [`backdrop_core::Engine`], the set a process
+//! runs with, and the job pipeline around them.
 //!
 //! - [`studio`]: parametric studio backdrops with a contact shadow; no weights,
 //!   milliseconds. The default for backgrounds on a machine with no model.
 //! - [`patch`]: multi-scale PatchMatch image completion; no weights. The default for
 //!   expansions on a machine with no model.
-//!
+//! - [`Engines`]: the engines one process offers. The weight-free ones are always there;
+//!   a diffusion engine (its own crate, heavy dependencies) is added by the binary when a
+//!   model is configured, which is also what makes `auto` pick it.
 //! - [`pipeline`]: one job from decoded input to encoded files, shared by every surface.
-//!
-//! [`build`] turns an [`EngineName`] into an engine; `auto` must be resolved first
-//! ([`EngineName::resolve`]).
 
 #![deny(missing_docs)]
 
@@ -16,21 +16,75 @@ pub mod patch;
 pub mod pipeline;
 pub mod studio;
 
-use backdrop_core::{Engine, EngineError, EngineName};
+use backdrop_core::{Engine, EngineError, EngineName, JobKind};
+use std::sync::Arc;
 
-/// The engine for a concrete name. `Auto` and engines not built into this binary are
-/// refused with [`EngineError::Unsupported`].
-pub fn build(name: EngineName) -> Result<Box<dyn Engine>, EngineError> {
-    match name {
-        EngineName::Studio => Ok(Box::new(studio::StudioEngine::default())),
-        EngineName::Patch => Ok(Box::new(patch::PatchEngine::default())),
-        EngineName::Auto => Err(EngineError::Unsupported {
-            engine: "auto",
-            reason: "resolve 'auto' to a concrete engine first".into(),
-        }),
-        EngineName::Diffusion => Err(EngineError::Unsupported {
-            engine: "diffusion",
-            reason: "no diffusion model is configured in this build".into(),
-        }),
+/// The engines a process offers.
+#[derive(Clone)]
+pub struct Engines {
+    studio: Arc<dyn Engine>,
+    patch: Arc<dyn Engine>,
+    diffusion: Option<Arc<dyn Engine>>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines").field("diffusion", &self.diffusion.is_some()).finish()
+    }
+}
+
+impl Default for Engines {
+    fn default() -> Self {
+        Engines::weight_free()
+    }
+}
+
+impl Engines {
+    /// Only the engines that need no weights.
+    pub fn weight_free() -> Self {
+        Engines {
+            studio: Arc::new(studio::StudioEngine::default()),
+            patch: Arc::new(patch::PatchEngine::default()),
+            diffusion: None,
+        }
+    }
+
+    /// Adds a diffusion engine (with a configured model); `auto` then picks it.
+    pub fn with_diffusion(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.diffusion = Some(engine);
+        self
+    }
+
+    /// Whether a diffusion engine is configured.
+    pub fn has_diffusion(&self) -> bool {
+        self.diffusion.is_some()
+    }
+
+    /// The engine for a name and a job: `auto` resolved (see [`EngineName::resolve`]),
+    /// with the concrete name that will run.
+    pub fn get(
+        &self,
+        name: EngineName,
+        kind: JobKind,
+    ) -> Result<(EngineName, Arc<dyn Engine>), EngineError> {
+        let resolved = name.resolve(kind, self.has_diffusion());
+        let engine = match resolved {
+            EngineName::Studio => Arc::clone(&self.studio),
+            EngineName::Patch => Arc::clone(&self.patch),
+            EngineName::Diffusion => {
+                self.diffusion.clone().ok_or_else(|| EngineError::Unsupported {
+                    engine: "diffusion",
+                    reason: "no diffusion model is configured (see the README's Models section)"
+                        .into(),
+                })?
+            }
+            EngineName::Auto => {
+                return Err(EngineError::Unsupported {
+                    engine: "auto",
+                    reason: "auto did not resolve".into(),
+                })
+            }
+        };
+        Ok((resolved, engine))
     }
 }

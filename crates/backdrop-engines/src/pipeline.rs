@@ -9,7 +9,7 @@
 //! [`run_expansion`] and then [`render`]; nothing here does IO, so the same code serves
 //! local files and blob stores.
 
-use crate::build;
+use crate::Engines;
 use backdrop_core::{
     BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions, ErrorCode,
     ExpansionSpec, JobKind, Progress, SpecError,
@@ -126,12 +126,9 @@ pub fn random_seed() -> u64 {
     hasher.finish() & 0x7FFF_FFFF
 }
 
-/// Whether a diffusion model is configured; `auto` picks diffusion when it is.
-/// No model configuration exists yet, so `auto` means studio / patch.
-const MODEL_CONFIGURED: bool = false;
-
 /// Runs a background job.
 pub fn run_background(
+    engines: &Engines,
     job: &BackgroundJob<'_>,
     progress: &dyn Progress,
     cancel: &CancelToken,
@@ -166,11 +163,12 @@ pub fn run_background(
         n: job.spec.n,
         options: &options,
     };
-    run(job.engine, &input, Seam::AlphaOnly, started, progress, cancel)
+    run(engines, job.engine, &input, Seam::AlphaOnly, started, progress, cancel)
 }
 
 /// Runs an expansion job.
 pub fn run_expansion(
+    engines: &Engines,
     job: &ExpansionJob<'_>,
     progress: &dyn Progress,
     cancel: &CancelToken,
@@ -194,6 +192,7 @@ pub fn run_expansion(
         options: &job.options,
     };
     run(
+        engines,
         job.engine,
         &input,
         Seam::Harmonize { feather: default_feather(w, h) },
@@ -204,6 +203,7 @@ pub fn run_expansion(
 }
 
 fn run(
+    engines: &Engines,
     name: EngineName,
     input: &EngineInput<'_>,
     seam: Seam,
@@ -211,8 +211,7 @@ fn run(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
-    let engine_name = name.resolve(input.kind, MODEL_CONFIGURED);
-    let engine = build(engine_name)?;
+    let (engine_name, engine) = engines.get(name, input.kind)?;
     let prepare_ms = ms(started);
     cancel.check()?;
     let engine_started = Instant::now();

@@ -10,6 +10,7 @@ use backdrop_engines::pipeline::{
     render, run_background, run_expansion, BackgroundJob, ExpansionJob, JobError, JobOutput,
     RenderOptions,
 };
+use backdrop_engines::Engines;
 use backdrop_imaging::preview::DEFAULT_PREVIEW_SIDE;
 use backdrop_imaging::{decode, DecodeLimits, DecodedImage, InputError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -114,7 +115,12 @@ fn generate(args: GenerateArgs) -> Result<(), Failure> {
         options,
     };
     let bar = progress_bar(args.common.json);
-    let output = run_background(&job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
+    let output = run_background(
+        &Engines::weight_free(),
+        &job,
+        &|p: StepProgress| report(&bar, p),
+        &CancelToken::new(),
+    )?;
     bar.finish_and_clear();
     let summary = finish("background", &args.common, &mut out, output, decode_ms, started)?;
     publish(out, &args.common, &summary)
@@ -146,7 +152,12 @@ fn expand(args: ExpandArgs) -> Result<(), Failure> {
         options: EngineOptions::default(),
     };
     let bar = progress_bar(args.common.json);
-    let output = run_expansion(&job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
+    let output = run_expansion(
+        &Engines::weight_free(),
+        &job,
+        &|p: StepProgress| report(&bar, p),
+        &CancelToken::new(),
+    )?;
     bar.finish_and_clear();
     let summary = finish("expansion", &args.common, &mut out, output, decode_ms, started)?;
     publish(out, &args.common, &summary)
