@@ -11,6 +11,8 @@
 //! - [`error`]: [`ErrorCode`], the stable machine-readable codes every error maps to.
 //! - [`scene`]: the catalogue of scene templates ([`SceneTemplate`]) and the documented
 //!   prompt-word mapping that picks one when only a prompt is given.
+//! - [`task`]: [`TaskState`] and [`TaskPayload`], the persisted form of a job.
+//! - [`pricing`]: [`PriceTable`], credits per surface.
 //! - [`engine`]: the [`Engine`] trait (the port engines implement), its input and output,
 //!   progress reporting and cancellation, and [`EngineName`] selection.
 
@@ -18,16 +20,20 @@
 
 pub mod engine;
 pub mod error;
+pub mod pricing;
 pub mod scene;
 pub mod spec;
+pub mod task;
 
 pub use engine::{
     CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions, EngineOutput,
     JobKind, Progress, StepProgress,
 };
 pub use error::ErrorCode;
+pub use pricing::PriceTable;
 pub use scene::{SceneChoice, SceneTemplate, SCENES};
 pub use spec::{
     BackgroundSpec, ExpansionPixels, ExpansionRatios, ExpansionSpec, LoraRef, OutputSize,
     ReferenceSpec, ResizeMode, SpecError,
 };
+pub use task::{JobSpec, OutputFormat, TaskPayload, TaskState};

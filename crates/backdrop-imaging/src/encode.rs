@@ -9,61 +9,11 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
-use std::fmt;
-use std::str::FromStr;
 
 /// JPEG quality used for results.
 pub const JPEG_QUALITY: u8 = 92;
 
-/// An output file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OutputFormat {
-    /// Lossless PNG.
-    #[default]
-    Png,
-    /// JPEG at [`JPEG_QUALITY`].
-    Jpeg,
-    /// Lossless WebP.
-    WebP,
-}
-
-impl OutputFormat {
-    /// The file extension, without the dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            OutputFormat::Png => "png",
-            OutputFormat::Jpeg => "jpg",
-            OutputFormat::WebP => "webp",
-        }
-    }
-
-    /// The MIME type.
-    pub fn mime(self) -> &'static str {
-        match self {
-            OutputFormat::Png => "image/png",
-            OutputFormat::Jpeg => "image/jpeg",
-            OutputFormat::WebP => "image/webp",
-        }
-    }
-}
-
-impl fmt::Display for OutputFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.extension())
-    }
-}
-
-impl FromStr for OutputFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "png" => Ok(OutputFormat::Png),
-            "jpg" | "jpeg" => Ok(OutputFormat::Jpeg),
-            "webp" => Ok(OutputFormat::WebP),
-            _ => Err(format!("unknown format '{s}' (expected png, jpg or webp)")),
-        }
-    }
-}
+pub use backdrop_core::OutputFormat;
 
 /// Encodes an RGB image. Fails only if the encoder does (e.g. WebP larger than 16383
 /// pixels on a side).
