@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod pricing;
 pub mod scene;
+pub mod secret;
 pub mod spec;
 pub mod task;
 
@@ -32,6 +33,7 @@ pub use engine::{
 pub use error::ErrorCode;
 pub use pricing::PriceTable;
 pub use scene::{SceneChoice, SceneTemplate, SCENES};
+pub use secret::Secret;
 pub use spec::{
     BackgroundSpec, ExpansionPixels, ExpansionRatios, ExpansionSpec, LoraRef, OutputSize,
     ReferenceSpec, ResizeMode, SpecError,
