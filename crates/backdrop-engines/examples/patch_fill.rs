@@ -64,6 +64,7 @@ fn params_from_env() -> PatchParams {
             "middle_iterations" => p.middle_iterations = int(),
             "fine_iterations" => p.fine_iterations = int(),
             "search_passes" => p.search_passes = int(),
+            "fine_search_passes" => p.fine_search_passes = int(),
             "refine_radius" => p.refine_radius = int(),
             "temperature" => p.temperature = float(),
             "fine_temperature" => p.fine_temperature = float(),

@@ -84,6 +84,9 @@ pub struct PatchParams {
     pub fine_iterations: u32,
     /// PatchMatch passes per EM iteration (scan direction alternates).
     pub search_passes: u32,
+    /// PatchMatch passes per EM iteration at the finest level, where the field comes
+    /// refined from the level above and a pass costs four times the one before.
+    pub fine_search_passes: u32,
     /// Largest random-search radius, in pixels, below the coarsest level: there the field
     /// starts from the coarser level's and mostly needs local refinement, and distant
     /// jumps would cost time for little. The coarsest level searches the whole image.
@@ -112,6 +115,7 @@ impl Default for PatchParams {
             middle_iterations: 2,
             fine_iterations: 1,
             search_passes: 2,
+            fine_search_passes: 1,
             refine_radius: 32,
             temperature: 1.0,
             fine_temperature: 0.1,
@@ -297,7 +301,9 @@ impl<'a> Plan<'a> {
             for iter in 0..iterations(self.params, l, count) {
                 cancel.check()?;
                 field.recompute(level, search);
-                for pass in 0..self.params.search_passes as usize {
+                let passes =
+                    if l == 0 { self.params.fine_search_passes } else { self.params.search_passes };
+                for pass in 0..passes.max(1) as usize {
                     let pass_tag = tag(2, u64::from(iter) << 8 | pass as u64);
                     field.search(level, search, max_radius, seed, pass_tag, pass);
                 }
