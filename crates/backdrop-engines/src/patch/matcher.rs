@@ -87,13 +87,13 @@ fn ssd_rows<const LEN: usize>(
         let (Some(a), Some(b)) = (img.get(ti..ti + LEN), img.get(si..si + LEN)) else {
             return i32::MAX;
         };
-        let mut row = 0i32;
+        let mut row = 0u32;
         for k in 0..LEN {
-            // i16 differences squared into i32: the multiply-add pattern vectorizes well.
-            let d = i16::from(a[k]) - i16::from(b[k]);
-            row += i32::from(d) * i32::from(d);
+            // |a - b| in u8 and its square in u16 (255^2 fits) keep the vectors narrow.
+            let d = u16::from(a[k].abs_diff(b[k]));
+            row += u32::from(d * d);
         }
-        sum += row;
+        sum += row as i32;
         if sum >= bound {
             return sum;
         }
