@@ -15,8 +15,8 @@
 pub mod blob;
 pub mod conformance;
 pub mod postgres;
-pub mod sqlite;
 mod sql;
+pub mod sqlite;
 mod types;
 
 pub use types::*;
