@@ -530,20 +530,23 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
             let win = Window::at(x, y, w, h, r);
             let out_px = &mut row[x * CHANNELS..x * CHANNELS + 3];
             if !exact_best {
-                let mut acc = [0f64; 3];
-                let mut total = 0f64;
+                // R, G, B and the total weight side by side, so the four running sums
+                // update together.
+                let mut acc = [0f64; 4];
                 for dy in win.dy0..=win.dy1 {
                     let base = (y as i32 + dy) as usize * w;
                     let span =
                         base + (x as i32 + win.dx0) as usize..=base + (x as i32 + win.dx1) as usize;
                     for &(weight, offset) in &prepared[span] {
-                        let c = colour(q, offset);
-                        total += weight;
-                        for k in 0..3 {
-                            acc[k] += weight * f64::from(c[k]);
+                        let c = (q as isize + offset as isize) as usize * CHANNELS;
+                        let Some(&[r, g, b, _]) = img.get(c..c + CHANNELS) else { continue };
+                        let v = [f64::from(r), f64::from(g), f64::from(b), 1.0];
+                        for k in 0..4 {
+                            acc[k] += weight * v[k];
                         }
                     }
                 }
+                let total = acc[3];
                 if total > 1e-290 {
                     for k in 0..3 {
                         out_px[k] = (acc[k] / total).round().clamp(0.0, 255.0) as u8;
