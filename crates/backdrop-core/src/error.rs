@@ -91,6 +91,8 @@ error_codes! {
     EngineFailed => "engine_failed",
     /// Writing a result failed.
     OutputFailed => "output_failed",
+    /// The service could not start or reach its database or storage.
+    ServiceFailed => "service_failed",
 }
 
 impl fmt::Display for ErrorCode {

@@ -25,6 +25,8 @@ pub struct Engines {
     studio: Arc<dyn Engine>,
     patch: Arc<dyn Engine>,
     diffusion: Option<Arc<dyn Engine>>,
+    /// Whether `auto` picks the diffusion engine (a default model is configured).
+    diffusion_auto: bool,
 }
 
 impl std::fmt::Debug for Engines {
@@ -46,18 +48,37 @@ impl Engines {
             studio: Arc::new(studio::StudioEngine::default()),
             patch: Arc::new(patch::PatchEngine::default()),
             diffusion: None,
+            diffusion_auto: false,
         }
     }
 
     /// Adds a diffusion engine (with a configured model); `auto` then picks it.
     pub fn with_diffusion(mut self, engine: Arc<dyn Engine>) -> Self {
         self.diffusion = Some(engine);
+        self.diffusion_auto = true;
+        self
+    }
+
+    /// Adds a diffusion engine that runs only when named (`diffusion`): models are
+    /// configured but none is the default, so `auto` keeps the weight-free engines.
+    pub fn with_named_diffusion(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.diffusion = Some(engine);
+        self.diffusion_auto = false;
         self
     }
 
     /// Whether a diffusion engine is configured.
     pub fn has_diffusion(&self) -> bool {
         self.diffusion.is_some()
+    }
+
+    /// The concrete engines this set can run (what a worker claims tasks for).
+    pub fn available(&self) -> Vec<EngineName> {
+        let mut names = vec![EngineName::Studio, EngineName::Patch];
+        if self.has_diffusion() {
+            names.push(EngineName::Diffusion);
+        }
+        names
     }
 
     /// The engine for a name and a job: `auto` resolved (see [`EngineName::resolve`]),
@@ -67,7 +88,7 @@ impl Engines {
         name: EngineName,
         kind: JobKind,
     ) -> Result<(EngineName, Arc<dyn Engine>), EngineError> {
-        let resolved = name.resolve(kind, self.has_diffusion());
+        let resolved = name.resolve(kind, self.has_diffusion() && self.diffusion_auto);
         let engine = match resolved {
             EngineName::Studio => Arc::clone(&self.studio),
             EngineName::Patch => Arc::clone(&self.patch),

@@ -1,0 +1,61 @@
+//! HTTP routes: the native v1 API, signed files, health, metrics and the OpenAPI
+//! document. Vendor surfaces add their own routers beside these.
+
+pub mod files;
+pub mod native;
+pub mod openapi;
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+/// The service's router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/files/{*key}", get(files::serve))
+        .merge(native::routes())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.repo.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database: {e}"))
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let depths: Vec<(String, u64)> = match state.repo.queue_depths().await {
+        Ok(depths) => {
+            depths.into_iter().map(|(engine, n)| (engine.as_str().to_string(), n)).collect()
+        }
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(&depths))
+        .into_response()
+}

@@ -1,0 +1,835 @@
+//! The native v1 API.
+//!
+//! Submit (`POST /v1/backgrounds`, `POST /v1/expansions`) with JSON (images as
+//! `image_url` or `image_base64`) or multipart (`image` file part, other fields as text
+//! parts of the same names); the answer is 202 with the task id and its status URL once
+//! the task is committed. `Idempotency-Key` (or `client_task_id`) makes a retried submit
+//! return the same task. Poll `GET /v1/tasks/{id}`, follow `GET /v1/tasks/{id}/events`
+//! (server-sent events), list with `GET /v1/tasks`, cancel with `DELETE /v1/tasks/{id}`.
+//! Timestamps are milliseconds since the Unix epoch.
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::service::{
+    self, check_rate, load_image, owned_task, percent, signed_url, ImageSource, Submission,
+};
+use crate::{AppState, Shared};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use backdrop_core::{
+    BackgroundSpec, EngineName, ExpansionRatios, ExpansionSpec, JobKind, JobSpec, LoraRef,
+    OutputFormat, OutputSize, ReferenceSpec, ResizeMode, TaskPayload, TaskState, SCENES,
+};
+use backdrop_imaging::DecodeLimits;
+use backdrop_store::{Task, TaskFilter};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::convert::Infallible;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The native routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/backgrounds", post(submit_background))
+        .route("/v1/expansions", post(submit_expansion))
+        .route("/v1/tasks", get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task).delete(cancel_task))
+        .route("/v1/tasks/{id}/events", get(task_events))
+        .route("/v1/tasks/{id}/callbacks", get(task_callbacks))
+        .route("/v1/scenes", get(scenes))
+        .route("/v1/models", get(models))
+        .route("/v1/account", get(account))
+}
+
+/// `POST /v1/backgrounds`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundRequest {
+    /// Cut-out (PNG/WebP with alpha) to fetch.
+    pub image_url: Option<String>,
+    /// Cut-out as base64.
+    pub image_base64: Option<String>,
+    /// What the background should show.
+    pub prompt: Option<String>,
+    /// A scene template id (`GET /v1/scenes`).
+    pub scene: Option<String>,
+    /// What to avoid.
+    pub negative_prompt: Option<String>,
+    /// Images, 1..=16 (default 1).
+    pub n: Option<u32>,
+    /// Seed of the first image; random when omitted (and reported).
+    pub seed: Option<u64>,
+    /// Output width (with `height`); default: the input's.
+    pub width: Option<u32>,
+    /// Output height.
+    pub height: Option<u32>,
+    /// `just-resize`, `crop-and-resize` or `resize-and-fill` (default).
+    pub resize_mode: Option<String>,
+    /// Denoising steps (diffusion).
+    pub steps: Option<u32>,
+    /// Model id (diffusion).
+    pub model: Option<String>,
+    /// LoRAs with weights (diffusion).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub loras: Option<Vec<LoraRef>>,
+    /// Reference background to fetch.
+    pub reference_image_url: Option<String>,
+    /// Reference background as base64.
+    pub reference_image_base64: Option<String>,
+    /// How strongly the reference shapes the result, 0..=1 (default 0.5).
+    pub reference_strength: Option<f32>,
+    /// Engine: `auto` (default), `studio`, `patch`, `diffusion`.
+    pub engine: Option<String>,
+    /// Mask growth into the cut-out's edge, px.
+    pub mask_grow: Option<u32>,
+    /// `png` (default), `jpg`, `webp`.
+    pub format: Option<String>,
+    /// Also make a preview (default true).
+    pub preview: Option<bool>,
+    /// Also make a watermarked variant.
+    pub watermark: Option<bool>,
+    /// Guidance scale (diffusion).
+    pub guidance: Option<f32>,
+    /// Scheduler (diffusion).
+    pub scheduler: Option<String>,
+    /// POSTed on every state change.
+    pub callback_url: Option<String>,
+    /// Your id for the task; a resubmit with the same id returns the same task.
+    pub client_task_id: Option<String>,
+}
+
+/// `POST /v1/expansions`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpansionRequest {
+    /// Photo to fetch.
+    pub image_url: Option<String>,
+    /// Photo as base64.
+    pub image_base64: Option<String>,
+    /// New area above, fraction of the height, 0..=2.
+    pub up: Option<f64>,
+    /// New area below, fraction of the height, 0..=2.
+    pub down: Option<f64>,
+    /// New area to the left, fraction of the width, 0..=2.
+    pub left: Option<f64>,
+    /// New area to the right, fraction of the width, 0..=2.
+    pub right: Option<f64>,
+    /// What the new area should show.
+    pub prompt: Option<String>,
+    /// Images, 1..=9 (default 1).
+    pub n: Option<u32>,
+    /// Seed of the first image.
+    pub seed: Option<u64>,
+    /// Engine: `auto` (default), `patch`, `studio`, `diffusion`.
+    pub engine: Option<String>,
+    /// Overlap into the original, px.
+    pub mask_grow: Option<u32>,
+    /// `png` (default), `jpg`, `webp`.
+    pub format: Option<String>,
+    /// Also make a preview (default true).
+    pub preview: Option<bool>,
+    /// Also make a watermarked variant.
+    pub watermark: Option<bool>,
+    /// POSTed on every state change.
+    pub callback_url: Option<String>,
+    /// Your id for the task.
+    pub client_task_id: Option<String>,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Task id.
+    pub id: String,
+    /// `queued` (or the current state of an idempotent resubmit).
+    pub state: String,
+    /// Where to poll.
+    pub status_url: String,
+    /// False when an earlier task with the same idempotency key was returned.
+    pub created: bool,
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code.
+    pub code: String,
+    /// One sentence.
+    pub message: String,
+}
+
+/// A task as the native API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    /// Task id.
+    pub id: String,
+    /// `background` or `expansion`.
+    pub kind: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
+    pub state: String,
+    /// Engine that runs it.
+    pub engine: String,
+    /// Images asked for.
+    pub n: u32,
+    /// Tasks ahead of this one while queued.
+    pub queue_position: Option<u64>,
+    /// Progress.
+    pub progress: ProgressView,
+    /// Seed of the first image.
+    pub seed: Option<u64>,
+    /// Times a worker picked it up.
+    pub attempts: u32,
+    /// Submitted at (ms).
+    pub created_at: i64,
+    /// First started at (ms).
+    pub started_at: Option<i64>,
+    /// Ended at (ms).
+    pub finished_at: Option<i64>,
+    /// Results and their URLs expire at (ms).
+    pub expires_at: Option<i64>,
+    /// Width of the results.
+    pub width: Option<u32>,
+    /// Height of the results.
+    pub height: Option<u32>,
+    /// Results.
+    pub images: Vec<ImageView>,
+    /// Whether the results were swept after expiry.
+    pub expired: bool,
+    /// Engine notes (scene picked and why...).
+    #[schema(value_type = Object)]
+    pub notes: Map<String, Value>,
+    /// Set when failed or canceled.
+    pub error: Option<ErrorBody>,
+}
+
+/// Progress of a task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressView {
+    /// 0..=100.
+    pub percent: u32,
+    /// Current step.
+    pub step: u32,
+    /// Steps per image.
+    pub steps: u32,
+}
+
+/// One result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageView {
+    /// 1-based.
+    pub index: u32,
+    /// Seed of this image.
+    pub seed: u64,
+    /// Signed URL of the image.
+    pub url: Option<String>,
+    /// Signed URL of the preview.
+    pub preview_url: Option<String>,
+    /// Signed URL of the watermarked variant.
+    pub watermarked_url: Option<String>,
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    /// Tasks, newest first.
+    pub tasks: Vec<TaskView>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// A request body: JSON or multipart, read under the body limit.
+pub enum SubmitBody {
+    /// Parsed JSON fields, plus uploaded files by field name.
+    Fields(Map<String, Value>, Vec<(String, Bytes)>),
+}
+
+/// Fields of multipart requests that stay strings even when they look like numbers.
+const STRING_FIELDS: &[&str] = &[
+    "image_url",
+    "image_base64",
+    "prompt",
+    "scene",
+    "negative_prompt",
+    "resize_mode",
+    "model",
+    "reference_image_url",
+    "reference_image_base64",
+    "engine",
+    "format",
+    "scheduler",
+    "callback_url",
+    "client_task_id",
+];
+
+impl<S: Send + Sync> FromRequest<S> for SubmitBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if content_type.starts_with("multipart/form-data") {
+            let mut multipart = Multipart::from_request(req, state)
+                .await
+                .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+            let mut fields = Map::new();
+            let mut files = Vec::new();
+            loop {
+                let field = match multipart.next_field().await {
+                    Ok(Some(field)) => field,
+                    Ok(None) => break,
+                    Err(e) => return Err(multipart_error(e)),
+                };
+                let name = field.name().unwrap_or_default().to_string();
+                if field.file_name().is_some()
+                    || matches!(name.as_str(), "image" | "reference_image")
+                {
+                    let bytes = field.bytes().await.map_err(multipart_error)?;
+                    files.push((name, bytes));
+                } else {
+                    let text = field.text().await.map_err(multipart_error)?;
+                    let value = if STRING_FIELDS.contains(&name.as_str()) {
+                        Value::String(text)
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    };
+                    fields.insert(name, value);
+                }
+            }
+            Ok(SubmitBody::Fields(fields, files))
+        } else if content_type.starts_with("application/json") || content_type.is_empty() {
+            let body = Bytes::from_request(req, state).await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large("request body is larger than the limit")
+                } else {
+                    ApiError::bad_request("invalid_body", e.body_text())
+                }
+            })?;
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(fields)) => Ok(SubmitBody::Fields(fields, Vec::new())),
+                Ok(_) => {
+                    Err(ApiError::bad_request("invalid_json", "the body must be a JSON object"))
+                }
+                Err(e) => {
+                    Err(ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
+                }
+            }
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("content type '{content_type}' is not accepted; send application/json or multipart/form-data"),
+            ))
+        }
+    }
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large("request body is larger than the limit")
+    } else {
+        ApiError::bad_request("invalid_multipart", e.body_text())
+    }
+}
+
+fn parse_fields<T: serde::de::DeserializeOwned>(fields: Map<String, Value>) -> Result<T, ApiError> {
+    serde_json::from_value(Value::Object(fields))
+        .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))
+}
+
+fn parse_opt<T: std::str::FromStr<Err = String>>(
+    value: Option<&str>,
+    code: &'static str,
+) -> Result<Option<T>, ApiError> {
+    value.map(|v| v.parse::<T>().map_err(|e| ApiError::bad_request(code, e))).transpose()
+}
+
+fn image_source(
+    url: Option<String>,
+    base64: Option<String>,
+    file: Option<Bytes>,
+    what: &str,
+) -> Result<Option<ImageSource>, ApiError> {
+    match (url, base64, file) {
+        (None, None, None) => Ok(None),
+        (Some(url), None, None) => Ok(Some(ImageSource::Url(url))),
+        (None, Some(b64), None) => Ok(Some(ImageSource::Base64(b64))),
+        (None, None, Some(bytes)) => Ok(Some(ImageSource::Bytes(bytes))),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("give the {what} once: as a URL, as base64 or as a file"),
+        )),
+    }
+}
+
+fn idempotency(
+    headers: &HeaderMap,
+    client_task_id: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    let header = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = header.or(client_task_id);
+    if let Some(k) = &key {
+        if k.is_empty() || k.len() > 255 {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                "the idempotency key must be 1-255 characters",
+            ));
+        }
+    }
+    Ok(key)
+}
+
+fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Option<Bytes> {
+    files.iter().position(|(n, _)| n == name).map(|i| files.remove(i).1)
+}
+
+#[utoipa::path(post, path = "/v1/backgrounds", request_body = BackgroundRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn submit_background(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: SubmitBody,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    check_rate(&state, &key.id.to_string())?;
+    let SubmitBody::Fields(fields, mut files) = body;
+    let req: BackgroundRequest = parse_fields(fields)?;
+    let size = match (req.width, req.height) {
+        (Some(width), Some(height)) => Some(OutputSize { width, height }),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "give both width and height, or neither",
+            ))
+        }
+    };
+    let resize_mode: ResizeMode =
+        parse_opt(req.resize_mode.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    let reference_source = image_source(
+        req.reference_image_url,
+        req.reference_image_base64,
+        take_file(&mut files, "reference_image"),
+        "reference image",
+    )?;
+    let spec = BackgroundSpec {
+        prompt: req.prompt,
+        scene: req.scene,
+        negative_prompt: req.negative_prompt,
+        n: req.n.unwrap_or(1),
+        seed: req.seed,
+        size,
+        resize_mode,
+        steps: req.steps,
+        model: req.model,
+        loras: req.loras.unwrap_or_default(),
+        reference: reference_source.as_ref().map(|_| ReferenceSpec {
+            strength: req.reference_strength.unwrap_or(0.5),
+            resize_mode: ResizeMode::CropAndResize,
+        }),
+    };
+    let mut payload = TaskPayload::new(JobSpec::Background(spec));
+    payload.engine =
+        parse_opt::<EngineName>(req.engine.as_deref(), "unknown_engine")?.unwrap_or_default();
+    payload.mask_grow = req.mask_grow;
+    payload.format =
+        parse_opt::<OutputFormat>(req.format.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    payload.preview_side = req.preview.unwrap_or(true).then_some(512);
+    payload.watermark = req.watermark.unwrap_or(false);
+    payload.guidance = req.guidance;
+    payload.scheduler = req.scheduler;
+    let idempotency_key = idempotency(&headers, req.client_task_id)?;
+    let source =
+        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "image_required",
+                    "send the cut-out as image_url, image_base64 or an 'image' file part",
+                )
+            })?;
+    // Validate the spec before downloading anything.
+    payload.job.validate()?;
+    let input = load_image(&state, source, "image").await?;
+    let reference = match reference_source {
+        Some(source) => Some(load_image(&state, source, "reference image").await?),
+        None => None,
+    };
+    let credits = state.config.prices.native(payload.job.n());
+    submit(&state, key, payload, input, reference, idempotency_key, req.callback_url, credits).await
+}
+
+#[utoipa::path(post, path = "/v1/expansions", request_body = ExpansionRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn submit_expansion(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: SubmitBody,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    check_rate(&state, &key.id.to_string())?;
+    let SubmitBody::Fields(fields, mut files) = body;
+    let req: ExpansionRequest = parse_fields(fields)?;
+    let spec = ExpansionSpec {
+        ratios: ExpansionRatios {
+            up: req.up.unwrap_or(0.0),
+            down: req.down.unwrap_or(0.0),
+            left: req.left.unwrap_or(0.0),
+            right: req.right.unwrap_or(0.0),
+        },
+        prompt: req.prompt,
+        n: req.n.unwrap_or(1),
+        seed: req.seed,
+        watermark: req.watermark.unwrap_or(false),
+    };
+    let mut payload = TaskPayload::new(JobSpec::Expansion(spec));
+    payload.engine =
+        parse_opt::<EngineName>(req.engine.as_deref(), "unknown_engine")?.unwrap_or_default();
+    payload.mask_grow = req.mask_grow;
+    payload.format =
+        parse_opt::<OutputFormat>(req.format.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    payload.preview_side = req.preview.unwrap_or(true).then_some(512);
+    let idempotency_key = idempotency(&headers, req.client_task_id)?;
+    let source =
+        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "image_required",
+                    "send the photo as image_url, image_base64 or an 'image' file part",
+                )
+            })?;
+    payload.job.validate()?;
+    let input = load_image(&state, source, "image").await?;
+    let credits = state.config.prices.native(payload.job.n());
+    submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn submit(
+    state: &Shared,
+    key: backdrop_store::ApiKey,
+    payload: TaskPayload,
+    input: Bytes,
+    reference: Option<Bytes>,
+    idempotency_key: Option<String>,
+    callback_url: Option<String>,
+    credits: i64,
+) -> Result<Response, ApiError> {
+    let created = service::submit(
+        state,
+        Submission {
+            key,
+            payload,
+            input,
+            reference,
+            idempotency_key,
+            surface: "native",
+            surface_meta: Value::Null,
+            callback_url,
+            credits,
+            limits: DecodeLimits::default(),
+        },
+    )
+    .await?;
+    let task = created.task;
+    let status_url = format!("{}/v1/tasks/{}", state.public_url(), task.uid);
+    let status = if created.created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let body = Accepted {
+        id: task.uid,
+        state: task.state.to_string(),
+        status_url: status_url.clone(),
+        created: created.created,
+    };
+    Ok((status, [(header::LOCATION, status_url)], axum::Json(body)).into_response())
+}
+
+/// The native view of a task.
+pub async fn task_view(state: &Shared, task: &Task) -> Result<TaskView, ApiError> {
+    let queue_position = if task.state == TaskState::Queued {
+        state.repo.queue_position(&task.uid).await?
+    } else {
+        None
+    };
+    let images = task
+        .result
+        .as_ref()
+        .map(|r| {
+            r.images
+                .iter()
+                .map(|img| ImageView {
+                    index: img.index,
+                    seed: img.seed,
+                    url: signed_url(state, task, &img.blob),
+                    preview_url: img
+                        .preview_blob
+                        .as_deref()
+                        .and_then(|b| signed_url(state, task, b)),
+                    watermarked_url: img
+                        .watermarked_blob
+                        .as_deref()
+                        .and_then(|b| signed_url(state, task, b)),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let notes = task
+        .result
+        .as_ref()
+        .map(|r| r.notes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+        .unwrap_or_default();
+    Ok(TaskView {
+        id: task.uid.clone(),
+        kind: task.kind().to_string(),
+        state: task.state.to_string(),
+        engine: task.engine.to_string(),
+        n: task.n(),
+        queue_position,
+        progress: ProgressView {
+            percent: percent(task),
+            step: task.progress.step,
+            steps: task.progress.steps,
+        },
+        seed: task.result.as_ref().map(|r| r.seed).or(task.payload.job.seed()),
+        attempts: task.attempts,
+        created_at: task.created_at,
+        started_at: task.started_at,
+        finished_at: task.finished_at,
+        expires_at: task.expires_at,
+        width: task.result.as_ref().map(|r| r.width),
+        height: task.result.as_ref().map(|r| r.height),
+        images,
+        expired: task.result_expired,
+        notes,
+        error: task.error_code.as_ref().map(|code| ErrorBody {
+            code: code.clone(),
+            message: task.error_message.clone().unwrap_or_default(),
+        }),
+    })
+}
+
+/// The native callback body: the task view as it stood when it entered `state`.
+pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String {
+    let images: Vec<Value> = task
+        .result
+        .as_ref()
+        .filter(|_| entered == TaskState::Succeeded)
+        .map(|r| {
+            r.images
+                .iter()
+                .map(|img| json!({"index": img.index, "seed": img.seed, "url": signed_url(state, task, &img.blob)}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "id": task.uid,
+        "kind": task.kind().to_string(),
+        "state": entered.as_str(),
+        "engine": task.engine.as_str(),
+        "images": images,
+        "error": task.error_code.as_ref().filter(|_| entered.is_terminal()).map(|code| json!({"code": code, "message": task.error_message})),
+        "created_at": task.created_at,
+    })
+    .to_string()
+}
+
+#[utoipa::path(get, path = "/v1/tasks/{id}", responses((status = 200, body = TaskView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TaskView>, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let task = owned_task(&state, &key, &id).await?;
+    Ok(axum::Json(task_view(&state, &task).await?))
+}
+
+#[utoipa::path(delete, path = "/v1/tasks/{id}", responses((status = 200, body = TaskView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel_task(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<TaskView>, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let task = owned_task(&state, &key, &id).await?;
+    if task.state.is_terminal() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "task_finished",
+            format!("the task is already {}", task.state),
+        ));
+    }
+    let task = state
+        .repo
+        .cancel(&id, crate::now_ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no task '{id}'")))?;
+    Ok(axum::Json(task_view(&state, &task).await?))
+}
+
+/// Query of `GET /v1/tasks`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only this state.
+    pub state: Option<String>,
+    /// Only `background` or `expansion`.
+    pub kind: Option<String>,
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/tasks", params(ListQuery), responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody)))]
+async fn list_tasks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<TaskPage>, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("invalid_parameter", "limit must be between 1 and 100"));
+    }
+    let filter = TaskFilter {
+        state: parse_opt::<TaskState>(q.state.as_deref(), "invalid_parameter")?,
+        kind: match q.kind.as_deref() {
+            None => None,
+            Some("background") => Some(JobKind::Background),
+            Some("expansion") => Some(JobKind::Expansion),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("unknown kind '{other}' (expected background or expansion)"),
+                ))
+            }
+        },
+        surface: None,
+        before: q
+            .cursor
+            .as_deref()
+            .map(|c| {
+                c.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
+                })
+            })
+            .transpose()?,
+        limit: limit + 1,
+        offset: 0,
+    };
+    let mut tasks = state.repo.list_tasks(key.id, &filter).await?;
+    let next_cursor = if tasks.len() > limit as usize {
+        tasks.truncate(limit as usize);
+        tasks.last().map(|t| t.id.to_string())
+    } else {
+        None
+    };
+    let mut views = Vec::with_capacity(tasks.len());
+    for task in &tasks {
+        views.push(task_view(&state, task).await?);
+    }
+    Ok(axum::Json(TaskPage { tasks: views, next_cursor }))
+}
+
+async fn task_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    owned_task(&state, &key, &id).await?;
+    // Poll the shared database rather than in-process state, so the events are right
+    // whichever node or worker runs the task.
+    let stream = futures::stream::unfold(
+        (state, id, None::<String>, false),
+        |(state, id, last, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                let task = match state.repo.task(&id).await {
+                    Ok(Some(task)) => task,
+                    _ => return None,
+                };
+                let view = match task_view(&state, &task).await {
+                    Ok(view) => view,
+                    Err(_) => return None,
+                };
+                let text = serde_json::to_string(&view).unwrap_or_default();
+                if last.as_deref() != Some(text.as_str()) {
+                    let terminal = task.state.is_terminal();
+                    let event = Event::default()
+                        .event(if terminal { "done" } else { "progress" })
+                        .data(text.clone());
+                    return Some((
+                        Ok::<Event, Infallible>(event),
+                        (state, id, Some(text), terminal),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+async fn task_callbacks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let task = owned_task(&state, &key, &id).await?;
+    let log = state.repo.deliveries(&task.uid).await?;
+    let items: Vec<Value> = log
+        .into_iter()
+        .map(|d| {
+            json!({"state": d.state.as_str(), "url": d.url, "attempt": d.attempt, "status": d.status,
+                   "error": d.error, "delivered": d.delivered, "at": d.at})
+        })
+        .collect();
+    Ok(axum::Json(json!({"callback_url": task.callback_url, "deliveries": items})))
+}
+
+async fn scenes() -> axum::Json<Value> {
+    let list: Vec<Value> = SCENES
+        .iter()
+        .map(|s| json!({"id": s.id, "name": s.name, "description": s.description, "keywords": s.keywords}))
+        .collect();
+    axum::Json(json!({"scenes": list}))
+}
+
+async fn models(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    authenticate(state.repo.as_ref(), &headers).await?;
+    let engines: Vec<&str> = state.engines.available().iter().map(|e| e.as_str()).collect();
+    Ok(axum::Json(json!({"engines": engines, "models": state.models})))
+}
+
+async fn account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let ledger = state.repo.ledger(key.id).await?;
+    let recent: Vec<Value> = ledger
+        .iter()
+        .rev()
+        .take(50)
+        .map(|e| json!({"task": e.task_uid, "delta": e.delta, "reason": e.reason, "note": e.note, "at": e.created_at}))
+        .collect();
+    Ok(axum::Json(
+        json!({"key": {"id": key.id, "name": key.name, "prefix": key.prefix}, "balance": key.balance, "ledger": recent}),
+    ))
+}

@@ -1,0 +1,74 @@
+//! Per-key submit rate limits: a token bucket per key, in this process.
+//!
+//! Each key's bucket holds up to `burst` tokens and refills at `rate` per second; a
+//! submit takes one. An empty bucket answers with the seconds until the next token, which
+//! becomes `Retry-After`. Buckets live in memory per API node, so with N nodes behind a
+//! balancer a key can reach N times the rate; the queue and concurrency limits, which are
+//! in the database, stay global.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Token buckets keyed by key id (or any other id, such as a vendor account).
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `rate` tokens per second, at most `burst` saved up (at least 1).
+    pub fn new(rate: f64, burst: u32) -> Self {
+        RateLimiter {
+            rate: rate.max(0.001),
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `id`; `Err(seconds)` to wait when there is none.
+    pub fn check(&self, id: &str) -> Result<(), u64> {
+        self.check_at(id, Instant::now())
+    }
+
+    fn check_at(&self, id: &str, now: Instant) -> Result<(), u64> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Bound memory: forget full buckets when the map grows large.
+        if buckets.len() > 100_000 {
+            let (rate, burst) = (self.rate, self.burst);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(id.to_string()).or_insert((self.burst, now));
+        let refilled =
+            (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            Err(((1.0 - refilled) / self.rate).ceil() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_refill() {
+        let limiter = RateLimiter::new(2.0, 2);
+        let t0 = Instant::now();
+        assert!(limiter.check_at("k", t0).is_ok());
+        assert!(limiter.check_at("k", t0).is_ok());
+        assert_eq!(limiter.check_at("k", t0), Err(1));
+        assert!(limiter.check_at("other", t0).is_ok(), "keys are independent");
+        assert!(limiter.check_at("k", t0 + Duration::from_millis(600)).is_ok());
+    }
+}

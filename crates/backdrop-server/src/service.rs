@@ -1,0 +1,240 @@
+//! What every API surface does, in domain terms.
+//!
+//! A surface parses its own wire format, then calls [`submit`] with a
+//! [`TaskPayload`] and the input bytes; everything that must hold for every surface
+//! (rate limit, full validation before queueing, the input stored, the task and its
+//! credit reservation committed before the answer) happens here once.
+
+use crate::error::ApiError;
+use crate::{now_ms, Shared};
+use backdrop_core::{JobSpec, TaskPayload, TaskState};
+use backdrop_engines::pipeline::random_seed;
+use backdrop_imaging::decode::check_cutout;
+use backdrop_imaging::{decode, DecodeLimits};
+use backdrop_store::{ApiKey, Created, NewTask, SubmitLimits, Task};
+use base64::Engine as _;
+use bytes::Bytes;
+
+/// Where an input image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// An http(s) URL, fetched under the fetch policy.
+    Url(String),
+    /// Base64 text (standard alphabet; a `data:` prefix is accepted and removed).
+    Base64(String),
+    /// Raw bytes (multipart upload).
+    Bytes(Bytes),
+}
+
+/// Loads an input image's bytes. `what` names the field in error messages.
+pub async fn load_image(
+    shared: &Shared,
+    source: ImageSource,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    match source {
+        ImageSource::Url(url) => Ok(Bytes::from(shared.fetcher.fetch(&url).await?.bytes)),
+        ImageSource::Bytes(bytes) => Ok(bytes),
+        ImageSource::Base64(text) => {
+            let text = text.trim();
+            let payload = match text.strip_prefix("data:") {
+                Some(rest) => rest.split_once(',').map_or(rest, |(_, data)| data),
+                None => text,
+            };
+            let max = DecodeLimits::default().max_file_bytes;
+            if payload.len() as u64 > max / 3 * 4 + 4 {
+                return Err(ApiError::too_large(format!("{what} is larger than {max} bytes")));
+            }
+            let cleaned: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(cleaned.as_bytes())
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(cleaned.as_bytes()))
+                .map(Bytes::from)
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_base64",
+                        format!("{what} is not valid base64: {e}"),
+                    )
+                })
+        }
+    }
+}
+
+/// A task to submit, as a surface built it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The owner.
+    pub key: ApiKey,
+    /// The job and output options.
+    pub payload: TaskPayload,
+    /// Input image bytes.
+    pub input: Bytes,
+    /// Reference image bytes.
+    pub reference: Option<Bytes>,
+    /// Idempotency key / client task id.
+    pub idempotency_key: Option<String>,
+    /// Surface name.
+    pub surface: &'static str,
+    /// Surface fields.
+    pub surface_meta: serde_json::Value,
+    /// Callback URL.
+    pub callback_url: Option<String>,
+    /// Credits to reserve.
+    pub credits: i64,
+    /// Decode limits of this surface (vendors document their own).
+    pub limits: DecodeLimits,
+}
+
+/// Takes a submit token for the key: 429 `rate_limited` with `Retry-After` when it has
+/// none left.
+pub fn check_rate(shared: &Shared, bucket: &str) -> Result<(), ApiError> {
+    shared.limiter.check(bucket).map_err(|wait| {
+        ApiError::too_many(
+            "rate_limited",
+            format!(
+                "more than {} submits per second for this key; retry in {wait} s",
+                shared.config.limits.submits_per_second
+            ),
+            wait,
+        )
+    })
+}
+
+/// Validates, stores and queues a task. The task is committed before this returns.
+pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, ApiError> {
+    if let Some(idem) = &sub.idempotency_key {
+        if let Some(task) = shared.repo.task_by_idempotency_key(sub.key.id, idem).await? {
+            return Ok(Created { task, created: false });
+        }
+    }
+    sub.payload.job.validate()?;
+    if let Some(url) = &sub.callback_url {
+        check_callback_url(url)?;
+    }
+    // Decoding proves the input meets every limit before anything is queued; it is CPU
+    // work, so it runs off the async threads.
+    let job = sub.payload.job.clone();
+    let input = sub.input.clone();
+    let limits = sub.limits;
+    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        let decoded = decode(&input, &limits)?;
+        match &job {
+            JobSpec::Background(_) => check_cutout(&decoded)?,
+            JobSpec::Expansion(spec) => {
+                let (w, h) = decoded.image.dimensions();
+                spec.ratios.pixels(w, h)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if let Some(reference) = &sub.reference {
+        let reference = reference.clone();
+        tokio::task::spawn_blocking(move || {
+            decode(&reference, &DecodeLimits::default()).map(|_| ())
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request(e.code().as_str(), format!("reference image: {e}")))?;
+    }
+    let kind = sub.payload.job.kind();
+    let (engine, _) = shared
+        .engines
+        .get(sub.payload.engine, kind)
+        .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
+    // Fix the seed now so a retried attempt (after a crash) makes the same images.
+    match &mut sub.payload.job {
+        JobSpec::Background(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
+        JobSpec::Expansion(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
+    }
+    let uid = uuid::Uuid::new_v4().simple().to_string();
+    let input_blob = format!("tasks/{uid}/input");
+    shared.blobs.put(&input_blob, sub.input.clone()).await?;
+    let reference_blob = match &sub.reference {
+        Some(bytes) => {
+            let key = format!("tasks/{uid}/reference");
+            shared.blobs.put(&key, bytes.clone()).await?;
+            Some(key)
+        }
+        None => None,
+    };
+    let new = NewTask {
+        uid,
+        key_id: sub.key.id,
+        engine,
+        payload: sub.payload,
+        input_blob: input_blob.clone(),
+        reference_blob: reference_blob.clone(),
+        idempotency_key: sub.idempotency_key,
+        surface: sub.surface.to_string(),
+        surface_meta: sub.surface_meta,
+        callback_url: sub.callback_url,
+        credits: sub.credits,
+    };
+    let limits = SubmitLimits {
+        max_queued: shared.config.limits.max_queued,
+        max_key_images: shared.config.limits.max_key_images,
+    };
+    let created = match shared.repo.create_task(new, limits, now_ms()).await {
+        Ok(created) => created,
+        Err(e) => {
+            // The task was refused: its input must not linger.
+            let _ = shared.blobs.delete(&input_blob).await;
+            if let Some(key) = reference_blob {
+                let _ = shared.blobs.delete(&key).await;
+            }
+            let error = ApiError::from(e);
+            shared.metrics.submit(sub.surface, &error.code);
+            return Err(error);
+        }
+    };
+    if !created.created {
+        let _ = shared.blobs.delete(&input_blob).await;
+    }
+    shared.metrics.submit(sub.surface, "accepted");
+    Ok(created)
+}
+
+/// A callback URL must be absolute http(s); where it points is checked at delivery.
+pub fn check_callback_url(url: &str) -> Result<(), ApiError> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        _ => Err(ApiError::bad_request(
+            "invalid_callback_url",
+            format!("callback URL '{url}' is not an absolute http(s) URL"),
+        )),
+    }
+}
+
+/// A task the key may see: 404 when there is none, 403 when it is another key's.
+pub async fn owned_task(shared: &Shared, key: &ApiKey, uid: &str) -> Result<Task, ApiError> {
+    let task = shared
+        .repo
+        .task(uid)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no task '{uid}'")))?;
+    if task.key_id != key.id {
+        return Err(ApiError::forbidden("this task belongs to another key"));
+    }
+    Ok(task)
+}
+
+/// A signed, expiring URL for a blob of a task (`None` once the results expired).
+pub fn signed_url(shared: &Shared, task: &Task, blob: &str) -> Option<String> {
+    if task.result_expired {
+        return None;
+    }
+    let expires_at =
+        task.expires_at.map_or(now_ms() / 1000 + shared.config.results.ttl_secs, |ms| ms / 1000);
+    Some(format!("{}/files/{blob}?{}", shared.public_url(), shared.signer.sign(blob, expires_at)))
+}
+
+/// Percent done, 0..=100.
+pub fn percent(task: &Task) -> u32 {
+    match task.state {
+        TaskState::Succeeded => 100,
+        TaskState::Queued => 0,
+        _ => (task.progress.fraction * 100.0).floor().clamp(0.0, 100.0) as u32,
+    }
+}
