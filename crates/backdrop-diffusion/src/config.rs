@@ -1,0 +1,167 @@
+//! The `[diffusion]` configuration section: named models, the default model, per-model
+//! defaults, limits, and the ONNX Runtime settings (`[diffusion.runtime]`).
+//!
+//! ```toml
+//! [diffusion]
+//! default_model = "sd15-inpaint"     # `auto` picks diffusion when this is set
+//! max_pixels = 1_048_576             # processing pixels per image; larger is refused
+//! max_batch = 2                      # images per UNet call
+//! expansion_strength = 0.9           # how much of the patch pre-fill survives (1 = none)
+//!
+//! [diffusion.models.sd15-inpaint]
+//! path = "/models/sd15-inpainting-onnx"   # an exported folder, or:
+//! # repo = "owner/name"                   # a Hugging Face repo (cache, or `models pull`)
+//! steps = 25
+//! guidance = 7.5
+//! scheduler = "dpm++2m-karras"            # ddim, euler-a, dpm++2m, dpm++2m-karras, lcm
+//!
+//! [diffusion.runtime]
+//! library = "/opt/onnxruntime/lib/libonnxruntime.so.1.22.1"   # default: discovered
+//! provider = "cpu"                   # cpu, cuda, tensorrt
+//! threads = 2                        # default: all cores
+//! optimization = "all"               # disable, basic, extended, all
+//! memory_arena = true
+//! ```
+
+use crate::runtime::RuntimeConfig;
+use crate::scheduler::SchedulerKind;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One named model.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// An exported ONNX folder.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A Hugging Face repo id holding an ONNX export.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// The repo revision (default `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Default steps.
+    #[serde(default)]
+    pub steps: Option<u32>,
+    /// Default guidance scale.
+    #[serde(default)]
+    pub guidance: Option<f32>,
+    /// Default scheduler (see [`SchedulerKind::NAMES`]).
+    #[serde(default)]
+    pub scheduler: Option<String>,
+    /// One line for `backdrop models list`.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `[diffusion]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffusionConfig {
+    /// Models by id.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelEntry>,
+    /// The model used when a job names none; also what makes `auto` pick diffusion.
+    #[serde(default)]
+    pub default_model: Option<String>,
+    /// The largest processing size (width x height after rounding up to a multiple of 8)
+    /// accepted per image; larger jobs are refused before any work.
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+    /// Images per UNet call (memory grows with it).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Strength for expansions: the patch pre-fill is noised to this level, so 1 keeps
+    /// only the original as context and lower values keep more of the pre-fill's layout.
+    #[serde(default = "default_expansion_strength")]
+    pub expansion_strength: f32,
+    /// ONNX Runtime settings.
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+fn default_max_pixels() -> u64 {
+    1024 * 1024
+}
+fn default_max_batch() -> usize {
+    2
+}
+fn default_expansion_strength() -> f32 {
+    0.9
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        DiffusionConfig {
+            models: BTreeMap::new(),
+            default_model: None,
+            max_pixels: default_max_pixels(),
+            max_batch: default_max_batch(),
+            expansion_strength: default_expansion_strength(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Built-in defaults when neither the job nor the model entry says.
+pub const DEFAULT_STEPS: u32 = 25;
+/// Built-in guidance scale.
+pub const DEFAULT_GUIDANCE: f32 = 7.5;
+
+impl DiffusionConfig {
+    /// Whether a default model is configured (then `auto` picks diffusion).
+    pub fn has_default_model(&self) -> bool {
+        self.default_model.is_some()
+    }
+
+    /// Checks names and values, so that a bad file is refused at start-up.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(id) = &self.default_model {
+            if !self.models.contains_key(id) {
+                return Err(format!(
+                    "[diffusion] default_model '{id}' is not among [diffusion.models] ({})",
+                    self.models.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        for (id, entry) in &self.models {
+            if entry.path.is_none() && entry.repo.is_none() {
+                return Err(format!("[diffusion.models.{id}] needs `path` or `repo`"));
+            }
+            if let Some(s) = &entry.scheduler {
+                s.parse::<SchedulerKind>().map_err(|e| format!("[diffusion.models.{id}] {e}"))?;
+            }
+        }
+        if !(0.0..=1.0).contains(&self.expansion_strength) || self.expansion_strength == 0.0 {
+            return Err("[diffusion] expansion_strength must be in (0, 1]".into());
+        }
+        if self.max_batch == 0 {
+            return Err("[diffusion] max_batch must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_broken_entry() {
+        let mut config = DiffusionConfig { default_model: Some("x".into()), ..Default::default() };
+        assert!(config.validate().expect_err("must fail").contains("default_model 'x'"));
+        config.models.insert("x".into(), ModelEntry::default());
+        assert!(config.validate().expect_err("must fail").contains("needs `path` or `repo`"));
+        config.models.insert(
+            "x".into(),
+            ModelEntry {
+                path: Some("/m".into()),
+                scheduler: Some("pndm".into()),
+                ..Default::default()
+            },
+        );
+        assert!(config.validate().expect_err("must fail").contains("unknown scheduler"));
+    }
+}

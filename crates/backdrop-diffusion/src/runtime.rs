@@ -1,0 +1,338 @@
+//! ONNX Runtime: finding the shared library, checking its version, and building sessions
+//! with the configured execution provider, threads, optimization level and arena.
+//!
+//! The `ort` crate is built with dynamic loading, so nothing is downloaded or linked at
+//! build time. The library is looked for in this order, and the first hit wins:
+//! 1. `[diffusion.runtime] library` in the configuration, then `ORT_DYLIB_PATH`;
+//! 2. the `onnxruntime` (or `onnxruntime-gpu`) wheel in a project-local venv (`.venv-ort`,
+//!    `.venv`, `venv` in the working directory or a parent, or `$VIRTUAL_ENV`), then in
+//!    the system Python's site-packages;
+//! 3. the system library paths (`LD_LIBRARY_PATH`, `/usr/local/lib`, `/usr/lib`, ...).
+//!
+//! The library must be ONNX Runtime 1.[`ORT_API_MINOR`] or newer: the version is read from
+//! the file name or the wheel's metadata before loading, so a wrong runtime is one clear
+//! error instead of a crash.
+
+use crate::DiffusionError;
+use ort::execution_providers::{
+    CPUExecutionProvider, CUDAExecutionProvider, ExecutionProviderDispatch,
+    TensorRTExecutionProvider,
+};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The ONNX Runtime minor version the `ort` crate's API level matches (1.22).
+pub const ORT_API_MINOR: u32 = 22;
+/// The `onnxruntime` wheel version `tools/test` installs.
+pub const ORT_WHEEL_VERSION: &str = "1.22.1";
+
+/// Where the networks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// The CPU (default; the `onnxruntime` wheel).
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA (the `onnxruntime-gpu` wheel, CUDA 12 and cuDNN 9 installed).
+    Cuda,
+    /// NVIDIA TensorRT, falling back to CUDA then CPU for unsupported nodes.
+    Tensorrt,
+}
+
+/// ONNX Runtime graph optimizations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimization {
+    /// None.
+    Disable,
+    /// Constant folding, redundant node removal.
+    Basic,
+    /// Plus node fusions (attention, GELU, layer norm).
+    Extended,
+    /// Plus layout optimizations (default).
+    #[default]
+    All,
+}
+
+/// `[diffusion.runtime]`: how ONNX Runtime runs.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Path of `libonnxruntime.so` (overrides discovery).
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+    /// `cpu` (default), `cuda` or `tensorrt`.
+    #[serde(default)]
+    pub provider: Provider,
+    /// GPU index for `cuda` / `tensorrt`.
+    #[serde(default)]
+    pub device_id: i32,
+    /// Threads inside one operator; default: all cores.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// `disable`, `basic`, `extended` or `all` (default).
+    #[serde(default)]
+    pub optimization: Optimization,
+    /// Keep ONNX Runtime's memory arena (faster repeated runs, higher peak; default on).
+    #[serde(default = "default_true")]
+    pub memory_arena: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The loaded runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeInfo {
+    /// The library file.
+    pub library: PathBuf,
+    /// Its version, when known.
+    pub version: Option<String>,
+}
+
+static RUNTIME: OnceLock<Result<RuntimeInfo, String>> = OnceLock::new();
+
+/// How to install the runtime, for error messages.
+pub fn install_hint() -> String {
+    format!(
+        "install it with `python3 -m venv .venv-ort && .venv-ort/bin/pip install \
+         onnxruntime=={ORT_WHEEL_VERSION}` (onnxruntime-gpu for CUDA) in the working \
+         directory, or point [diffusion.runtime] library / ORT_DYLIB_PATH at \
+         libonnxruntime.so 1.{ORT_API_MINOR}"
+    )
+}
+
+/// Finds the library without loading it.
+pub fn find_library(config: &RuntimeConfig) -> Result<PathBuf, DiffusionError> {
+    if let Some(path) = &config.library {
+        return existing(path, "[diffusion.runtime] library");
+    }
+    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return existing(Path::new(&path), "ORT_DYLIB_PATH");
+    }
+    for site in site_packages_dirs() {
+        for package in ["onnxruntime/capi"] {
+            if let Some(lib) = library_in(&site.join(package)) {
+                return Ok(lib);
+            }
+        }
+    }
+    let mut system: Vec<PathBuf> = std::env::var_os("LD_LIBRARY_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    system.extend(
+        ["/usr/local/lib", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+            .map(PathBuf::from),
+    );
+    for dir in system {
+        if let Some(lib) = library_in(&dir) {
+            return Ok(lib);
+        }
+    }
+    Err(DiffusionError::Runtime(format!("ONNX Runtime was not found; {}", install_hint())))
+}
+
+fn existing(path: &Path, source: &str) -> Result<PathBuf, DiffusionError> {
+    if path.is_file() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(DiffusionError::Runtime(format!(
+            "{source} names {}, which does not exist; {}",
+            path.display(),
+            install_hint()
+        )))
+    }
+}
+
+/// `libonnxruntime.so*` in a folder, preferring the versioned file.
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib")
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Python site-packages folders, project-local venvs first.
+fn site_packages_dirs() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors() {
+            for name in [".venv-ort", ".venv", "venv"] {
+                roots.push(dir.join(name));
+            }
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+        roots.push(PathBuf::from(venv));
+    }
+    let mut sites = Vec::new();
+    for root in roots {
+        sites.extend(python_sites(&root.join("lib"), "site-packages"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        sites.extend(python_sites(&Path::new(&home).join(".local/lib"), "site-packages"));
+    }
+    for base in ["/usr/local/lib", "/usr/lib"] {
+        sites.extend(python_sites(Path::new(base), "site-packages"));
+        sites.extend(python_sites(Path::new(base), "dist-packages"));
+    }
+    sites
+}
+
+/// `<lib>/python3.*/<leaf>` folders.
+fn python_sites(lib: &Path, leaf: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(lib) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("python3"))
+        })
+        .map(|p| p.join(leaf))
+        .filter(|p| p.is_dir())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The version of a library from its file name (`libonnxruntime.so.1.22.1`) or, for a
+/// wheel, from its `onnxruntime*-X.Y.Z.dist-info` folder.
+pub fn library_version(library: &Path) -> Option<String> {
+    let name = library.file_name()?.to_str()?;
+    if let Some(version) = name.strip_prefix("libonnxruntime.so.") {
+        if version.split('.').count() >= 2 {
+            return Some(version.to_owned());
+        }
+    }
+    let site = library.parent()?.parent()?.parent()?;
+    let entries = std::fs::read_dir(site).ok()?;
+    entries.filter_map(|e| e.ok()).find_map(|e| {
+        let name = e.file_name().into_string().ok()?;
+        let rest = name.strip_prefix("onnxruntime")?.strip_suffix(".dist-info")?;
+        let version = rest.rsplit('-').next()?;
+        Some(version.to_owned())
+    })
+}
+
+/// Checks a version string against the API level.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let mut parts = version.split('.');
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(1), Some(minor)) if minor >= ORT_API_MINOR => Ok(()),
+        _ => Err(format!(
+            "ONNX Runtime {version} is too old or not recognised: Backdrop needs 1.{ORT_API_MINOR} or newer"
+        )),
+    }
+}
+
+/// Loads the runtime once per process; later calls return the first outcome.
+pub fn init(config: &RuntimeConfig) -> Result<RuntimeInfo, DiffusionError> {
+    RUNTIME
+        .get_or_init(|| {
+            let library = find_library(config).map_err(|e| e.to_string())?;
+            let version = library_version(&library);
+            if let Some(v) = &version {
+                check_version(v).map_err(|e| {
+                    format!("{e} (found at {}); {}", library.display(), install_hint())
+                })?;
+            }
+            let path = library.to_string_lossy().into_owned();
+            // `ort` panics when the file is not a loadable ONNX Runtime; turn that into an
+            // error for the user.
+            let committed =
+                std::panic::catch_unwind(|| ort::init_from(path).with_name("backdrop").commit());
+            match committed {
+                Ok(Ok(_)) => Ok(RuntimeInfo { library, version }),
+                Ok(Err(e)) => Err(format!("ONNX Runtime at {}: {e}", library.display())),
+                Err(_) => Err(format!(
+                    "{} could not be loaded as ONNX Runtime 1.{ORT_API_MINOR}; {}",
+                    library.display(),
+                    install_hint()
+                )),
+            }
+        })
+        .clone()
+        .map_err(DiffusionError::Runtime)
+}
+
+/// Opens one network with the configured provider and options.
+pub fn session(config: &RuntimeConfig, model: &Path) -> Result<Session, DiffusionError> {
+    init(config)?;
+    let fail =
+        |e: ort::Error| DiffusionError::Model(format!("cannot load {}: {e}", model.display()));
+    let level = match config.optimization {
+        Optimization::Disable => GraphOptimizationLevel::Disable,
+        Optimization::Basic => GraphOptimizationLevel::Level1,
+        Optimization::Extended => GraphOptimizationLevel::Level2,
+        Optimization::All => GraphOptimizationLevel::Level3,
+    };
+    let cpu = CPUExecutionProvider::default().with_arena_allocator(config.memory_arena).build();
+    let providers: Vec<ExecutionProviderDispatch> = match config.provider {
+        Provider::Cpu => vec![cpu],
+        Provider::Cuda => vec![
+            CUDAExecutionProvider::default()
+                .with_device_id(config.device_id)
+                .build()
+                .error_on_failure(),
+            cpu,
+        ],
+        Provider::Tensorrt => vec![
+            TensorRTExecutionProvider::default()
+                .with_device_id(config.device_id)
+                .build()
+                .error_on_failure(),
+            CUDAExecutionProvider::default().with_device_id(config.device_id).build(),
+            cpu,
+        ],
+    };
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    Session::builder()
+        .and_then(|b| b.with_optimization_level(level))
+        .and_then(|b| b.with_intra_threads(threads))
+        .and_then(|b| b.with_memory_pattern(config.memory_arena))
+        .and_then(|b| b.with_execution_providers(providers))
+        .and_then(|b| b.commit_from_file(model))
+        .map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_and_checked() {
+        assert_eq!(
+            library_version(Path::new("/x/libonnxruntime.so.1.22.1")).as_deref(),
+            Some("1.22.1")
+        );
+        assert!(check_version("1.22.1").is_ok());
+        assert!(check_version("1.23.0").is_ok());
+        assert!(check_version("1.20.1").expect_err("must fail").contains("1.22"));
+        assert!(check_version("garbage").is_err());
+    }
+
+    #[test]
+    fn a_named_library_that_is_missing_is_one_clear_error() {
+        let config = RuntimeConfig {
+            library: Some(PathBuf::from("/nonexistent/libonnxruntime.so")),
+            ..Default::default()
+        };
+        let err = find_library(&config).expect_err("must fail").to_string();
+        assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
+        assert!(err.contains("pip install onnxruntime=="), "{err}");
+    }
+}

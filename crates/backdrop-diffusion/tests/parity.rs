@@ -1,0 +1,342 @@
+//! Parity with diffusers on the tiny fixture models: every case of `cases.json` runs through
+//! the job pipeline the command line uses (`run_background` / `run_expansion` with the
+//! diffusion engine, seed only), and the engine's images must be within 1/255 of
+//! diffusers' `StableDiffusionInpaintPipeline` on the same ONNX files; the final latents
+//! within 1e-3. Needs the ONNX Runtime library that `tools/test` installs.
+//!
+//! Regenerating: `make_fixtures.py models`, then this file's ignored
+//! `write_prepared_inputs`, then `make_fixtures.py references`.
+
+use backdrop_core::{
+    BackgroundSpec, CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions,
+    EngineOutput, ExpansionRatios, ExpansionSpec, Progress, ReferenceSpec, StepProgress,
+};
+use backdrop_diffusion::inpaint::{inpaint, InpaintRequest};
+use backdrop_diffusion::{DiffusionConfig, DiffusionEngine, ModelEntry};
+use backdrop_engines::pipeline::{run_background, run_expansion, BackgroundJob, ExpansionJob};
+use backdrop_engines::Engines;
+use backdrop_imaging::mask::{DEFAULT_BACKGROUND_GROW, DEFAULT_EXPANSION_GROW};
+use backdrop_imaging::{decode, DecodeLimits, DecodedImage};
+use image::{GrayImage, RgbImage};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn config() -> DiffusionConfig {
+    let mut config = DiffusionConfig::default();
+    for name in ["tiny-inpaint", "tiny-plain"] {
+        config.models.insert(
+            name.into(),
+            ModelEntry { path: Some(fixtures().join("models").join(name)), ..Default::default() },
+        );
+    }
+    config.default_model = Some("tiny-inpaint".into());
+    config
+}
+
+/// What the engine saw and made.
+#[derive(Default)]
+struct Seen {
+    image: Option<RgbImage>,
+    mask: Option<GrayImage>,
+    strength: f32,
+    output: Option<EngineOutput>,
+}
+
+/// The diffusion engine, recording its prepared input and raw output.
+struct Recording {
+    engine: Arc<DiffusionEngine>,
+    seen: Mutex<Seen>,
+}
+
+impl Engine for Recording {
+    fn name(&self) -> &'static str {
+        "diffusion"
+    }
+
+    fn generate(
+        &self,
+        input: &EngineInput<'_>,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<EngineOutput, EngineError> {
+        let model = self
+            .engine
+            .model(input.options.model.as_deref().unwrap_or("tiny-inpaint"))
+            .map_err(|e| EngineError::Failed { engine: "diffusion", reason: e.to_string() })?;
+        let (image, mask) = self.engine.prepare(input, model.info.vae_scale_factor as u32);
+        let multiple = model.info.size_multiple as u32;
+        let settings = self.engine.settings(input).expect("settings");
+        let output = self.engine.generate(input, progress, cancel)?;
+        let mut seen = self.seen.lock().expect("lock");
+        seen.image = Some(backdrop_diffusion::engine::pad_to_multiple(&image, multiple));
+        seen.mask = Some(backdrop_diffusion::engine::pad_to_multiple(&mask, multiple));
+        seen.strength = settings.strength;
+        seen.output = Some(output.clone());
+        Ok(output)
+    }
+}
+
+fn read(path: &Path) -> DecodedImage {
+    let bytes = std::fs::read(path).expect("fixture image");
+    decode(&bytes, &DecodeLimits::default()).expect("decodes")
+}
+
+/// Runs one case through the job pipeline.
+fn run_case(engine: &Arc<DiffusionEngine>, case: &Value) -> Seen {
+    let recording = Arc::new(Recording { engine: Arc::clone(engine), seen: Mutex::default() });
+    let engines = Engines::weight_free().with_diffusion(recording.clone());
+    let options = EngineOptions {
+        steps: case["steps"].as_u64().map(|s| s as u32),
+        guidance: case["guidance"].as_f64().map(|g| g as f32),
+        model: case["model"].as_str().map(str::to_owned),
+        scheduler: case["scheduler"].as_str().map(str::to_owned),
+        ..Default::default()
+    };
+    let n = case["n"].as_u64().expect("n") as u32;
+    let seed = case["seed"].as_u64().expect("seed");
+    let prompt = case["prompt"].as_str().map(str::to_owned);
+    let negative = case["negative"].as_str().map(str::to_owned);
+    let steps_seen = Mutex::new(Vec::new());
+    let progress = |p: StepProgress| steps_seen.lock().expect("lock").push(p.step);
+    let output = if case["kind"] == "background" {
+        let cutout = read(&fixtures().join("cutout.png"));
+        let reference = case["reference"].as_str().map(|r| read(&fixtures().join(r)).image);
+        let spec = BackgroundSpec {
+            prompt,
+            negative_prompt: negative,
+            n,
+            seed: Some(seed),
+            reference: case["strength"]
+                .as_f64()
+                .map(|s| ReferenceSpec { strength: s as f32, resize_mode: Default::default() }),
+            ..Default::default()
+        };
+        let job = BackgroundJob {
+            cutout: &cutout,
+            spec: &spec,
+            reference: reference.as_ref(),
+            mask_grow: DEFAULT_BACKGROUND_GROW,
+            engine: EngineName::Diffusion,
+            options,
+        };
+        run_background(&engines, &job, &progress, &CancelToken::new()).expect("background runs")
+    } else {
+        let photo = read(&fixtures().join("photo.png"));
+        let r = &case["ratios"];
+        let ratio = |k: &str| r[k].as_f64().unwrap_or(0.0);
+        let spec = ExpansionSpec {
+            ratios: ExpansionRatios {
+                up: ratio("up"),
+                down: ratio("down"),
+                left: ratio("left"),
+                right: ratio("right"),
+            },
+            prompt,
+            n,
+            seed: Some(seed),
+            watermark: false,
+        };
+        let job = ExpansionJob {
+            photo: &photo,
+            spec: &spec,
+            mask_grow: DEFAULT_EXPANSION_GROW,
+            engine: EngineName::Diffusion,
+            options,
+        };
+        run_expansion(&engines, &job, &progress, &CancelToken::new()).expect("expansion runs")
+    };
+    assert_eq!(output.images.len(), n as usize);
+    let steps = steps_seen.into_inner().expect("lock");
+    assert!(!steps.is_empty() && steps.windows(2).all(|w| w[1] == w[0] + 1), "progress {steps:?}");
+    let seen = std::mem::take(&mut *recording.seen.lock().expect("lock"));
+    seen
+}
+
+fn cases() -> Vec<Value> {
+    let text = std::fs::read_to_string(fixtures().join("cases.json")).expect("cases.json");
+    serde_json::from_str::<Value>(&text).expect("JSON").as_array().expect("list").clone()
+}
+
+fn png(path: &Path) -> image::DynamicImage {
+    image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn floats(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).expect("latents file");
+    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+#[test]
+fn engine_matches_diffusers_on_every_case() {
+    let engine = Arc::new(DiffusionEngine::new(config()).expect("config"));
+    let prepared = fixtures().join("prepared");
+    let references = fixtures().join("references");
+    let mut report = Vec::new();
+    let mut images_checked = 0;
+    let mut worst = 0u8;
+    for case in cases() {
+        let name = case["name"].as_str().expect("name");
+        let seen = run_case(&engine, &case);
+        // The engine prepared exactly the inputs diffusers was given.
+        let image = seen.image.as_ref().expect("image");
+        let mask = seen.mask.as_ref().expect("mask");
+        let expected_image = png(&prepared.join(format!("{name}-image.png"))).to_rgb8();
+        let expected_mask = png(&prepared.join(format!("{name}-mask.png"))).to_luma8();
+        assert!(
+            image == &expected_image && mask == &expected_mask,
+            "{name}: prepared input changed; regenerate the fixtures (see this file's doc)"
+        );
+        let output = seen.output.expect("output");
+        let (w, h) = (output.images[0].width(), output.images[0].height());
+        for (i, made) in output.images.iter().enumerate() {
+            let reference = png(&references.join(format!("{name}-{i}.png"))).to_rgb8();
+            let reference = image::imageops::crop_imm(&reference, 0, 0, w, h).to_image();
+            let diff = made
+                .as_raw()
+                .iter()
+                .zip(reference.as_raw())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .expect("pixels");
+            let count = made
+                .as_raw()
+                .iter()
+                .zip(reference.as_raw())
+                .filter(|(a, b)| a.abs_diff(**b) > 1)
+                .count();
+            report.push(format!("{name}[{i}] image max diff {diff}/255 ({count} channels over 1)"));
+            worst = worst.max(diff);
+            images_checked += 1;
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+    assert!(worst <= 1, "images differ from diffusers:\n{}", report.join("\n"));
+    assert!(images_checked >= 10, "{images_checked}");
+}
+
+#[test]
+fn latents_match_diffusers_on_every_case() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let prepared = fixtures().join("prepared");
+    let references = fixtures().join("references");
+    let mut worst_all = 0f32;
+    for case in cases() {
+        let name = case["name"].as_str().expect("name");
+        let model = engine.model(case["model"].as_str().expect("model")).expect("model loads");
+        let image = png(&prepared.join(format!("{name}-image.png"))).to_rgb8();
+        let mask = png(&prepared.join(format!("{name}-mask.png"))).to_luma8();
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(prepared.join(format!("{name}.json"))).expect("meta"),
+        )
+        .expect("JSON");
+        let n = case["n"].as_u64().expect("n");
+        let seeds: Vec<u64> = (0..n).map(|i| case["seed"].as_u64().expect("seed") + i).collect();
+        let request = InpaintRequest {
+            image: &image,
+            mask: &mask,
+            prompt: case["prompt"].as_str().unwrap_or(""),
+            negative_prompt: case["negative"].as_str(),
+            seeds: &seeds,
+            steps: case["steps"].as_u64().expect("steps") as usize,
+            guidance: case["guidance"].as_f64().expect("guidance") as f32,
+            scheduler: case["scheduler"].as_str().expect("scheduler").parse().expect("known"),
+            strength: meta["strength"].as_f64().expect("strength") as f32,
+            max_batch: 2,
+        };
+        let out = inpaint(&model, &request, &(), &CancelToken::new()).expect("runs");
+        for (i, latents) in out.latents.iter().enumerate() {
+            let expected = floats(&references.join(format!("{name}-{i}.f32")));
+            assert_eq!(latents.len(), expected.len(), "{name}[{i}]");
+            let worst =
+                latents.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            worst_all = worst_all.max(worst);
+            assert!(worst <= 1e-3, "{name}[{i}]: latents differ by {worst}");
+        }
+    }
+    eprintln!("worst latent difference: {worst_all:e}");
+}
+
+#[test]
+fn cancel_stops_between_steps_and_progress_counts_them() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let model = engine.model("tiny-inpaint").expect("model loads");
+    let image = RgbImage::from_pixel(64, 64, image::Rgb([120, 90, 60]));
+    let mask = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x > 20 { 255 } else { 0 }]));
+    let cancel = CancelToken::new();
+    let steps = Mutex::new(0u32);
+    let progress = |p: StepProgress| {
+        *steps.lock().expect("lock") = p.step;
+        if p.step == 2 {
+            cancel.cancel();
+        }
+    };
+    let request = InpaintRequest {
+        image: &image,
+        mask: &mask,
+        prompt: "x",
+        negative_prompt: None,
+        seeds: &[1],
+        steps: 6,
+        guidance: 7.5,
+        scheduler: "ddim".parse().expect("known"),
+        strength: 1.0,
+        max_batch: 1,
+    };
+    let err = inpaint(&model, &request, &progress, &cancel).expect_err("must fail");
+    assert_eq!(err, backdrop_diffusion::DiffusionError::Canceled);
+    assert_eq!(*steps.lock().expect("lock"), 2, "stopped right after the step that canceled");
+}
+
+#[test]
+fn image_i_equals_image_zero_of_seed_plus_i() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let model = engine.model("tiny-plain").expect("model loads");
+    let image = RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 77]));
+    let mask = GrayImage::from_fn(32, 32, |x, y| image::Luma([if x + y > 30 { 255 } else { 0 }]));
+    let run = |seeds: &[u64]| {
+        let request = InpaintRequest {
+            image: &image,
+            mask: &mask,
+            prompt: "forest",
+            negative_prompt: Some("text"),
+            seeds,
+            steps: 3,
+            guidance: 5.0,
+            scheduler: "euler-a".parse().expect("known"),
+            strength: 1.0,
+            max_batch: 2,
+        };
+        inpaint(&model, &request, &(), &CancelToken::new()).expect("runs").latents
+    };
+    let both = run(&[40, 41]);
+    let second = run(&[41]);
+    let worst = both[1].iter().zip(&second[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "batched image 1 differs from a run seeded 41 by {worst}");
+    assert!(both[0].iter().zip(&both[1]).any(|(a, b)| (a - b).abs() > 1e-2), "seeds differ");
+}
+
+/// Writes the prepared inputs the reference script feeds diffusers. Run only when the
+/// fixtures are regenerated.
+#[test]
+#[ignore = "regenerates fixtures"]
+fn write_prepared_inputs() {
+    let engine = Arc::new(DiffusionEngine::new(config()).expect("config"));
+    let prepared = fixtures().join("prepared");
+    std::fs::create_dir_all(&prepared).expect("folder");
+    for case in cases() {
+        let name = case["name"].as_str().expect("name");
+        let seen = run_case(&engine, &case);
+        seen.image.expect("image").save(prepared.join(format!("{name}-image.png"))).expect("save");
+        seen.mask.expect("mask").save(prepared.join(format!("{name}-mask.png"))).expect("save");
+        std::fs::write(
+            prepared.join(format!("{name}.json")),
+            format!("{{\"strength\": {}}}\n", seen.strength),
+        )
+        .expect("save");
+    }
+}

@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Convert a local diffusers Stable Diffusion checkpoint folder into the ONNX layout the
+diffusion engine loads (the diffusers/Optimum ONNX layout):
+
+    model_index.json
+    text_encoder/model.onnx   input_ids (int32) -> last_hidden_state
+    unet/model.onnx           sample, timestep (float32 [batch]), encoder_hidden_states
+                              -> out_sample   (weights over 1.5 GB go to unet/weights.pb)
+    vae_encoder/model.onnx    sample -> latent_parameters (mean and log-variance)
+    vae_decoder/model.onnx    latent_sample -> sample
+    tokenizer/                vocab.json, merges.txt, tokenizer_config.json, ...
+    scheduler/scheduler_config.json
+    */config.json             the component configs (VAE scale, scaling factor, ...)
+
+The input folder is any diffusers checkpoint in safetensors (or .bin) with
+model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ -- SD 1.x or 2.x,
+inpainting (9 input channels) or not, whatever its widths, depths and VAE scale factor.
+
+LoRAs (the `SubModelList` / `LoraWeight` job parameters) are served by fusing them into the
+weights here: `--lora FILE:WEIGHT` (repeatable). `--fp16` converts the weights to float16
+for GPUs while keeping float32 inputs and outputs (the engine feeds float32).
+
+Setup (once): python3 -m venv .venv-diffusion &&
+    .venv-diffusion/bin/pip install -r tools/diffusion/requirements.txt
+Usage: .venv-diffusion/bin/python tools/diffusion/export_onnx.py CHECKPOINT OUT
+       [--lora a.safetensors:0.8 ...] [--fp16] [--opset 17]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+
+EXTERNAL_DATA_LIMIT = 1_500_000_000
+
+
+class TextEncoder(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids.long())[0]
+
+
+class Unet(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        return self.model(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class VaeEncoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, sample):
+        # The distribution's parameters, so the engine samples with the seed's generator.
+        return self.vae.encode(sample).latent_dist.parameters
+
+
+class VaeDecoder(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample).sample
+
+
+def load_pipeline(checkpoint: Path, loras):
+    """The checkpoint's components, with LoRAs fused when given."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(checkpoint / "unet")
+    vae = AutoencoderKL.from_pretrained(checkpoint / "vae")
+    text_encoder = CLIPTextModel.from_pretrained(checkpoint / "text_encoder")
+    if loras:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(
+            checkpoint, unet=unet, vae=vae, text_encoder=text_encoder,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        names, weights = [], []
+        for i, (path, weight) in enumerate(loras):
+            name = f"lora{i}"
+            pipe.load_lora_weights(str(path), adapter_name=name)
+            names.append(name)
+            weights.append(weight)
+        pipe.set_adapters(names, adapter_weights=weights)
+        pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+        pipe.unload_lora_weights()
+        unet, text_encoder = pipe.unet, pipe.text_encoder
+    for m in (unet, vae, text_encoder):
+        m.eval()
+    return unet, vae, text_encoder
+
+
+def export_one(module, args, path: Path, inputs, outputs, axes, opset, fp16):
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.onnx")
+    with torch.no_grad():
+        torch.onnx.export(module, args, str(tmp), input_names=inputs, output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True,
+                          dynamo=False)
+    model = onnx.load(str(tmp), load_external_data=True)
+    if fp16:
+        from onnxconverter_common import float16
+
+        model = float16.convert_float_to_float16(model, keep_io_types=True)
+    for f in tmp.parent.iterdir():
+        if f.name != path.name and f.name != "config.json":
+            f.unlink()
+    size = sum(t.ByteSize() for t in model.graph.initializer)
+    if size > EXTERNAL_DATA_LIMIT:
+        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.pb", convert_attribute=False)
+    else:
+        onnx.save_model(model, str(path))
+
+
+def export(checkpoint: Path, out: Path, loras=(), fp16=False, opset=17):
+    checkpoint, out = Path(checkpoint), Path(out)
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if not (checkpoint / part).is_dir():
+            sys.exit(f"{checkpoint} is not a diffusers checkpoint folder: {part}/ is missing")
+    unet, vae, text_encoder = load_pipeline(checkpoint, loras)
+    out.mkdir(parents=True, exist_ok=True)
+    seq = 77
+    tok_config = checkpoint / "tokenizer" / "tokenizer_config.json"
+    if tok_config.exists():
+        seq = min(int(json.loads(tok_config.read_text()).get("model_max_length", 77)), 77)
+
+    ids = torch.zeros((1, seq), dtype=torch.int32)
+    export_one(TextEncoder(text_encoder), (ids,), out / "text_encoder" / "model.onnx",
+               ["input_ids"], ["last_hidden_state"],
+               {"input_ids": {0: "batch"}, "last_hidden_state": {0: "batch"}}, opset, fp16)
+
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    c_in = unet.config.in_channels
+    hidden = text_encoder.config.hidden_size
+    sample = torch.randn(2, c_in, 8, 8)
+    timestep = torch.tensor([500.0, 500.0])
+    states = torch.randn(2, seq, unet.config.cross_attention_dim or hidden)
+    export_one(Unet(unet), (sample, timestep, states), out / "unet" / "model.onnx",
+               ["sample", "timestep", "encoder_hidden_states"], ["out_sample"],
+               {"sample": {0: "batch", 2: "height", 3: "width"}, "timestep": {0: "batch"},
+                "encoder_hidden_states": {0: "batch"}, "out_sample": {0: "batch", 2: "height", 3: "width"}},
+               opset, fp16)
+
+    image = torch.randn(1, 3, 8 * scale, 8 * scale)
+    export_one(VaeEncoder(vae), (image,), out / "vae_encoder" / "model.onnx",
+               ["sample"], ["latent_parameters"],
+               {"sample": {0: "batch", 2: "height", 3: "width"},
+                "latent_parameters": {0: "batch", 2: "height_latent", 3: "width_latent"}}, opset, fp16)
+    latent = torch.randn(1, vae.config.latent_channels, 8, 8)
+    export_one(VaeDecoder(vae), (latent,), out / "vae_decoder" / "model.onnx",
+               ["latent_sample"], ["sample"],
+               {"latent_sample": {0: "batch", 2: "height_latent", 3: "width_latent"},
+                "sample": {0: "batch", 2: "height", 3: "width"}}, opset, fp16)
+
+    unet.save_config(out / "unet")
+    vae.save_config(out / "vae_encoder")
+    vae.save_config(out / "vae_decoder")
+    text_encoder.config.save_pretrained(out / "text_encoder")
+    if (out / "tokenizer").exists():
+        shutil.rmtree(out / "tokenizer")
+    shutil.copytree(checkpoint / "tokenizer", out / "tokenizer")
+    (out / "scheduler").mkdir(exist_ok=True)
+    shutil.copy(checkpoint / "scheduler" / "scheduler_config.json", out / "scheduler" / "scheduler_config.json")
+    index = {
+        "_class_name": "OnnxStableDiffusionInpaintPipeline" if c_in != vae.config.latent_channels
+        else "OnnxStableDiffusionPipeline",
+        "_diffusers_version": __import__("diffusers").__version__,
+        "text_encoder": ["onnxruntime", "OnnxRuntimeModel"],
+        "unet": ["onnxruntime", "OnnxRuntimeModel"],
+        "vae_encoder": ["onnxruntime", "OnnxRuntimeModel"],
+        "vae_decoder": ["onnxruntime", "OnnxRuntimeModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", json.loads((checkpoint / "scheduler" / "scheduler_config.json").read_text()).get("_class_name", "PNDMScheduler")],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--lora", action="append", default=[], help="FILE:WEIGHT (repeatable)")
+    parser.add_argument("--fp16", action="store_true")
+    parser.add_argument("--opset", type=int, default=17)
+    args = parser.parse_args()
+    loras = []
+    for spec in args.lora:
+        path, _, weight = spec.rpartition(":")
+        if not path:
+            path, weight = spec, "1.0"
+        loras.append((Path(path), float(weight)))
+    export(args.checkpoint, args.out, loras, args.fp16, args.opset)
+    print(f"exported {args.checkpoint} to {args.out}")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
