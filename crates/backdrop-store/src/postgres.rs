@@ -23,6 +23,7 @@ use crate::{
 use async_trait::async_trait;
 use backdrop_core::{EngineName, TaskState};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::Executor;
 use std::str::FromStr;
 
 /// Connections per process.
@@ -73,11 +74,13 @@ impl PgRepo {
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM backdrop_schema")
                 .fetch_one(&mut *tx)
                 .await?;
-        for (version, description, script) in MIGRATIONS {
-            if *version <= current {
+        for &(version, description, script) in MIGRATIONS {
+            if version <= current {
                 continue;
             }
-            sqlx::raw_sql(script).execute(&mut *tx).await?;
+            // Through the connection: `RawSql::execute` makes the future not `Send`
+            // (sqlx issue 3150).
+            (&mut *tx).execute(sqlx::raw_sql(script)).await?;
             sqlx::query(
                 "INSERT INTO backdrop_schema (version, description, applied_at)
                  VALUES ($1, $2, (EXTRACT(EPOCH FROM now()) * 1000)::BIGINT)",
@@ -844,5 +847,18 @@ impl TaskRepo for PgRepo {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opening must work from a spawned task (a server opens its repository on the
+    /// runtime), so its future must be `Send`; this fails to compile otherwise.
+    #[allow(dead_code)]
+    fn open_is_send() {
+        fn send<T: Send + 'static>(_: T) {}
+        send(PgRepo::open("postgres://localhost/x"));
     }
 }

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Executor, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -81,11 +81,13 @@ impl SqliteRepo {
             sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM backdrop_schema")
                 .fetch_one(&mut *tx)
                 .await?;
-        for (version, description, script) in MIGRATIONS {
-            if *version <= current {
+        for &(version, description, script) in MIGRATIONS {
+            if version <= current {
                 continue;
             }
-            sqlx::raw_sql(script).execute(&mut *tx).await?;
+            // Through the connection: `RawSql::execute` makes the future not `Send`
+            // (sqlx issue 3150).
+            (&mut *tx).execute(sqlx::raw_sql(script)).await?;
             sqlx::query(
                 "INSERT INTO backdrop_schema (version, description, applied_at)
                  VALUES ($1, $2, CAST(strftime('%s', 'now') AS INTEGER) * 1000)",
@@ -838,6 +840,14 @@ impl TaskRepo for SqliteRepo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opening must work from a spawned task (a server opens its repository on the
+    /// runtime), so its future must be `Send`; this fails to compile otherwise.
+    #[allow(dead_code)]
+    fn open_is_send() {
+        fn send<T: Send + 'static>(_: T) {}
+        send(SqliteRepo::open("sqlite://x.db"));
+    }
 
     #[tokio::test]
     async fn open_creates_the_file_and_its_folder_and_reopens() {

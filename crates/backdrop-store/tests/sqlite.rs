@@ -1,18 +1,14 @@
 //! The task repository against SQLite: the conformance suite on a fresh file per case,
 //! and claims racing from two repositories and from two processes on one file.
 
-use backdrop_core::{BackgroundSpec, EngineName, JobSpec, TaskPayload};
+mod common;
+
 use backdrop_store::sqlite::SqliteRepo;
-use backdrop_store::{
-    conformance, NewKey, NewTask, ResultImage, SubmitLimits, TaskRepo, TaskResult,
-};
-use std::collections::HashMap;
+use backdrop_store::{conformance, TaskRepo};
+use common::{check_each_once, drain, queue_tasks};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-
-const T0: i64 = 1_700_000_000_000;
-const TASKS: usize = 100;
 
 fn url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
@@ -32,100 +28,11 @@ async fn sqlite_conformance() {
     .await;
 }
 
-/// Fills a fresh file with `TASKS` queued tasks.
-async fn queue_tasks(url: &str) {
-    let repo = SqliteRepo::open(url).await.expect("opens");
-    let key = repo
-        .create_key(
-            NewKey {
-                name: "load".into(),
-                hash: "f".repeat(64),
-                prefix: "bd_load".into(),
-                balance: None,
-            },
-            T0,
-        )
-        .await
-        .expect("creates a key");
-    let limits = SubmitLimits { max_queued: 1_000, max_key_images: 1_000 };
-    for i in 0..TASKS {
-        let payload = TaskPayload::new(JobSpec::Background(BackgroundSpec {
-            prompt: Some("white studio".into()),
-            ..Default::default()
-        }));
-        let new = NewTask {
-            uid: format!("task-{i:03}"),
-            key_id: key.id,
-            engine: EngineName::Studio,
-            payload,
-            input_blob: format!("inputs/{i}.png"),
-            reference_blob: None,
-            idempotency_key: None,
-            surface: "native".into(),
-            surface_meta: serde_json::json!({}),
-            callback_url: Some("http://receiver.test/hook".into()),
-            credits: 0,
-        };
-        repo.create_task(new, limits, T0).await.expect("queues");
-    }
-}
-
-fn one_image() -> TaskResult {
-    TaskResult {
-        engine: "studio".into(),
-        seed: 1,
-        width: 8,
-        height: 8,
-        images: vec![ResultImage {
-            index: 1,
-            seed: 1,
-            blob: "results/x.png".into(),
-            preview_blob: None,
-            watermarked_blob: None,
-        }],
-        notes: vec![],
-        engine_ms: 1.0,
-    }
-}
-
-/// Claims and completes until the queue is empty; returns the uids this worker finished.
-async fn drain(repo: Arc<dyn TaskRepo>, worker: String) -> Vec<String> {
-    let mut done = Vec::new();
-    while let Some(task) =
-        repo.claim(&worker, &[EngineName::Studio], 60_000, T0 + 1).await.expect("claims")
-    {
-        let completed = repo
-            .complete(&task.uid, &worker, one_image(), T0 + 3_600_000, T0 + 2)
-            .await
-            .expect("completes");
-        assert!(completed, "{worker} holds the lease of {} it just claimed", task.uid);
-        done.push(task.uid);
-    }
-    done
-}
-
-/// Checks that every task was processed by exactly one worker and is stored as such.
-async fn check_each_once(url: &str, claims: &[(String, String)]) {
-    let mut by_task: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (uid, worker) in claims {
-        by_task.entry(uid).or_default().push(worker);
-    }
-    let twice: Vec<_> = by_task.iter().filter(|(_, w)| w.len() > 1).collect();
-    assert!(twice.is_empty(), "tasks claimed more than once: {twice:?}");
-    assert_eq!(by_task.len(), TASKS, "every task was claimed");
-    let repo = SqliteRepo::open(url).await.expect("opens");
-    for (uid, workers) in by_task {
-        let task = repo.task(uid).await.expect("reads").expect("exists");
-        assert_eq!(task.state, backdrop_core::TaskState::Succeeded);
-        assert_eq!((task.attempts, task.lease_owner.as_deref()), (1, Some(workers[0])));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_two_repos_on_one_file_process_each_task_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = url(&dir.path().join("shared.db"));
-    queue_tasks(&url).await;
+    queue_tasks(&SqliteRepo::open(&url).await.expect("opens")).await;
     // Two independent repositories (two pools, as two processes would have).
     let first: Arc<dyn TaskRepo> = Arc::new(SqliteRepo::open(&url).await.expect("opens"));
     let second: Arc<dyn TaskRepo> = Arc::new(SqliteRepo::open(&url).await.expect("opens"));
@@ -142,7 +49,7 @@ async fn sqlite_two_repos_on_one_file_process_each_task_once() {
     for w in workers {
         claims.extend(w.await.expect("a worker finished"));
     }
-    check_each_once(&url, &claims).await;
+    check_each_once(&SqliteRepo::open(&url).await.expect("opens"), &claims).await;
 }
 
 /// Run by `sqlite_two_processes_process_each_task_once` as a child process: drains the
@@ -175,7 +82,7 @@ async fn claimer_process() {
 async fn sqlite_two_processes_process_each_task_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = url(&dir.path().join("shared.db"));
-    queue_tasks(&url).await;
+    queue_tasks(&SqliteRepo::open(&url).await.expect("opens")).await;
     let exe = std::env::current_exe().expect("the test binary");
     let children: Vec<_> = ["proc-a", "proc-b"]
         .iter()
@@ -213,5 +120,5 @@ async fn sqlite_two_processes_process_each_task_once() {
         }
         println!("{name} finished {} task(s)", claims.len() - before);
     }
-    check_each_once(&url, &claims).await;
+    check_each_once(&SqliteRepo::open(&url).await.expect("opens"), &claims).await;
 }

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "backdrop", version, about, long_about = None)]
 pub struct Cli {
+    /// Configuration file (TOML); default: $BACKDROP_CONFIG, else ./backdrop.toml if present.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -21,6 +24,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Expand a photo outward by up/down/left/right ratios.
     Expand(ExpandArgs),
+    /// List, inspect or download diffusion models.
+    #[command(subcommand)]
+    Models(crate::models::ModelsCommand),
     /// List the scene templates.
     Scenes {
         /// Print JSON instead of a table.
@@ -56,6 +62,9 @@ pub struct CommonArgs {
     /// Output directory (created if missing).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
+    /// Diffusion engine flags.
+    #[command(flatten)]
+    pub diffusion: crate::models::DiffusionArgs,
 }
 
 /// `backdrop generate`.

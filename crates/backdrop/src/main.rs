@@ -7,6 +7,8 @@
 //! run succeeded.
 
 mod cli;
+mod config;
+mod models;
 mod output;
 mod run;
 

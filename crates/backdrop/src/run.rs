@@ -63,9 +63,24 @@ impl From<JobError> for Failure {
 
 /// Runs one command.
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
+    let config = crate::config::Config::load(cli.config.as_deref())
+        .map_err(|e| Failure::input(e, ErrorCode::EngineFailed))?;
+    let engines =
+        || crate::models::engines(&config).map_err(|e| Failure::input(e, ErrorCode::EngineFailed));
     match cli.command {
-        Command::Generate(args) => generate(args),
-        Command::Expand(args) => expand(args),
+        Command::Generate(args) => generate(args, &engines()?),
+        Command::Expand(args) => expand(args, &engines()?),
+        Command::Models(command) => {
+            let lines = crate::models::run(&config, command).map_err(|e| Failure {
+                message: e,
+                code: ErrorCode::EngineFailed,
+                status: 1,
+            })?;
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
         Command::Scenes { json } => {
             scenes(json);
             Ok(())
@@ -88,7 +103,7 @@ fn scenes(as_json: bool) {
     }
 }
 
-fn generate(args: GenerateArgs) -> Result<(), Failure> {
+fn generate(args: GenerateArgs, engines: &Engines) -> Result<(), Failure> {
     let started = Instant::now();
     let spec = BackgroundSpec {
         prompt: args.prompt,
@@ -105,7 +120,10 @@ fn generate(args: GenerateArgs) -> Result<(), Failure> {
     let decoded = read_image(&args.input)?;
     let mut out = stage(&args.common.out)?;
     let decode_ms = ms(started);
-    let options = EngineOptions { no_shadow: args.no_shadow, ..Default::default() };
+    let options = args
+        .common
+        .diffusion
+        .apply(EngineOptions { no_shadow: args.no_shadow, ..Default::default() });
     let job = BackgroundJob {
         cutout: &decoded,
         spec: &spec,
@@ -115,18 +133,14 @@ fn generate(args: GenerateArgs) -> Result<(), Failure> {
         options,
     };
     let bar = progress_bar(args.common.json);
-    let output = run_background(
-        &Engines::weight_free(),
-        &job,
-        &|p: StepProgress| report(&bar, p),
-        &CancelToken::new(),
-    )?;
+    let output =
+        run_background(engines, &job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
     bar.finish_and_clear();
     let summary = finish("background", &args.common, &mut out, output, decode_ms, started)?;
     publish(out, &args.common, &summary)
 }
 
-fn expand(args: ExpandArgs) -> Result<(), Failure> {
+fn expand(args: ExpandArgs, engines: &Engines) -> Result<(), Failure> {
     let started = Instant::now();
     let spec = ExpansionSpec {
         ratios: ExpansionRatios {
@@ -149,15 +163,11 @@ fn expand(args: ExpandArgs) -> Result<(), Failure> {
         spec: &spec,
         mask_grow: args.mask_grow,
         engine: args.common.engine,
-        options: EngineOptions::default(),
+        options: args.common.diffusion.apply(EngineOptions::default()),
     };
     let bar = progress_bar(args.common.json);
-    let output = run_expansion(
-        &Engines::weight_free(),
-        &job,
-        &|p: StepProgress| report(&bar, p),
-        &CancelToken::new(),
-    )?;
+    let output =
+        run_expansion(engines, &job, &|p: StepProgress| report(&bar, p), &CancelToken::new())?;
     bar.finish_and_clear();
     let summary = finish("expansion", &args.common, &mut out, output, decode_ms, started)?;
     publish(out, &args.common, &summary)

@@ -1,0 +1,213 @@
+//! Diffusion models on the command line: the `--model/--steps/--guidance/--scheduler/
+//! --strength` flags, the `models list|show|pull` subcommand, and building the engine set
+//! from the configuration.
+
+use crate::config::Config;
+use backdrop_core::EngineOptions;
+use backdrop_engines::Engines;
+use clap::{Args, Subcommand};
+
+/// Diffusion flags shared by `generate` and `expand`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DiffusionArgs {
+    /// Diffusion model id from the configuration (default: `default_model`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Denoising steps (default: the model's, else 25).
+    #[arg(long)]
+    pub steps: Option<u32>,
+    /// Guidance scale (default: the model's, else 7.5).
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Scheduler: ddim, euler-a, dpm++2m, dpm++2m-karras or lcm (default: the model's).
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Strength in (0, 1]: how far a reference background or the expansion pre-fill is
+    /// noised (1 ignores it).
+    #[arg(long)]
+    pub strength: Option<f32>,
+}
+
+impl DiffusionArgs {
+    /// The engine options these flags set.
+    pub fn apply(&self, mut options: EngineOptions) -> EngineOptions {
+        options.model = self.model.clone().or(options.model);
+        options.steps = self.steps.or(options.steps);
+        options.guidance = self.guidance.or(options.guidance);
+        options.scheduler = self.scheduler.clone().or(options.scheduler);
+        options.reference_strength = self.strength.or(options.reference_strength);
+        options
+    }
+}
+
+/// `backdrop models`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the configured models.
+    List,
+    /// Show one model: where its files are and what it is.
+    Show {
+        /// The model id.
+        id: String,
+    },
+    /// Download an ONNX export from the Hugging Face hub into the local cache.
+    Pull {
+        /// The repo id (owner/name).
+        repo: String,
+        /// Branch, tag or commit.
+        #[arg(long)]
+        revision: Option<String>,
+    },
+}
+
+/// The engines this process offers: the diffusion engine joins the weight-free ones when
+/// the configuration names any model.
+pub fn engines(config: &Config) -> Result<Engines, String> {
+    #[cfg(feature = "diffusion")]
+    {
+        if !config.diffusion.models.is_empty() {
+            let engine = backdrop_diffusion::DiffusionEngine::new(config.diffusion.clone())
+                .map_err(|e| e.to_string())?;
+            let engines = Engines::weight_free();
+            // `auto` picks diffusion only with a default model.
+            return Ok(if config.diffusion.has_default_model() {
+                engines.with_diffusion(std::sync::Arc::new(engine))
+            } else {
+                engines.with_named_diffusion(std::sync::Arc::new(engine))
+            });
+        }
+    }
+    let _ = config;
+    Ok(Engines::weight_free())
+}
+
+/// Runs `backdrop models ...`; returns the lines to print.
+#[cfg(feature = "diffusion")]
+pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, String> {
+    use backdrop_diffusion::{hub, model};
+    let diffusion = &config.diffusion;
+    match command {
+        ModelsCommand::List => {
+            if diffusion.models.is_empty() {
+                return Ok(vec![
+                    "no models configured: add [diffusion.models.ID] to backdrop.toml (see the README's Models section)".into(),
+                ]);
+            }
+            Ok(diffusion
+                .models
+                .iter()
+                .map(|(id, entry)| {
+                    let default = if diffusion.default_model.as_deref() == Some(id) {
+                        " (default)"
+                    } else {
+                        ""
+                    };
+                    let source = entry
+                        .path
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .or_else(|| entry.repo.as_ref().map(|r| format!("hf:{r}")))
+                        .unwrap_or_default();
+                    let status = match hub::resolve(id, entry) {
+                        Ok(folder) if model::missing_files(&folder).is_empty() => "ready",
+                        Ok(_) => "incomplete",
+                        Err(_) => "missing",
+                    };
+                    let description =
+                        entry.description.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+                    format!("{id}{default}  {status}  {source}{description}")
+                })
+                .collect())
+        }
+        ModelsCommand::Show { id } => {
+            let entry = diffusion.models.get(&id).ok_or_else(|| {
+                format!(
+                    "unknown model '{id}' (configured: {})",
+                    diffusion.models.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            let mut lines = vec![format!("model: {id}")];
+            let folder = hub::resolve(&id, entry).map_err(|e| e.to_string())?;
+            lines.push(format!("folder: {}", folder.display()));
+            let missing = model::missing_files(&folder);
+            if !missing.is_empty() {
+                lines.push(format!("missing: {}", missing.join(", ")));
+                return Ok(lines);
+            }
+            let loaded =
+                model::Model::open(&folder, &diffusion.runtime).map_err(|e| e.to_string())?;
+            let info = &loaded.info;
+            let family = if info.unet_in_channels == info.latent_channels {
+                "ordinary UNet (inpaints by latent blending)"
+            } else {
+                "inpainting UNet"
+            };
+            lines.push(format!("unet: {} input channels, {family}", info.unet_in_channels));
+            lines.push(format!(
+                "text embedding width: {}",
+                info.embedding_dim.map_or("dynamic".into(), |d| d.to_string())
+            ));
+            lines.push(format!(
+                "vae scale: {}, sizes padded to multiples of {}",
+                info.vae_scale_factor, info.size_multiple
+            ));
+            lines.push(format!(
+                "scheduler: {} (prediction {})",
+                info.scheduler.class_name.as_deref().unwrap_or("unknown"),
+                info.scheduler.prediction_type.as_deref().unwrap_or("epsilon")
+            ));
+            let defaults = format!(
+                "defaults: steps {}, guidance {}, scheduler {}",
+                entry.steps.unwrap_or(backdrop_diffusion::config::DEFAULT_STEPS),
+                entry.guidance.unwrap_or(backdrop_diffusion::config::DEFAULT_GUIDANCE),
+                entry.scheduler.as_deref().unwrap_or("the model's")
+            );
+            lines.push(defaults);
+            Ok(lines)
+        }
+        ModelsCommand::Pull { repo, revision } => {
+            let folder =
+                hub::pull(&repo, revision.as_deref(), &|file| eprintln!("downloading {file}"))
+                    .map_err(|e| e.to_string())?;
+            Ok(vec![
+                format!("pulled {repo} into {}", folder.display()),
+                format!("use it with:  [diffusion.models.NAME]  repo = \"{repo}\""),
+            ])
+        }
+    }
+}
+
+/// Without the diffusion engine there are no models.
+#[cfg(not(feature = "diffusion"))]
+pub fn run(_config: &Config, _command: ModelsCommand) -> Result<Vec<String>, String> {
+    Err("this build has no diffusion engine (cargo feature `diffusion`)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_options() {
+        let args = DiffusionArgs { steps: Some(9), strength: Some(0.5), ..Default::default() };
+        let options = args.apply(EngineOptions { guidance: Some(2.0), ..Default::default() });
+        assert_eq!(options.steps, Some(9));
+        assert_eq!(options.guidance, Some(2.0));
+        assert_eq!(options.reference_strength, Some(0.5));
+    }
+
+    #[cfg(feature = "diffusion")]
+    #[test]
+    fn auto_picks_diffusion_only_with_a_default_model() {
+        use backdrop_core::{EngineName, JobKind};
+        let with_default = Config::parse(
+            "[diffusion]\ndefault_model = \"m\"\n[diffusion.models.m]\npath = \"/m\"\n",
+        )
+        .expect("parses");
+        let engines = engines(&with_default).expect("engines");
+        let (name, _) = engines.get(EngineName::Auto, JobKind::Background).expect("auto");
+        assert_eq!(name, EngineName::Diffusion);
+        let none = engines(&Config::default()).expect("engines");
+        assert!(!none.has_diffusion());
+    }
+}
