@@ -1,0 +1,755 @@
+//! The native API as a client uses it: the real router served on loopback, a real
+//! SQLite database and blob folder in a temp dir, real workers and callback delivery,
+//! and a plain HTTP client.
+
+use backdrop_engines::Engines;
+use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
+use base64::Engine as _;
+use image::{Rgba, RgbaImage};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+struct TestServer {
+    base: String,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tmp");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = ServiceConfig::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.bind = addr.to_string();
+    config.queue.poll_ms = 20;
+    config.callbacks.backoff_ms = 50;
+    adjust(&mut config);
+    let shared = Arc::new(Shared::open(config, Engines::weight_free()).await.expect("open"));
+    let (stop, stopped) = watch::channel(false);
+    let app = backdrop_server::router(Arc::clone(&shared));
+    let mut shutdown = stopped.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    });
+    if workers {
+        tokio::spawn(worker::run(Arc::clone(&shared), "test-worker".into(), 1, stopped.clone()));
+    }
+    tokio::spawn(callbacks::run(Arc::clone(&shared), stopped));
+    TestServer { base: format!("http://{addr}"), shared, stop, _dir: dir }
+}
+
+impl TestServer {
+    async fn key(&self, credits: Option<i64>) -> String {
+        auth::create_key(self.shared.repo.as_ref(), "test", credits, now_ms()).await.expect("key").1
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn wait_terminal(&self, client: &reqwest::Client, key: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let task: Value = client
+                .get(self.url(&format!("/v1/tasks/{id}")))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("poll")
+                .json()
+                .await
+                .expect("json");
+            if matches!(task["state"].as_str(), Some("succeeded" | "failed" | "canceled")) {
+                return task;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not finish: {task}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+fn png(img: &RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("encode");
+    out
+}
+
+/// A 96x96 cut-out: an opaque disc on transparency.
+fn cutout_b64() -> String {
+    let img = RgbaImage::from_fn(96, 96, |x, y| {
+        let (dx, dy) = (x as f32 - 48.0, y as f32 - 52.0);
+        if dx * dx + dy * dy < 30.0 * 30.0 {
+            Rgba([200, (x * 2) as u8, 40, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    });
+    base64::engine::general_purpose::STANDARD.encode(png(&img))
+}
+
+/// A 64x48 textured "photo".
+fn photo_png() -> Vec<u8> {
+    png(&RgbaImage::from_fn(64, 48, |x, y| {
+        Rgba([(x * 4) as u8, (y * 5) as u8, ((x ^ y) * 8) as u8, 255])
+    }))
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    key: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = client.post(url).bearer_auth(key).json(&body).send().await.expect("post");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn submit_poll_download_both_jobs() {
+    let server = start(true, |_| {}).await;
+    let key = server.key(Some(100)).await;
+    let client = reqwest::Client::new();
+
+    let (status, accepted) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": cutout_b64(), "prompt": "dark luxury", "n": 2, "seed": 9}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    assert_eq!(accepted["state"], "queued");
+    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["engine"], "studio");
+    assert_eq!(task["notes"]["scene"], "dark-spotlight");
+    assert_eq!(task["images"].as_array().map(Vec::len), Some(2));
+    assert_eq!(task["progress"]["percent"], 100);
+    for image in task["images"].as_array().expect("images") {
+        for field in ["url", "preview_url"] {
+            let response =
+                client.get(image[field].as_str().expect("url")).send().await.expect("download");
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["content-type"], "image/png");
+            let bytes = response.bytes().await.expect("bytes");
+            let decoded = image::load_from_memory(&bytes).expect("an image");
+            assert_eq!(decoded.width(), 96);
+        }
+    }
+
+    // Multipart upload of an expansion with a watermark.
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(photo_png()).file_name("photo.png"))
+        .text("left", "0.5")
+        .text("up", "0.25")
+        .text("n", "1")
+        .text("seed", "4")
+        .text("watermark", "true");
+    let response = client
+        .post(server.url("/v1/expansions"))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: Value = response.json().await.expect("json");
+    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["engine"], "patch");
+    assert_eq!((task["width"].as_u64(), task["height"].as_u64()), (Some(96), Some(60)));
+    let marked = task["images"][0]["watermarked_url"].as_str().expect("watermarked variant");
+    assert_eq!(client.get(marked).send().await.expect("get").status(), StatusCode::OK);
+
+    // Credits: 2 + 1 images charged, nothing left reserved.
+    let account: Value = client
+        .get(server.url("/v1/account"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["balance"], 97, "{account}");
+}
+
+#[tokio::test]
+async fn cancel_paging_and_idempotency() {
+    let server = start(false, |_| {}).await;
+    let key = server.key(Some(50)).await;
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, body) = post(
+            &client,
+            server.url("/v1/backgrounds"),
+            &key,
+            json!({"image_base64": cutout_b64(), "scene": "concrete", "seed": i}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        ids.push(body["id"].as_str().expect("id").to_string());
+        tokio::time::sleep(Duration::from_millis(600)).await; // stay under 2 submits/s
+    }
+    // Queue positions follow submission order.
+    let last: Value = client
+        .get(server.url(&format!("/v1/tasks/{}", ids[4])))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(last["queue_position"], 4);
+
+    // Pages of 2, newest first, through the cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = server.url("/v1/tasks?limit=2&state=queued");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = client
+            .get(url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        for t in page["tasks"].as_array().expect("tasks") {
+            seen.push(t["id"].as_str().expect("id").to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    // Cancel a queued task: it ends at once and its credit comes back.
+    let response = client
+        .delete(server.url(&format!("/v1/tasks/{}", ids[0])))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), StatusCode::OK);
+    let canceled: Value = response.json().await.expect("json");
+    assert_eq!(canceled["state"], "canceled");
+    let again = client
+        .delete(server.url(&format!("/v1/tasks/{}", ids[0])))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let account: Value = client
+        .get(server.url("/v1/account"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["balance"], 46, "5 reserved, 1 refunded: {account}");
+
+    // The same Idempotency-Key returns the same task and reserves nothing more.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let first = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "order-17")
+        .json(&json!({"image_base64": cutout_b64(), "prompt": "pink"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.expect("json");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let second = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "order-17")
+        .json(&json!({"image_base64": cutout_b64(), "prompt": "pink"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.expect("json");
+    assert_eq!(first["id"], second["id"]);
+    assert_eq!(second["created"], false);
+    let account: Value = client
+        .get(server.url("/v1/account"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["balance"], 45);
+}
+
+#[tokio::test]
+async fn auth_limits_and_bad_bodies() {
+    let server = start(false, |c| {
+        c.limits.max_queued = 2;
+        c.limits.max_body_bytes = 256 * 1024;
+        c.limits.submits_per_second = 1.0;
+        c.limits.submit_burst = 1;
+    })
+    .await;
+    let key = server.key(None).await;
+    let other = server.key(None).await;
+    let client = reqwest::Client::new();
+    let body = json!({"image_base64": cutout_b64(), "prompt": "white"});
+
+    let r = client.post(server.url("/v1/backgrounds")).json(&body).send().await.expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let err: Value = r.json().await.expect("json");
+    assert_eq!(err["code"], "unauthorized");
+    let r = client
+        .post(server.url("/v1/backgrounds"))
+        .header("X-API-Key", "bd_wrong")
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Another key may not see it.
+    let r = client
+        .get(server.url(&format!("/v1/tasks/{}", accepted["id"].as_str().expect("id"))))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "forbidden");
+
+    // Rate: 1 per second with a burst of 1.
+    let r = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "rate_limited");
+
+    // Queue: at most 2 waiting for the studio engine (no worker runs here).
+    let (status, _) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, err) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
+    assert_eq!(err["code"], "queue_full");
+
+    // 413, 400 malformed JSON, 415 wrong type, 400 validation with the core's code.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let big = json!({"image_base64": "A".repeat(400 * 1024), "prompt": "x"});
+    let r = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .json(&big)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "body_too_large");
+    let r = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{\"prompt\": ")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "invalid_json");
+    let r = client
+        .post(server.url("/v1/backgrounds"))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, err) = post(
+        &client,
+        server.url("/v1/expansions"),
+        &key,
+        json!({"image_base64": "x", "left": 2.5}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["code"], "ratio_out_of_range");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, err) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": cutout_b64(), "prompt": "x", "n": 17}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("image_count_out_of_range"))
+    );
+    let opaque = base64::engine::general_purpose::STANDARD.encode(png(&RgbaImage::from_pixel(
+        32,
+        32,
+        Rgba([1, 2, 3, 255]),
+    )));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, err) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": opaque, "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("fully_opaque")),
+        "{err}"
+    );
+    let r = client.get(server.url("/v1/nowhere")).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn credits_are_refused_when_exhausted() {
+    let server = start(false, |_| {}).await;
+    let key = server.key(Some(1)).await;
+    let client = reqwest::Client::new();
+    let (status, err) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": cutout_b64(), "prompt": "x", "n": 2}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(err["code"], "insufficient_credits");
+    assert!(err["message"]
+        .as_str()
+        .expect("message")
+        .contains("costs 2 credits; the balance is 1"));
+}
+
+#[tokio::test]
+async fn signed_urls_refuse_tampering_and_expiry() {
+    let server = start(true, |_| {}).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let (_, accepted) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": cutout_b64(), "scene": "pastel-mint"}),
+    )
+    .await;
+    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    let url = task["images"][0]["url"].as_str().expect("url").to_string();
+    assert_eq!(client.get(&url).send().await.expect("get").status(), StatusCode::OK);
+
+    let tampered_sig = format!("{}0", &url[..url.len() - 1]).replace("sig=", "sig=f");
+    assert_eq!(
+        client.get(&tampered_sig).send().await.expect("get").status(),
+        StatusCode::FORBIDDEN
+    );
+    let other_file = url.replace("/1.png", "/1.preview.png");
+    assert_eq!(client.get(&other_file).send().await.expect("get").status(), StatusCode::FORBIDDEN);
+    let later = url.replacen("exp=", "exp=9", 1);
+    assert_eq!(client.get(&later).send().await.expect("get").status(), StatusCode::FORBIDDEN);
+    let unsigned = url.split('?').next().expect("path").to_string();
+    assert_eq!(client.get(&unsigned).send().await.expect("get").status(), StatusCode::FORBIDDEN);
+
+    // A correctly signed URL whose expiry has passed is gone, and shows no file.
+    let blob = url.split("/files/").nth(1).and_then(|s| s.split('?').next()).expect("blob key");
+    let past = now_ms() / 1000 - 10;
+    let expired = format!("{}/files/{blob}?{}", server.base, server.shared.signer.sign(blob, past));
+    let r = client.get(&expired).send().await.expect("get");
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert_eq!(r.json::<Value>().await.expect("json")["code"], "link_expired");
+}
+
+/// A loopback HTTP fixture: serves a PNG at /cutout.png and redirects /to?u=URL.
+async fn fixture_server() -> String {
+    use axum::extract::Query;
+    use axum::response::{IntoResponse, Redirect};
+    use std::collections::HashMap;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(cutout_b64()).expect("b64");
+    let app = axum::Router::new()
+        .route(
+            "/cutout.png",
+            axum::routing::get(move || async move { bytes.clone().into_response() }),
+        )
+        .route(
+            "/to",
+            axum::routing::get(|Query(q): Query<HashMap<String, String>>| async move {
+                Redirect::temporary(&q["u"])
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn input_urls_refuse_internal_destinations() {
+    let fixture = fixture_server().await;
+    let port = fixture.rsplit(':').next().expect("port").to_string();
+    let strict = start(false, |c| {
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
+    let key = strict.key(None).await;
+    let client = reqwest::Client::new();
+    for url in [
+        format!("http://127.0.0.1:{port}/cutout.png"),
+        "http://10.1.2.3/cutout.png".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://[::1]:{port}/cutout.png"),
+        format!("http://localhost:{port}/cutout.png"),
+    ] {
+        let (status, err) = post(
+            &client,
+            strict.url("/v1/backgrounds"),
+            &key,
+            json!({"image_url": url, "prompt": "x"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {err}");
+        assert_eq!(err["code"], "url_refused", "{url}: {err}");
+    }
+
+    // With the fixture allowed, the image is fetched; a redirect from it to an internal
+    // address is still refused.
+    let allowed = start(false, |c| {
+        c.fetch.allow = vec!["127.0.0.1/32".into()];
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
+    let key = allowed.key(None).await;
+    let (status, body) = post(
+        &client,
+        allowed.url("/v1/backgrounds"),
+        &key,
+        json!({"image_url": format!("{fixture}/cutout.png"), "prompt": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    for target in
+        ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.7/x.png", "http://[::1]/x.png"]
+    {
+        let url = format!("{fixture}/to?u={target}");
+        let (status, err) = post(
+            &client,
+            allowed.url("/v1/backgrounds"),
+            &key,
+            json!({"image_url": url, "prompt": "x"}),
+        )
+        .await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("url_refused")),
+            "{target}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn callbacks_are_retried_until_delivered_and_signed() {
+    use axum::http::HeaderMap;
+    let calls: Arc<Mutex<Vec<(u16, String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+    let failures_left = Arc::new(Mutex::new(2u32));
+    let (c2, f2) = (Arc::clone(&calls), Arc::clone(&failures_left));
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let (calls, failures_left) = (Arc::clone(&c2), Arc::clone(&f2));
+            async move {
+                let mut left = failures_left.lock().expect("lock");
+                let status = if *left > 0 {
+                    *left -= 1;
+                    500
+                } else {
+                    200
+                };
+                let signature = headers
+                    .get("backdrop-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                calls.lock().expect("lock").push((status, signature, body));
+                axum::http::StatusCode::from_u16(status).expect("status")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+
+    let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let (status, accepted) = post(
+        &client,
+        server.url("/v1/backgrounds"),
+        &key,
+        json!({"image_base64": cutout_b64(), "prompt": "x", "callback_url": hook}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = accepted["id"].as_str().expect("id").to_string();
+    let task = server.wait_terminal(&client, &key, &id).await;
+    assert_eq!(task["state"], "succeeded");
+
+    // Every state change is delivered, the first after two failures.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log: Value = client
+            .get(server.url(&format!("/v1/tasks/{id}/callbacks")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let deliveries = log["deliveries"].as_array().cloned().unwrap_or_default();
+        let delivered: Vec<&str> = deliveries
+            .iter()
+            .filter(|d| d["delivered"] == true)
+            .filter_map(|d| d["state"].as_str())
+            .collect();
+        if ["queued", "running", "succeeded"].iter().all(|s| delivered.contains(s)) {
+            break deliveries;
+        }
+        assert!(Instant::now() < deadline, "callbacks not delivered: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let failed = log.iter().filter(|d| d["delivered"] == false && d["status"] == 500).count();
+    assert_eq!(failed, 2, "{log:?}");
+    let calls = calls.lock().expect("lock").clone();
+    // Retries resend the same body (one body per state change); every request is signed
+    // with the key's hash.
+    let mut bodies_by_state: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (_, _, body) in &calls {
+        let state = serde_json::from_str::<Value>(body).expect("json")["state"]
+            .as_str()
+            .expect("state")
+            .to_string();
+        bodies_by_state.entry(state).or_default().push(body.clone());
+    }
+    assert_eq!(calls.len(), 5, "3 state changes, 2 failed attempts");
+    for bodies in bodies_by_state.values() {
+        assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:?}");
+    }
+    let secret = auth::hash_key(&key);
+    for (_, signature, body) in &calls {
+        let t: i64 = signature
+            .split(',')
+            .next()
+            .and_then(|p| p.strip_prefix("t="))
+            .and_then(|t| t.parse().ok())
+            .expect("t");
+        assert_eq!(signature, &callbacks::sign(&secret, t, body));
+    }
+    let last: Value = serde_json::from_str(&bodies_by_state["succeeded"][0]).expect("json body");
+    assert_eq!(last["state"], "succeeded");
+    assert!(last["images"][0]["url"].is_string());
+}
+
+#[tokio::test]
+async fn health_metrics_openapi_scenes_and_events() {
+    let server = start(true, |_| {}).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(server.url("/healthz")).send().await.expect("get").status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        client.get(server.url("/readyz")).send().await.expect("get").status(),
+        StatusCode::OK
+    );
+    let spec: Value = client
+        .get(server.url("/openapi.json"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert!(spec["paths"]["/v1/backgrounds"]["post"].is_object(), "{spec}");
+    assert!(spec["components"]["schemas"]["TaskView"].is_object());
+    let scenes: Value =
+        client.get(server.url("/v1/scenes")).send().await.expect("get").json().await.expect("json");
+    assert!(scenes["scenes"].as_array().map_or(0, Vec::len) >= 12);
+
+    let key = server.key(None).await;
+    let (_, accepted) = post(&client, server.url("/v1/expansions"), &key, json!({"image_base64": base64::engine::general_purpose::STANDARD.encode(photo_png()), "right": 0.5})).await;
+    let id = accepted["id"].as_str().expect("id");
+    let events = client
+        .get(server.url(&format!("/v1/tasks/{id}/events")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(60), events.text())
+        .await
+        .expect("stream ends")
+        .expect("text");
+    assert!(text.contains("event: done"), "{text}");
+    assert!(text.contains("\"state\":\"succeeded\""), "{text}");
+
+    let metrics =
+        client.get(server.url("/metrics")).send().await.expect("get").text().await.expect("text");
+    assert!(
+        metrics.contains("backdrop_tasks_finished_total{engine=\"patch\",outcome=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("backdrop_submits_total{surface=\"native\",result=\"accepted\"} 1"),
+        "{metrics}"
+    );
+}
