@@ -27,6 +27,13 @@ pub enum Command {
     /// List, inspect or download diffusion models.
     #[command(subcommand)]
     Models(crate::models::ModelsCommand),
+    /// Run the HTTP task service (API, and workers unless --no-worker).
+    Serve(crate::serve::ServeArgs),
+    /// Run only the processing loop against the configured database and storage.
+    Worker(crate::serve::WorkerArgs),
+    /// Manage API keys and credits.
+    #[command(subcommand)]
+    Keys(crate::serve::KeysCommand),
     /// List the scene templates.
     Scenes {
         /// Print JSON instead of a table.

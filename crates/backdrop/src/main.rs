@@ -11,6 +11,7 @@ mod config;
 mod models;
 mod output;
 mod run;
+mod serve;
 
 use clap::Parser;
 use std::process::ExitCode;

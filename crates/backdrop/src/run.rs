@@ -34,6 +34,10 @@ impl Failure {
         Failure { message: message.into(), code, status: 2 }
     }
 
+    fn service(message: String) -> Self {
+        Failure { message, code: ErrorCode::ServiceFailed, status: 1 }
+    }
+
     fn output(message: impl Into<String>) -> Self {
         Failure { message: message.into(), code: ErrorCode::OutputFailed, status: 1 }
     }
@@ -77,6 +81,18 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
                 status: 1,
             })?;
             for line in lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Serve(args) => {
+            crate::serve::serve(&config, engines()?, args).map_err(Failure::service)
+        }
+        Command::Worker(args) => {
+            crate::serve::worker(&config, engines()?, args).map_err(Failure::service)
+        }
+        Command::Keys(command) => {
+            for line in crate::serve::keys(&config, command).map_err(Failure::service)? {
                 println!("{line}");
             }
             Ok(())
