@@ -14,7 +14,8 @@ use super::shadow::{ShadowColumns, ShadowMap};
 use image::RgbImage;
 use rayon::prelude::*;
 
-/// A linear mix of three channels in `[0, 1]` (sRGB-encoded values).
+/// Red, green, blue in `[0, 1]`, sRGB-encoded. Shading works on the encoded values,
+/// where equal steps look about equally different, so gradients and falloffs look even.
 pub(crate) type Rgb = [f32; 3];
 
 /// A colour from 8-bit sRGB values.
@@ -79,17 +80,21 @@ pub(crate) struct Variant {
     pub(crate) horizon: f32,
     /// Gradient tilt (radians).
     pub(crate) angle: f32,
-    /// Hue rotation (radians), saturation and brightness scales of the palette.
+    /// Hue rotation of the palette (radians).
     pub(crate) hue: f32,
+    /// Saturation scale of the palette.
     pub(crate) saturation: f32,
+    /// Brightness scale of the palette.
     pub(crate) brightness: f32,
     /// Scale of the grain amplitude.
     pub(crate) grain: f32,
-    /// Vignette centre offset (fractions of the frame).
+    /// Vignette centre offset across the frame (fraction of the width).
     pub(crate) vignette_x: f32,
+    /// Vignette centre offset down the frame (fraction of the height).
     pub(crate) vignette_y: f32,
-    /// Seeds of the texture noise and of the grain.
+    /// Seed of the texture noise.
     pub(crate) noise_seed: u32,
+    /// Seed of the grain.
     pub(crate) grain_seed: u32,
     /// How far the cast shadow reaches back, relative to the object's height.
     pub(crate) shadow_squash: f32,
@@ -224,7 +229,7 @@ impl Look {
     /// The look of `scene` in `variant`, for a frame `aspect` (width / height) wide.
     pub(crate) fn new(scene: Scene, variant: &Variant, aspect: f32) -> Look {
         let sweep = Base::Sweep { curve: 0.14 };
-        let floor = Base::Floor { edge: 0.004, crease: 0.1 };
+        let soft_floor = Base::Floor { edge: 0.012, crease: 0.08 };
         let defaults = Params {
             base: sweep,
             wall_top: rgb(230, 230, 230),
@@ -330,7 +335,7 @@ impl Look {
                 ..defaults
             },
             Scene::StudioFloor => Params {
-                base: floor,
+                base: soft_floor,
                 wall_top: rgb(140, 132, 124),
                 wall_low: rgb(168, 160, 152),
                 floor_far: rgb(212, 204, 194),
