@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod service;
 pub mod sweeper;
+pub mod vendor_keys;
 pub mod worker;
 
 pub use config::ServiceConfig;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub callback_renderers: HashMap<String, CallbackRenderer>,
     /// The configured models, as `GET /v1/models` lists them (set by the binary).
     pub models: Vec<serde_json::Value>,
+    /// The server secret that vendor credentials derive from ([`vendor_keys`]).
+    pub server_secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -94,10 +97,7 @@ impl Shared {
         })?;
         let repo = backdrop_store::open(&config.database_url()).await.map_err(|e| e.to_string())?;
         let blobs = BlobStore::open(&config.blob_config()).map_err(|e| e.to_string())?;
-        let secret = match &config.server.secret {
-            Some(secret) => secret.expose().as_bytes().to_vec(),
-            None => load_or_create_secret(&config.server.data_dir.join("secret"))?,
-        };
+        let secret = server_secret(&config)?;
         let allow = config
             .fetch
             .allow
@@ -129,12 +129,27 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             callback_renderers,
             models: Vec::new(),
+            server_secret: secret,
         })
     }
 
     /// The public base URL.
     pub fn public_url(&self) -> String {
         self.config.public_url()
+    }
+}
+
+/// The server secret: `server.secret` when set, else the one kept in `data_dir/secret`
+/// (made on first use).
+pub fn server_secret(config: &ServiceConfig) -> Result<Vec<u8>, String> {
+    match &config.server.secret {
+        Some(secret) => Ok(secret.expose().as_bytes().to_vec()),
+        None => {
+            std::fs::create_dir_all(&config.server.data_dir).map_err(|e| {
+                format!("cannot create data directory {}: {e}", config.server.data_dir.display())
+            })?;
+            load_or_create_secret(&config.server.data_dir.join("secret"))
+        }
     }
 }
 

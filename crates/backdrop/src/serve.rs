@@ -75,6 +75,14 @@ pub enum KeysCommand {
         #[command(flatten)]
         service: ServiceArgs,
     },
+    /// Show a key's access key and secret key for the signing surfaces.
+    Show {
+        /// Key id.
+        id: i64,
+        /// Shared flags.
+        #[command(flatten)]
+        service: ServiceArgs,
+    },
     /// List keys (never their plaintext).
     List {
         /// Shared flags.
@@ -293,6 +301,7 @@ fn redact(url: &str) -> String {
 pub fn keys(config: &Config, command: KeysCommand) -> Result<Vec<String>, String> {
     let service_args = match &command {
         KeysCommand::Create { service, .. }
+        | KeysCommand::Show { service, .. }
         | KeysCommand::List { service }
         | KeysCommand::Revoke { service, .. }
         | KeysCommand::Credit { service, .. } => service.clone(),
@@ -307,10 +316,22 @@ pub fn keys(config: &Config, command: KeysCommand) -> Result<Vec<String>, String
             KeysCommand::Create { name, credits, .. } => {
                 let (key, plaintext) =
                     backdrop_server::auth::create_key(repo.as_ref(), &name, credits, now).await.map_err(|e| e.to_string())?;
+                let pair = backdrop_server::vendor_keys::credentials(&backdrop_server::server_secret(&service)?, key.id);
                 Ok(vec![
                     format!("created key {} ({}), {}", key.id, key.name, balance(key.balance)),
                     plaintext,
                     "keep it now: only its hash is stored. Send it as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.".into(),
+                    format!("access key {} / secret key {} (for the Kling, PicPik and Cutout.pro signed surfaces)", pair.access_key, pair.secret_key),
+                ])
+            }
+            KeysCommand::Show { id, .. } => {
+                let key = repo.key(id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no key with id {id}"))?;
+                let pair = backdrop_server::vendor_keys::credentials(&backdrop_server::server_secret(&service)?, key.id);
+                let state = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                Ok(vec![
+                    format!("key {} ({}), {}, {state}", key.id, key.name, balance(key.balance)),
+                    format!("access key {}", pair.access_key),
+                    format!("secret key {}", pair.secret_key),
                 ])
             }
             KeysCommand::List { .. } => {
