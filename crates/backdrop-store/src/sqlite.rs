@@ -847,6 +847,7 @@ mod tests {
     fn open_is_send() {
         fn send<T: Send + 'static>(_: T) {}
         send(SqliteRepo::open("sqlite://x.db"));
+        send(crate::open("sqlite://x.db"));
     }
 
     #[tokio::test]
