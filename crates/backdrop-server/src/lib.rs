@@ -9,6 +9,7 @@
 //!   input image, submit a task (validate fully, store the input, persist, reserve
 //!   credits), sign result URLs. Vendor surfaces are thin translations onto it.
 //! - [`api`]: the native v1 API, files, health, metrics and OpenAPI.
+//! - [`compat`]: the Cutout.pro, PicWish, PicPik and Kling wire formats.
 //! - [`worker`]: the processing loop (claim with a lease, run the engine on a device
 //!   thread, store results, renew the lease, requeue lapsed ones).
 //! - [`callbacks`]: the outbox deliverer (retries with backoff, HMAC signatures).
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod callbacks;
+pub mod compat;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -118,6 +120,7 @@ impl Shared {
         );
         let mut callback_renderers: HashMap<String, CallbackRenderer> = HashMap::new();
         callback_renderers.insert("native".into(), Arc::new(api::native::callback_body));
+        compat::register_callbacks(&mut callback_renderers);
         Ok(Shared {
             config,
             repo,

@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/files/{*key}", get(files::serve))
         .merge(native::routes())
+        .merge(crate::compat::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
