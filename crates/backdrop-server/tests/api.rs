@@ -2,112 +2,16 @@
 //! SQLite database and blob folder in a temp dir, real workers and callback delivery,
 //! and a plain HTTP client.
 
-use backdrop_engines::Engines;
-use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
+mod common;
+
+use backdrop_server::{auth, callbacks, now_ms};
 use base64::Engine as _;
+use common::{cutout_b64, photo_png, png, start};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
-
-struct TestServer {
-    base: String,
-    shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
-    let dir = tempfile::tempdir().expect("tmp");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let mut config = ServiceConfig::default();
-    config.server.data_dir = dir.path().to_path_buf();
-    config.server.bind = addr.to_string();
-    config.queue.poll_ms = 20;
-    config.callbacks.backoff_ms = 50;
-    adjust(&mut config);
-    let shared = Arc::new(Shared::open(config, Engines::weight_free()).await.expect("open"));
-    let (stop, stopped) = watch::channel(false);
-    let app = backdrop_server::router(Arc::clone(&shared));
-    let mut shutdown = stopped.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
-    });
-    if workers {
-        tokio::spawn(worker::run(Arc::clone(&shared), "test-worker".into(), 1, stopped.clone()));
-    }
-    tokio::spawn(callbacks::run(Arc::clone(&shared), stopped));
-    TestServer { base: format!("http://{addr}"), shared, stop, _dir: dir }
-}
-
-impl TestServer {
-    async fn key(&self, credits: Option<i64>) -> String {
-        auth::create_key(self.shared.repo.as_ref(), "test", credits, now_ms()).await.expect("key").1
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn wait_terminal(&self, client: &reqwest::Client, key: &str, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let task: Value = client
-                .get(self.url(&format!("/v1/tasks/{id}")))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("poll")
-                .json()
-                .await
-                .expect("json");
-            if matches!(task["state"].as_str(), Some("succeeded" | "failed" | "canceled")) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not finish: {task}");
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-    }
-}
-
-fn png(img: &RgbaImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("encode");
-    out
-}
-
-/// A 96x96 cut-out: an opaque disc on transparency.
-fn cutout_b64() -> String {
-    let img = RgbaImage::from_fn(96, 96, |x, y| {
-        let (dx, dy) = (x as f32 - 48.0, y as f32 - 52.0);
-        if dx * dx + dy * dy < 30.0 * 30.0 {
-            Rgba([200, (x * 2) as u8, 40, 255])
-        } else {
-            Rgba([0, 0, 0, 0])
-        }
-    });
-    base64::engine::general_purpose::STANDARD.encode(png(&img))
-}
-
-/// A 64x48 textured "photo".
-fn photo_png() -> Vec<u8> {
-    png(&RgbaImage::from_fn(64, 48, |x, y| {
-        Rgba([(x * 4) as u8, (y * 5) as u8, ((x ^ y) * 8) as u8, 255])
-    }))
-}
 
 async fn post(
     client: &reqwest::Client,

@@ -1,0 +1,119 @@
+//! Shared harness of the server's integration tests: the real router served on
+//! loopback with a temp SQLite database and blob folder.
+#![allow(dead_code)]
+
+use backdrop_engines::Engines;
+use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
+use base64::Engine as _;
+use image::{Rgba, RgbaImage};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A server on loopback with its own data dir.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The server's state.
+    pub shared: Arc<Shared>,
+    /// Stops everything when dropped.
+    pub stop: watch::Sender<bool>,
+    /// The data dir.
+    pub _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Starts a server; `workers` also runs a worker loop.
+pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
+    let dir = tempfile::tempdir().expect("tmp");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut config = ServiceConfig::default();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.bind = addr.to_string();
+    config.queue.poll_ms = 20;
+    config.callbacks.backoff_ms = 50;
+    adjust(&mut config);
+    let shared = Arc::new(Shared::open(config, Engines::weight_free()).await.expect("open"));
+    let (stop, stopped) = watch::channel(false);
+    let app = backdrop_server::router(Arc::clone(&shared));
+    let mut shutdown = stopped.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await;
+    });
+    if workers {
+        tokio::spawn(worker::run(Arc::clone(&shared), "test-worker".into(), 1, stopped.clone()));
+    }
+    tokio::spawn(callbacks::run(Arc::clone(&shared), stopped));
+    TestServer { base: format!("http://{addr}"), shared, stop, _dir: dir }
+}
+
+impl TestServer {
+    /// A new key's plaintext.
+    pub async fn key(&self, credits: Option<i64>) -> String {
+        auth::create_key(self.shared.repo.as_ref(), "test", credits, now_ms()).await.expect("key").1
+    }
+
+    /// An absolute URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Polls the native API until the task ends.
+    pub async fn wait_terminal(&self, client: &reqwest::Client, key: &str, id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let task: Value = client
+                .get(self.url(&format!("/v1/tasks/{id}")))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("poll")
+                .json()
+                .await
+                .expect("json");
+            if matches!(task["state"].as_str(), Some("succeeded" | "failed" | "canceled")) {
+                return task;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not finish: {task}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+/// PNG bytes.
+pub fn png(img: &RgbaImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("encode");
+    out
+}
+
+/// A 96x96 cut-out: an opaque disc on transparency.
+pub fn cutout_b64() -> String {
+    let img = RgbaImage::from_fn(96, 96, |x, y| {
+        let (dx, dy) = (x as f32 - 48.0, y as f32 - 52.0);
+        if dx * dx + dy * dy < 30.0 * 30.0 {
+            Rgba([200, (x * 2) as u8, 40, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    });
+    base64::engine::general_purpose::STANDARD.encode(png(&img))
+}
+
+/// A 64x48 textured "photo".
+pub fn photo_png() -> Vec<u8> {
+    png(&RgbaImage::from_fn(64, 48, |x, y| {
+        Rgba([(x * 4) as u8, (y * 5) as u8, ((x ^ y) * 8) as u8, 255])
+    }))
+}
