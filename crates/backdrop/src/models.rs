@@ -204,8 +204,8 @@ mod tests {
             "[diffusion]\ndefault_model = \"m\"\n[diffusion.models.m]\npath = \"/m\"\n",
         )
         .expect("parses");
-        let engines = engines(&with_default).expect("engines");
-        let (name, _) = engines.get(EngineName::Auto, JobKind::Background).expect("auto");
+        let configured = engines(&with_default).expect("engines");
+        let (name, _) = configured.get(EngineName::Auto, JobKind::Background).expect("auto");
         assert_eq!(name, EngineName::Diffusion);
         let none = engines(&Config::default()).expect("engines");
         assert!(!none.has_diffusion());
