@@ -1,9 +1,394 @@
-//! Placeholder: the cutout surface is not served yet.
+//! The Cutout.pro "Background Diffusion" surface: `POST /api/v1/paintAsync` and
+//! `GET /api/v1/getPaintResult?taskId=`, translated onto the native task model.
+//!
+//! This module owns the Cutout.pro wire format: its authentication (header or signed
+//! query), its `{code, data, msg, time}` envelope, its error codes and its task view.
+//! Queueing, validation of the image, storage and credits are the service's.
+//!
+//! # Wire choices
+//!
+//! - **Auth.** Header `APIKEY: <native key>`. Without the header, the signed form of the
+//!   official SDK: query `uid` (the key's vendor access key, see
+//!   [`crate::vendor_keys`]), `signExpireTime` (unix seconds) and
+//!   `sign = sha256_hex(uid + secret_key + signExpireTime)` where `secret_key` is the
+//!   key's vendor secret key (the server stores only a hash of the plaintext key, so it
+//!   cannot verify a signature made with it). A signature whose `signExpireTime` is in the
+//!   past is refused. The header wins when both are sent.
+//! - **Submit body.** JSON `imgUrl`, `imgBase64` (a `data:` prefix is accepted) and
+//!   `text`. When both images are given `imgBase64` is used (no download needed); the
+//!   vendor only says "at least one". Unknown fields are ignored, as the vendor does.
+//!   Without `text` the default scene template is used, since `text` is optional.
+//! - **Ids.** `data` of the submit answer is the task's numeric id. A result item's `id`
+//!   is `task id * 100 + image index` and its `batchId` is the task id.
+//! - **Status.** Queued tasks are `3` (waiting) with `waitNumber` = tasks ahead + 1, so
+//!   it is above 0 exactly while the task waits; running `0` with `percentage`;
+//!   succeeded `1`; failed or canceled `2`. `width`/`height` are the input's size until
+//!   the result exists (the output keeps the input's size).
+//! - **Input URL.** `url` is a signed URL of the stored input that expires after
+//!   [`INPUT_URL_SECS`] seconds; the vendor says it is for logging and short-lived.
+//! - **Credits.** By output resolution ([`backdrop_core::PriceTable::cutout`]); the
+//!   output keeps the input's size, so the price is known at submit.
+//! - **Errors.** The HTTP status is the failure's class (400, 401, 402, 404, 413, 429,
+//!   500), and the body is the envelope with a non-zero `code`, `data: null` and `msg`:
+//!
+//! | code | HTTP | meaning |
+//! | --- | --- | --- |
+//! | 1001 | 401 | no credentials, or an unknown or revoked key |
+//! | 1002 | 401 | signed form: wrong `sign`, unknown `uid` or missing parameter |
+//! | 1003 | 401 | signed form: `signExpireTime` has passed |
+//! | 1004 | 429 | more submits per second than the key may make (`Retry-After`) |
+//! | 1005 | 402 | not enough credits |
+//! | 1006 | 429 | the queue is full or the key has too many images in flight |
+//! | 2001 | 400 | malformed body, missing image or missing / non-numeric `taskId` |
+//! | 2002 | 400 | `text` or another job parameter is out of range |
+//! | 2003 | 400 | `imgUrl` could not be downloaded |
+//! | 2004 | 400 | `imgBase64` is not valid base64 |
+//! | 2005 | 400 | not a readable PNG, JPEG or WebP image |
+//! | 2006 | 400 | the image has no transparent area to fill (or nothing opaque) |
+//! | 2007 | 413 | the image or body is too large |
+//! | 2008 | 400 | the image is too small |
+//! | 3001 | 404 | no such task for this key |
+//! | 5000 | 500 | internal error |
 
-use crate::AppState;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::service::{
+    check_rate, load_image, percent, signed_url, submit, ImageSource, Submission,
+};
+use crate::vendor_keys::{credentials, key_id};
+use crate::{now_ms, AppState, Shared};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use backdrop_core::scene::DEFAULT_SCENE;
+use backdrop_core::{BackgroundSpec, JobSpec, TaskPayload, TaskState};
+use backdrop_imaging::DecodeLimits;
+use backdrop_store::{ApiKey, Task};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Surface name stored on tasks.
+pub const SURFACE: &str = "cutout";
+
+/// Lifetime of the signed URL of the input image, seconds.
+pub const INPUT_URL_SECS: i64 = 600;
 
 /// The surface's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/v1/paintAsync", post(paint_async))
+        .route("/api/v1/getPaintResult", get(get_paint_result))
+        .route("/api/v1/mySubscription", get(my_subscription))
+}
+
+/// An error in the Cutout.pro envelope.
+#[derive(Debug)]
+pub struct CutoutError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Envelope `code` (non-zero).
+    pub code: i64,
+    /// Envelope `msg`.
+    pub msg: String,
+    /// `Retry-After` seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl CutoutError {
+    fn new(status: StatusCode, code: i64, msg: impl Into<String>) -> Self {
+        CutoutError { status, code, msg: msg.into(), retry_after: None }
+    }
+}
+
+/// The Cutout.pro code of a native error code, and the HTTP status to send it with.
+fn map_code(code: &str, status: StatusCode) -> (StatusCode, i64) {
+    match code {
+        "unauthorized" => (StatusCode::UNAUTHORIZED, 1001),
+        "rate_limited" => (StatusCode::TOO_MANY_REQUESTS, 1004),
+        "insufficient_credits" => (StatusCode::PAYMENT_REQUIRED, 1005),
+        "queue_full" | "concurrency_limit" => (StatusCode::TOO_MANY_REQUESTS, 1006),
+        "image_required"
+        | "invalid_json"
+        | "invalid_body"
+        | "invalid_parameter"
+        | "unsupported_media_type" => (StatusCode::BAD_REQUEST, 2001),
+        "invalid_url" | "url_refused" | "download_failed" | "too_many_redirects"
+        | "download_timeout" | "not_an_image" => (StatusCode::BAD_REQUEST, 2003),
+        "invalid_base64" => (StatusCode::BAD_REQUEST, 2004),
+        "input_unreadable" | "unsupported_format" | "corrupt_image" => {
+            (StatusCode::BAD_REQUEST, 2005)
+        }
+        "no_alpha_channel" | "fully_opaque" | "fully_transparent" => {
+            (StatusCode::BAD_REQUEST, 2006)
+        }
+        "file_too_large"
+        | "dimensions_too_large"
+        | "too_many_pixels"
+        | "body_too_large"
+        | "download_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, 2007),
+        "dimensions_too_small" => (StatusCode::BAD_REQUEST, 2008),
+        "not_found" | "forbidden" => (StatusCode::NOT_FOUND, 3001),
+        "internal" => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
+        _ if status.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
+        // Every other native code is a job parameter the core refused.
+        _ => (StatusCode::BAD_REQUEST, 2002),
+    }
+}
+
+impl From<ApiError> for CutoutError {
+    fn from(e: ApiError) -> Self {
+        let (status, code) = map_code(&e.code, e.status);
+        CutoutError { status, code, msg: e.message, retry_after: e.retry_after }
+    }
+}
+
+impl IntoResponse for CutoutError {
+    fn into_response(self) -> Response {
+        let body = json!({"code": self.code, "data": null, "msg": self.msg, "time": now_ms()});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+fn ok(data: Value) -> Response {
+    axum::Json(json!({"code": 0, "data": data, "msg": null, "time": now_ms()})).into_response()
+}
+
+/// `sha256_hex(uid + secret_key + signExpireTime)`: the signature of the signed form.
+pub fn sign(uid: &str, secret_key: &str, expire_time: &str) -> String {
+    hex::encode(Sha256::digest(format!("{uid}{secret_key}{expire_time}").as_bytes()))
+}
+
+/// The key a request carries: header `APIKEY`, else the signed query form.
+async fn cutout_key(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<ApiKey, CutoutError> {
+    if let Some(plain) = headers.get("apikey").and_then(|v| v.to_str().ok()) {
+        // The native check, fed the header under the name it reads.
+        let mut native = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(plain.trim()) {
+            native.insert("x-api-key", value);
+        }
+        return Ok(authenticate(shared.repo.as_ref(), &native).await?);
+    }
+    let bad_sign = |msg: &str| CutoutError::new(StatusCode::UNAUTHORIZED, 1002, msg);
+    let (uid, expire, given) = match (query.get("uid"), query.get("signExpireTime"), query.get("sign"))
+    {
+        (None, None, None) => {
+            return Err(CutoutError::new(
+                StatusCode::UNAUTHORIZED,
+                1001,
+                "send the API key in the APIKEY header, or sign the request (uid, signExpireTime, sign)",
+            ))
+        }
+        (Some(uid), Some(expire), Some(sign)) => (uid, expire, sign),
+        _ => return Err(bad_sign("the signed form needs uid, signExpireTime and sign")),
+    };
+    let expire_secs: i64 =
+        expire.trim().parse().map_err(|_| bad_sign("signExpireTime must be unix seconds"))?;
+    let id = key_id(&shared.server_secret, uid).ok_or_else(|| bad_sign("unknown uid"))?;
+    let secret = credentials(&shared.server_secret, id).secret_key;
+    if !sign(uid, &secret, expire).eq_ignore_ascii_case(given.trim()) {
+        return Err(bad_sign("the sign does not match"));
+    }
+    if expire_secs < now_ms() / 1000 {
+        return Err(CutoutError::new(StatusCode::UNAUTHORIZED, 1003, "the signature has expired"));
+    }
+    match shared.repo.key(id).await.map_err(ApiError::from)? {
+        Some(key) if key.revoked_at.is_none() => Ok(key),
+        _ => Err(CutoutError::new(StatusCode::UNAUTHORIZED, 1001, "the API key is revoked")),
+    }
+}
+
+fn text_field(body: &Value, name: &str) -> Result<Option<String>, CutoutError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => {
+            Err(CutoutError::new(StatusCode::BAD_REQUEST, 2001, format!("{name} must be a string")))
+        }
+    }
+}
+
+/// Width and height from the image header, without decoding the pixels.
+fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
+async fn paint_async(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, CutoutError> {
+    let key = cutout_key(&state, &headers, &query).await?;
+    check_rate(&state, &key.id.to_string())?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            CutoutError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                2007,
+                "the body is larger than the limit",
+            )
+        } else {
+            CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.body_text())
+        }
+    })?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| {
+        CutoutError::new(StatusCode::BAD_REQUEST, 2001, format!("the body is not JSON: {e}"))
+    })?;
+    if !body.is_object() {
+        return Err(CutoutError::new(
+            StatusCode::BAD_REQUEST,
+            2001,
+            "the body must be a JSON object",
+        ));
+    }
+    let img_url = text_field(&body, "imgUrl")?;
+    let img_base64 = text_field(&body, "imgBase64")?;
+    let text = text_field(&body, "text")?;
+    let source = match (img_base64, img_url) {
+        (Some(b64), _) => ImageSource::Base64(b64),
+        (None, Some(url)) => ImageSource::Url(url),
+        (None, None) => {
+            return Err(CutoutError::new(
+                StatusCode::BAD_REQUEST,
+                2001,
+                "at least one of imgUrl and imgBase64 must have a value",
+            ))
+        }
+    };
+    let spec = BackgroundSpec {
+        scene: text.is_none().then(|| DEFAULT_SCENE.to_string()),
+        prompt: text.clone(),
+        n: 1,
+        ..BackgroundSpec::default()
+    };
+    let payload = TaskPayload::new(JobSpec::Background(spec));
+    // Refuse a bad prompt before downloading anything.
+    payload.job.validate().map_err(ApiError::from)?;
+    let input = load_image(&state, source, "image").await?;
+    let (width, height) = dimensions(&input).unwrap_or((0, 0));
+    let credits = state.config.prices.cutout(width, height, 1);
+    let created = submit(
+        &state,
+        Submission {
+            key,
+            payload,
+            input,
+            reference: None,
+            idempotency_key: None,
+            surface: SURFACE,
+            surface_meta: json!({"text": text, "width": width, "height": height}),
+            callback_url: None,
+            credits,
+            limits: DecodeLimits::default(),
+        },
+    )
+    .await?;
+    Ok(ok(json!(created.task.id)))
+}
+
+fn status_of(task: &Task) -> i64 {
+    match task.state {
+        TaskState::Queued => 3,
+        TaskState::Running => 0,
+        TaskState::Succeeded => 1,
+        TaskState::Failed | TaskState::Canceled => 2,
+    }
+}
+
+async fn paint_view(shared: &Shared, task: &Task) -> Result<Value, ApiError> {
+    let wait_number = if task.state == TaskState::Queued {
+        shared.repo.queue_position(&task.uid).await?.map_or(1, |p| p + 1)
+    } else {
+        0
+    };
+    let meta_dim =
+        |name: &str| task.surface_meta.get(name).and_then(Value::as_u64).unwrap_or_default();
+    let (width, height) = match &task.result {
+        Some(r) => (u64::from(r.width), u64::from(r.height)),
+        None => (meta_dim("width"), meta_dim("height")),
+    };
+    let status = status_of(task);
+    let items: Vec<Value> = (1..=task.n())
+        .map(|index| {
+            let image = task
+                .result
+                .as_ref()
+                .filter(|_| task.state == TaskState::Succeeded)
+                .and_then(|r| r.images.iter().find(|i| i.index == index));
+            json!({
+                "id": task.id * 100 + i64::from(index),
+                "batchId": task.id,
+                "status": status,
+                "result": image.and_then(|i| signed_url(shared, task, &i.blob)),
+                "preview": image
+                    .and_then(|i| i.preview_blob.as_deref())
+                    .and_then(|b| signed_url(shared, task, b)),
+                "width": width,
+                "height": height,
+                "waitNumber": wait_number,
+                "percentage": percent(task),
+            })
+        })
+        .collect();
+    let input_url = format!(
+        "{}/files/{}?{}",
+        shared.public_url(),
+        task.input_blob,
+        shared.signer.sign(&task.input_blob, now_ms() / 1000 + INPUT_URL_SECS)
+    );
+    Ok(json!({
+        "id": task.id,
+        "createdAt": task.created_at,
+        "url": input_url,
+        "text": task.surface_meta.get("text").cloned().unwrap_or(Value::Null),
+        "quantity": task.n(),
+        "resultList": items,
+    }))
+}
+
+async fn get_paint_result(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, CutoutError> {
+    let key = cutout_key(&state, &headers, &query).await?;
+    let id: i64 = query.get("taskId").and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+        CutoutError::new(StatusCode::BAD_REQUEST, 2001, "taskId must be the numeric task id")
+    })?;
+    let not_found = || CutoutError::new(StatusCode::NOT_FOUND, 3001, format!("no task {id}"));
+    let task = state.repo.task_by_id(id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+    if task.key_id != key.id || task.surface != SURFACE {
+        return Err(not_found());
+    }
+    Ok(ok(paint_view(&state, &task).await?))
+}
+
+/// `GET /api/v1/mySubscription`: the key's balance (`null` when unmetered).
+async fn my_subscription(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, CutoutError> {
+    let key = cutout_key(&state, &headers, &query).await?;
+    Ok(ok(json!({"userId": key.id, "apiCredits": key.balance})))
 }

@@ -1,9 +1,518 @@
-//! Placeholder: the picwish surface is not served yet.
+//! The PicWish "Generate Background" surface: `POST /api/tasks/visual/background` and
+//! `GET /api/tasks/visual/background/{task_id}`, translated onto the native task model.
+//!
+//! This module owns the PicWish wire format: the `X-API-KEY` header, the form fields, the
+//! PicWish input rules, the `{status, message, data}` envelope, the `data.state` code
+//! table and the `scene_type` ids. Queueing, decoding, storage and credits are the
+//! service's.
+//!
+//! # Wire choices
+//!
+//! - **Body.** `multipart/form-data` as documented (`image_file` is always read as bytes,
+//!   with or without a file name). `application/x-www-form-urlencoded` and JSON are also
+//!   read, since clients that send only `image_url` often post a plain form. Unknown
+//!   fields are ignored.
+//! - **Fields.** `image_url` xor `image_file`; `prompt` (at most 1024 characters) xor
+//!   `scene_type`; `batch_size` 1 or 2 (default 2); `negative_prompt`. The shared
+//!   PicWish options are honoured too: `return_type` 1 (URLs, default) or 2 (base64 in
+//!   `image_1` / `image_2`), and `sync=1` (wait up to [`SYNC_WAIT_SECS`] seconds and
+//!   answer with the query result; a task still running then is answered as it stands).
+//! - **Input rules.** PNG only (by its signature), with a transparent area and something
+//!   opaque, 256x256 to 4096x4096, at most 20 MB. Output at most 1024x1024 keeping the
+//!   aspect ratio.
+//! - **Task ids** are the native task ids (strings). A task made on another surface or by
+//!   another key is answered 404, like an unknown one.
+//! - **Errors.** Only the documented HTTP statuses are used: 400 parameters, 401 key
+//!   (also a key without credits left: the document's "the service is enabled"), 404,
+//!   413 (file bytes, and also a resolution above the limit), 429 (the native per-key
+//!   submit rate, 2 per second by default; the queue being full), 500. `status` in the
+//!   body equals the HTTP status. Because Backdrop checks the image before it accepts a
+//!   task, failures the vendor reports later as a task state are answered at submit:
+//!   the error body then also carries `data.state` with that state code (-3 download
+//!   failed, -5 too large, -7 invalid image, -17 invalid prompt or scene).
+//! - **States.** `0` queued; `2` preparing (running, no progress yet); `4` processing;
+//!   `1` done; a failed task carries the specific negative code of its error (-3, -5, -7,
+//!   -8 timeout, -2 output failed, -13 canceled, -17, else -1). `state_detail` names it.
+//!   Timestamps are unix seconds as strings; `time_elapsed` is milliseconds from start
+//!   to end (or to now while running).
+//! - **scene_type.** Ids [`SCENE_TYPES`] map to Backdrop's scene templates; the list is
+//!   served at `GET /api/tasks/visual/background/scene_types`.
+//! - **Credits.** [`backdrop_core::PriceTable::picwish`] of `batch_size`.
 
-use crate::AppState;
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::service::{check_rate, load_image, percent, submit, ImageSource, Submission};
+use crate::{now_ms, AppState, Shared};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
+use backdrop_core::{BackgroundSpec, JobSpec, TaskPayload, TaskState, SCENES};
+use backdrop_imaging::DecodeLimits;
+use backdrop_store::Task;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Surface name stored on tasks.
+pub const SURFACE: &str = "picwish";
+
+/// Longest wait of a `sync=1` request, seconds (the vendor's longest processing time).
+pub const SYNC_WAIT_SECS: u64 = 180;
+
+/// Longest prompt, characters.
+pub const MAX_PROMPT_CHARS: usize = 1024;
+
+/// `scene_type` ids and the Backdrop scene template each one means. Fixed numbers, so
+/// adding a template never renumbers the ones clients already use.
+pub const SCENE_TYPES: &[(u32, &str)] = &[
+    (101, "white-seamless"),
+    (102, "light-grey-sweep"),
+    (103, "warm-paper"),
+    (104, "pastel-pink"),
+    (105, "pastel-blue"),
+    (106, "pastel-mint"),
+    (107, "lavender-haze"),
+    (108, "sunset-gradient"),
+    (109, "dark-spotlight"),
+    (110, "studio-floor"),
+    (111, "soft-vignette"),
+    (112, "concrete"),
+    (113, "wood-tabletop"),
+    (114, "sunny-yellow"),
+];
+
+/// The PicWish input limits: at most 20 MB, 256x256 to 4096x4096.
+pub fn limits() -> DecodeLimits {
+    DecodeLimits {
+        max_file_bytes: 20 * 1024 * 1024,
+        max_width: 4096,
+        max_height: 4096,
+        max_pixels: 4096 * 4096,
+        min_width: 256,
+        min_height: 256,
+    }
+}
 
 /// The surface's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/tasks/visual/background", post(create))
+        .route("/api/tasks/visual/background/scene_types", get(scene_types))
+        .route("/api/tasks/visual/background/{task_id}", get(query))
+}
+
+/// An error in the PicWish envelope.
+#[derive(Debug)]
+pub struct PicwishError {
+    /// HTTP status (and `status` of the body).
+    pub status: StatusCode,
+    /// `message`.
+    pub message: String,
+    /// The task state code the vendor would report for this failure, if any.
+    pub state: Option<i64>,
+    /// `Retry-After` seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl PicwishError {
+    fn bad(message: impl Into<String>, state: Option<i64>) -> Self {
+        PicwishError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            state,
+            retry_after: None,
+        }
+    }
+}
+
+/// The PicWish task state of a native error code (negative), if it has a specific one.
+pub fn failed_state(code: &str) -> i64 {
+    match code {
+        "invalid_url" | "url_refused" | "download_failed" | "too_many_redirects"
+        | "not_an_image" => -3,
+        "file_too_large"
+        | "dimensions_too_large"
+        | "too_many_pixels"
+        | "download_too_large"
+        | "body_too_large" => -5,
+        "input_unreadable"
+        | "unsupported_format"
+        | "corrupt_image"
+        | "no_alpha_channel"
+        | "fully_opaque"
+        | "fully_transparent"
+        | "dimensions_too_small"
+        | "invalid_base64" => -7,
+        "prompt_too_long"
+        | "prompt_or_scene_required"
+        | "unknown_scene"
+        | "negative_prompt_too_long" => -17,
+        "output_failed" => -2,
+        "canceled" => -13,
+        c if c.contains("timeout") => -8,
+        _ => -1,
+    }
+}
+
+impl From<ApiError> for PicwishError {
+    fn from(e: ApiError) -> Self {
+        let code = e.code.as_ref();
+        let (status, state) = match code {
+            "unauthorized" | "insufficient_credits" => (StatusCode::UNAUTHORIZED, None),
+            "rate_limited" | "queue_full" | "concurrency_limit" => {
+                (StatusCode::TOO_MANY_REQUESTS, None)
+            }
+            "not_found" | "forbidden" => (StatusCode::NOT_FOUND, None),
+            "internal" => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            _ if e.status.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            _ => match failed_state(code) {
+                -5 => (StatusCode::PAYLOAD_TOO_LARGE, Some(-5)),
+                -1 => (StatusCode::BAD_REQUEST, None),
+                state => (StatusCode::BAD_REQUEST, Some(state)),
+            },
+        };
+        PicwishError { status, message: e.message, state, retry_after: e.retry_after }
+    }
+}
+
+impl IntoResponse for PicwishError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"status": self.status.as_u16(), "message": self.message});
+        if let Some(state) = self.state {
+            body["data"] = json!({"state": state, "state_detail": state_detail(state)});
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// The words of a state code.
+pub fn state_detail(state: i64) -> &'static str {
+    match state {
+        -17 => "invalid prompt",
+        -16 => "prohibited content (third-party review)",
+        -15 => "insufficient resources",
+        -14 => "input image content does not meet the requirements",
+        -13 => "canceled",
+        -11 => "empty result",
+        -10 => "prohibited content (internal review)",
+        -9 => "internal loop processing failed",
+        -8 => "timeout",
+        -7 => "invalid image file",
+        -5 => "image exceeds the size limit",
+        -3 => "image download failed",
+        -2 => "result upload failed",
+        -1 => "failed",
+        0 => "queued",
+        1 => "success",
+        2 => "preparing",
+        3 => "waiting",
+        4 => "processing",
+        5 => "publishing result",
+        6 => "processing (loop)",
+        _ => "unknown",
+    }
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({"status": 200, "message": "success", "data": data})).into_response()
+}
+
+/// The fields of a create request.
+#[derive(Debug, Default)]
+struct Fields {
+    text: HashMap<String, String>,
+    file: Option<Bytes>,
+}
+
+async fn read_fields(req: Request) -> Result<Fields, PicwishError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let too_large = || PicwishError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: "the request body is larger than the limit".into(),
+        state: Some(-5),
+        retry_after: None,
+    };
+    let mut fields = Fields::default();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| PicwishError::bad(e.body_text(), None))?;
+        loop {
+            let field = match multipart.next_field().await {
+                Ok(Some(field)) => field,
+                Ok(None) => break,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+                Err(e) => return Err(PicwishError::bad(e.body_text(), None)),
+            };
+            let name = field.name().unwrap_or_default().to_string();
+            let bytes = field.bytes().await.map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    PicwishError::bad(e.body_text(), None)
+                }
+            })?;
+            if name == "image_file" {
+                fields.file = Some(bytes);
+            } else {
+                let text = String::from_utf8(bytes.to_vec())
+                    .map_err(|_| PicwishError::bad(format!("{name} is not UTF-8 text"), None))?;
+                fields.text.insert(name, text);
+            }
+        }
+        return Ok(fields);
+    }
+    let body = Bytes::from_request(req, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            PicwishError::bad(e.body_text(), None)
+        }
+    })?;
+    if content_type.starts_with("application/json") {
+        let value: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| PicwishError::bad(format!("malformed JSON: {e}"), None))?;
+        for (k, v) in value {
+            let text = match v {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            fields.text.insert(k, text);
+        }
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        fields.text = url::form_urlencoded::parse(&body).into_owned().collect();
+    } else {
+        return Err(PicwishError::bad(
+            "send multipart/form-data (or a url-encoded form) with image_url or image_file",
+            None,
+        ));
+    }
+    Ok(fields)
+}
+
+fn int_field(fields: &Fields, name: &str) -> Result<Option<i64>, PicwishError> {
+    match fields.text.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| PicwishError::bad(format!("{name} must be an integer"), None)),
+    }
+}
+
+fn scene_of(scene_type: i64) -> Option<&'static str> {
+    SCENE_TYPES.iter().find(|(id, _)| i64::from(*id) == scene_type).map(|(_, scene)| *scene)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    req: Request,
+) -> Result<Response, PicwishError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    check_rate(&state, &key.id.to_string())?;
+    let mut fields = read_fields(req).await?;
+    let text =
+        |name: &str| fields.text.get(name).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let image_url = text("image_url");
+    let prompt = text("prompt");
+    let negative_prompt = text("negative_prompt");
+    let batch_size = int_field(&fields, "batch_size")?.unwrap_or(2);
+    if !(1..=2).contains(&batch_size) {
+        return Err(PicwishError::bad("batch_size must be 1 or 2", None));
+    }
+    let scene_type = int_field(&fields, "scene_type")?;
+    let return_type = int_field(&fields, "return_type")?.unwrap_or(1);
+    if !(1..=2).contains(&return_type) {
+        return Err(PicwishError::bad("return_type must be 1 (URL) or 2 (base64)", None));
+    }
+    let sync = match int_field(&fields, "sync")?.unwrap_or(0) {
+        0 => false,
+        1 => true,
+        _ => return Err(PicwishError::bad("sync must be 0 or 1", None)),
+    };
+    let scene = match (&prompt, scene_type) {
+        (Some(_), Some(_)) => {
+            return Err(PicwishError::bad("use either prompt or scene_type, not both", Some(-17)))
+        }
+        (None, None) => {
+            return Err(PicwishError::bad("a prompt or a scene_type is required", Some(-17)))
+        }
+        (Some(p), None) if p.chars().count() > MAX_PROMPT_CHARS => {
+            return Err(PicwishError::bad(
+                format!("prompt is longer than {MAX_PROMPT_CHARS} characters"),
+                Some(-17),
+            ))
+        }
+        (Some(_), None) => None,
+        (None, Some(id)) => Some(scene_of(id).ok_or_else(|| {
+            PicwishError::bad(
+                format!("unknown scene_type {id}; see /api/tasks/visual/background/scene_types"),
+                Some(-17),
+            )
+        })?),
+    };
+    let source = match (image_url, fields.file.take()) {
+        (Some(_), Some(_)) => {
+            return Err(PicwishError::bad("send image_url or image_file, not both", None))
+        }
+        (None, None) => return Err(PicwishError::bad("image_url or image_file is required", None)),
+        (Some(url), None) => ImageSource::Url(url),
+        (None, Some(bytes)) => ImageSource::Bytes(bytes),
+    };
+    let spec = BackgroundSpec {
+        prompt,
+        scene: scene.map(str::to_string),
+        negative_prompt,
+        n: batch_size as u32,
+        ..BackgroundSpec::default()
+    };
+    let mut payload = TaskPayload::new(JobSpec::Background(spec));
+    payload.max_output_side = Some(1024);
+    payload.job.validate().map_err(ApiError::from)?;
+    let input = load_image(&state, source, "image").await?;
+    if input.len() as u64 > limits().max_file_bytes {
+        return Err(PicwishError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: "the image is larger than 20 MB".into(),
+            state: Some(-5),
+            retry_after: None,
+        });
+    }
+    if !input.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err(PicwishError::bad("the image must be a PNG with transparency", Some(-7)));
+    }
+    let credits = state.config.prices.picwish(batch_size as u32);
+    let created = submit(
+        &state,
+        Submission {
+            key: key.clone(),
+            payload,
+            input,
+            reference: None,
+            idempotency_key: None,
+            surface: SURFACE,
+            surface_meta: json!({"return_type": return_type, "scene_type": scene_type}),
+            callback_url: None,
+            credits,
+            limits: limits(),
+        },
+    )
+    .await?;
+    let task = created.task;
+    if !sync {
+        return Ok(success(json!({"task_id": task.uid})));
+    }
+    let deadline = Instant::now() + Duration::from_secs(SYNC_WAIT_SECS);
+    let mut task = task;
+    while !task.state.is_terminal() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        task = state.repo.task(&task.uid).await.map_err(ApiError::from)?.unwrap_or(task);
+    }
+    Ok(success(task_data(&state, &task).await?))
+}
+
+/// The PicWish state code of a task.
+pub fn task_state(task: &Task) -> i64 {
+    match task.state {
+        TaskState::Queued => 0,
+        TaskState::Running if task.progress.fraction <= 0.0 => 2,
+        TaskState::Running => 4,
+        TaskState::Succeeded => 1,
+        TaskState::Canceled => -13,
+        TaskState::Failed => failed_state(task.error_code.as_deref().unwrap_or_default()),
+    }
+}
+
+fn secs(ms: i64) -> String {
+    (ms / 1000).to_string()
+}
+
+async fn task_data(shared: &Shared, task: &Task) -> Result<Value, PicwishError> {
+    let return_type = task.surface_meta.get("return_type").and_then(Value::as_i64).unwrap_or(1);
+    let state = task_state(task);
+    let mut data = json!({
+        "task_id": task.uid,
+        "state": state,
+        "state_detail": state_detail(state),
+        "progress": percent(task),
+        "return_type": return_type,
+        "created_at": secs(task.created_at),
+    });
+    if let Some(started) = task.started_at {
+        data["processed_at"] = json!(secs(started));
+        data["time_elapsed"] = json!(task.finished_at.unwrap_or_else(now_ms) - started);
+    }
+    if let Some(finished) = task.finished_at {
+        data["completed_at"] = json!(secs(finished));
+    }
+    if let (TaskState::Failed, Some(msg)) = (task.state, &task.error_message) {
+        data["state_detail"] = json!(format!("{}: {msg}", state_detail(state)));
+    }
+    if let Some(result) = task.result.as_ref().filter(|_| task.state == TaskState::Succeeded) {
+        if !task.result_expired {
+            for image in &result.images {
+                let value = if return_type == 2 {
+                    let bytes = shared.blobs.get(&image.blob).await.map_err(ApiError::from)?;
+                    base64::engine::general_purpose::STANDARD.encode(&bytes)
+                } else {
+                    match crate::service::signed_url(shared, task, &image.blob) {
+                        Some(url) => url,
+                        None => continue,
+                    }
+                };
+                data[format!("image_{}", image.index)] = json!(value);
+            }
+        }
+    }
+    Ok(data)
+}
+
+async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(task_id): Path<String>,
+) -> Result<Response, PicwishError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    let not_found = || PicwishError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no task '{task_id}'"),
+        state: None,
+        retry_after: None,
+    };
+    let task = state.repo.task(&task_id).await.map_err(ApiError::from)?.ok_or_else(not_found)?;
+    if task.key_id != key.id || task.surface != SURFACE {
+        return Err(not_found());
+    }
+    Ok(success(task_data(&state, &task).await?))
+}
+
+/// `GET /api/tasks/visual/background/scene_types`: the `scene_type` ids and their
+/// templates.
+async fn scene_types() -> Response {
+    let list: Vec<Value> = SCENE_TYPES
+        .iter()
+        .filter_map(|(id, scene)| {
+            SCENES.iter().find(|s| s.id == *scene).map(|s| {
+                json!({"scene_type": id, "template": s.id, "name": s.name, "description": s.description})
+            })
+        })
+        .collect();
+    success(json!(list))
 }

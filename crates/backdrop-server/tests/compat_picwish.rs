@@ -1,0 +1,373 @@
+//! The PicWish surface as a PicWish client uses it: the real router on loopback, a
+//! plain HTTP client, the vendor's paths, `X-API-KEY` and envelope.
+
+mod common;
+
+use base64::Engine as _;
+use common::{png, start};
+use image::{Rgba, RgbaImage};
+use reqwest::multipart::{Form, Part};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const PATH: &str = "/api/tasks/visual/background";
+
+/// A `w`x`h` cut-out: an opaque ellipse on transparency.
+fn cutout(w: u32, h: u32) -> Vec<u8> {
+    png(&RgbaImage::from_fn(w, h, |x, y| {
+        let dx = (x as f32 - w as f32 / 2.0) / (w as f32 / 3.0);
+        let dy = (y as f32 - h as f32 / 2.0) / (h as f32 / 3.0);
+        if dx * dx + dy * dy < 1.0 {
+            Rgba([180, (x % 256) as u8, 60, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    }))
+}
+
+fn file_form(bytes: Vec<u8>) -> Form {
+    Form::new().part("image_file", Part::bytes(bytes).file_name("cutout.png"))
+}
+
+async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    form: Form,
+) -> (StatusCode, Value) {
+    let r = client
+        .post(format!("{base}{PATH}"))
+        .header("X-API-KEY", key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status();
+    (status, r.json().await.expect("json envelope"))
+}
+
+async fn poll_done(client: &reqwest::Client, base: &str, key: &str, task_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = client
+            .get(format!("{base}{PATH}/{task_id}"))
+            .header("X-API-KEY", key)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(body["status"], 200);
+        let state = body["data"]["state"].as_i64().expect("state");
+        if state == 1 || state < 0 {
+            return body["data"].clone();
+        }
+        assert!([0, 2, 3, 4, 5, 6].contains(&state), "{body}");
+        assert!(Instant::now() < deadline, "not done: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn create_poll_download_two_images() {
+    let server = start(true, |_| {}).await;
+    let key = server.key(Some(100)).await;
+    let client = reqwest::Client::new();
+
+    // The documented flow: a file and a scene_type, default batch_size (2).
+    let (status, body) =
+        create(&client, &server.base, &key, file_form(cutout(300, 260)).text("scene_type", "105"))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["status"].as_i64(), body["message"].as_str()), (Some(200), Some("success")));
+    let task_id = body["data"]["task_id"].as_str().expect("task_id").to_string();
+    let data = poll_done(&client, &server.base, &key, &task_id).await;
+    assert_eq!(data["state"], 1, "{data}");
+    assert_eq!(data["progress"], 100);
+    assert_eq!(data["return_type"], 1);
+    assert_eq!(data["task_id"], task_id.as_str());
+    for field in ["created_at", "processed_at", "completed_at"] {
+        let secs: i64 = data[field].as_str().expect(field).parse().expect("unix seconds");
+        assert!(secs > 1_600_000_000, "{field}");
+    }
+    assert!(data["time_elapsed"].as_i64().expect("time_elapsed") >= 0);
+    for field in ["image_1", "image_2"] {
+        let r = client.get(data[field].as_str().expect(field)).send().await.expect("download");
+        assert_eq!(r.status(), StatusCode::OK);
+        let img = image::load_from_memory(&r.bytes().await.expect("bytes")).expect("image");
+        assert_eq!((img.width(), img.height()), (300, 260));
+    }
+    assert!(data.get("image_3").is_none());
+
+    // A prompt, one image, base64 results, and an input wider than 1024: the output is
+    // scaled to 1024 wide keeping the aspect ratio.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let form = file_form(cutout(1100, 550))
+        .text("prompt", "a sunny beach")
+        .text("batch_size", "1")
+        .text("return_type", "2");
+    let (status, body) = create(&client, &server.base, &key, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let data =
+        poll_done(&client, &server.base, &key, body["data"]["task_id"].as_str().expect("id")).await;
+    assert_eq!(data["state"], 1, "{data}");
+    assert_eq!(data["return_type"], 2);
+    assert!(data.get("image_2").is_none());
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data["image_1"].as_str().expect("base64"))
+        .expect("valid base64");
+    let img = image::load_from_memory(&bytes).expect("image");
+    assert!(img.width() <= 1024 && img.height() <= 1024);
+    assert_eq!((img.width(), img.height()), (1024, 512));
+
+    // sync=1 answers with the finished task.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let form = file_form(cutout(256, 256)).text("scene_type", "112").text("sync", "1");
+    let (status, body) = create(&client, &server.base, &key, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["state"], 1, "{body}");
+    assert!(
+        body["data"]["image_1"].as_str().is_some() && body["data"]["image_2"].as_str().is_some()
+    );
+
+    // Credits: 6 (2 images) + 3 (1 image) + 6.
+    let account: Value = client
+        .get(server.url("/v1/account"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["balance"], 85, "{account}");
+
+    // The scene_type list names Backdrop's templates.
+    let list: Value = client
+        .get(server.url(&format!("{PATH}/scene_types")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let list = list["data"].as_array().expect("list");
+    assert!(list.iter().any(|s| s["scene_type"] == 105 && s["template"] == "pastel-blue"));
+    assert_eq!(list.len(), backdrop_core::SCENES.len());
+}
+
+#[tokio::test]
+async fn bad_requests_get_picwish_statuses_and_states() {
+    let server = start(false, |c| {
+        c.limits.submits_per_second = 1000.0;
+        c.limits.submit_burst = 1000;
+    })
+    .await;
+    let key = server.key(None).await;
+    let poor = server.key(Some(1)).await;
+    let other = server.key(None).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let good = || cutout(300, 260);
+    let mut jpeg = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(300, 300, image::Rgb([1, 2, 3])))
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .expect("jpeg");
+    let opaque = png(&RgbaImage::from_pixel(300, 300, Rgba([1, 2, 3, 255])));
+    let mut huge = b"\x89PNG\r\n\x1a\n".to_vec();
+    huge.resize(21 * 1024 * 1024, 0);
+
+    // Auth.
+    let r = client
+        .post(format!("{base}{PATH}"))
+        .multipart(file_form(good()).text("scene_type", "101"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().await.expect("json")["status"], 401);
+    let (status, body) =
+        create(&client, &base, "bd_wrong", file_form(good()).text("scene_type", "101")).await;
+    assert_eq!((status, body["status"].as_i64()), (StatusCode::UNAUTHORIZED, Some(401)));
+
+    let cases: Vec<(&str, Form, StatusCode, Option<i64>)> = vec![
+        ("no image", Form::new().text("scene_type", "101"), StatusCode::BAD_REQUEST, None),
+        (
+            "both images",
+            file_form(good())
+                .text("image_url", "https://example.com/a.png")
+                .text("scene_type", "101"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "batch_size 3",
+            file_form(good()).text("scene_type", "101").text("batch_size", "3"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "batch_size 0",
+            file_form(good()).text("scene_type", "101").text("batch_size", "0"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "batch_size text",
+            file_form(good()).text("scene_type", "101").text("batch_size", "two"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        (
+            "return_type 3",
+            file_form(good()).text("scene_type", "101").text("return_type", "3"),
+            StatusCode::BAD_REQUEST,
+            None,
+        ),
+        ("no prompt or scene", file_form(good()), StatusCode::BAD_REQUEST, Some(-17)),
+        (
+            "prompt and scene",
+            file_form(good()).text("scene_type", "101").text("prompt", "x"),
+            StatusCode::BAD_REQUEST,
+            Some(-17),
+        ),
+        (
+            "prompt too long",
+            file_form(good()).text("prompt", "x".repeat(1025)),
+            StatusCode::BAD_REQUEST,
+            Some(-17),
+        ),
+        (
+            "unknown scene",
+            file_form(good()).text("scene_type", "999"),
+            StatusCode::BAD_REQUEST,
+            Some(-17),
+        ),
+        ("jpeg", file_form(jpeg).text("scene_type", "101"), StatusCode::BAD_REQUEST, Some(-7)),
+        (
+            "opaque png",
+            file_form(opaque).text("scene_type", "101"),
+            StatusCode::BAD_REQUEST,
+            Some(-7),
+        ),
+        (
+            "not an image",
+            file_form(b"\x89PNG\r\n\x1a\nnot really".to_vec()).text("scene_type", "101"),
+            StatusCode::BAD_REQUEST,
+            Some(-7),
+        ),
+        (
+            "under 256",
+            file_form(cutout(255, 300)).text("scene_type", "101"),
+            StatusCode::BAD_REQUEST,
+            Some(-7),
+        ),
+        (
+            "over 4096",
+            file_form(cutout(4100, 256)).text("scene_type", "101"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(-5),
+        ),
+        (
+            "over 20 MB",
+            file_form(huge).text("scene_type", "101"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Some(-5),
+        ),
+        (
+            "download fails",
+            Form::new()
+                .text("image_url", "http://127.0.0.1:9/cutout.png")
+                .text("scene_type", "101"),
+            StatusCode::BAD_REQUEST,
+            Some(-3),
+        ),
+    ];
+    for (what, form, status, state) in cases {
+        let (got, body) = create(&client, &base, &key, form).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["status"].as_u64(), Some(u64::from(status.as_u16())), "{what}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        assert_eq!(body["data"]["state"].as_i64(), state, "{what}: {body}");
+    }
+
+    // Neither multipart nor a form.
+    let r = client
+        .post(format!("{base}{PATH}"))
+        .header("X-API-KEY", &key)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // No credits left: 401 (the service is not enabled for the key).
+    let (status, body) =
+        create(&client, &base, &poor, file_form(good()).text("scene_type", "101")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // A url-encoded form is read too (its download is refused here: loopback).
+    let r = client
+        .post(format!("{base}{PATH}"))
+        .header("X-API-KEY", &key)
+        .form(&[("image_url", "http://127.0.0.1:9/a.png"), ("prompt", "a beach")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.expect("json")["data"]["state"], -3);
+
+    // Queries: unknown id, another key's task, no key.
+    let (status, body) =
+        create(&client, &base, &key, file_form(good()).text("scene_type", "101")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let task_id = body["data"]["task_id"].as_str().expect("id").to_string();
+    let queued: Value = client
+        .get(format!("{base}{PATH}/{task_id}"))
+        .header("X-API-KEY", &key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(queued["data"]["state"], 0, "{queued}");
+    assert_eq!(queued["data"]["progress"], 0);
+    for (id, key, status) in [
+        ("nope", key.as_str(), StatusCode::NOT_FOUND),
+        (task_id.as_str(), other.as_str(), StatusCode::NOT_FOUND),
+        (task_id.as_str(), "", StatusCode::UNAUTHORIZED),
+    ] {
+        let r = client
+            .get(format!("{base}{PATH}/{id}"))
+            .header("X-API-KEY", key)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), status);
+        assert_eq!(r.json::<Value>().await.expect("json")["status"], status.as_u16());
+    }
+}
+
+#[tokio::test]
+async fn qps_limit_is_429() {
+    let server = start(false, |_| {}).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let (status, body) = create(
+            &client,
+            &server.base,
+            &key,
+            file_form(cutout(256, 256)).text("scene_type", "101"),
+        )
+        .await;
+        assert_eq!(body["status"], status.as_u16());
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..2], &[StatusCode::OK, StatusCode::OK], "default QPS 2");
+    assert!(statuses[2..].contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+}
