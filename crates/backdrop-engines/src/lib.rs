@@ -14,6 +14,7 @@
 
 pub mod patch;
 pub mod pipeline;
+mod rng;
 pub mod studio;
 
 use backdrop_core::{Engine, EngineError, EngineName, JobKind};

@@ -9,7 +9,7 @@
 //! each output pixel, from read-only inputs.
 
 use super::level::{pack, unpack, Level, CHANNELS};
-use super::rng::Rng;
+use crate::rng::SplitMix64 as Rng;
 use rayon::prelude::*;
 
 /// Marks a pixel that has no match (not a target). Never a packed coordinate, since

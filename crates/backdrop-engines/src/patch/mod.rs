@@ -59,7 +59,6 @@
 
 mod level;
 mod matcher;
-mod rng;
 
 use backdrop_core::{
     CancelToken, Engine, EngineError, EngineInput, EngineOutput, Progress, StepProgress,

@@ -1,53 +1,11 @@
-//! Deterministic randomness: a seeded generator for per-image choices and stateless
-//! hashes for per-pixel grain and value noise.
+//! Deterministic per-pixel randomness: stateless hashes for grain and value noise (the
+//! seeded generator for per-image choices is the crate's [`SplitMix64`]).
 //!
 //! Per-pixel values are pure functions of `(x, y, seed)` rather than draws from a
 //! stream, so rows can be rendered in any order on any number of threads and still give
 //! the same bytes.
 
-/// SplitMix64: tiny, fast, and its output is fixed by the algorithm, so variants stay the
-/// same across platforms and dependency upgrades.
-#[derive(Debug, Clone)]
-pub(crate) struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub(crate) fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f32 {
-        // 24 bits fill an f32 mantissa exactly, so every value is representable.
-        (self.next_u64() >> 40) as f32 * (1.0 / (1u32 << 24) as f32)
-    }
-
-    /// Uniform in `[lo, hi)`.
-    pub(crate) fn range(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform in `[-amount, amount)`.
-    pub(crate) fn jitter(&mut self, amount: f32) -> f32 {
-        self.range(-amount, amount)
-    }
-
-    /// 32 random bits, for seeding hashes.
-    pub(crate) fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-}
+pub(crate) use crate::rng::SplitMix64;
 
 /// A well-mixed 32-bit hash of a lattice point and a seed.
 #[inline(always)]
@@ -182,14 +140,6 @@ impl<const N: usize> RowFbm<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_is_fixed_by_the_algorithm() {
-        // Reference values of SplitMix64 seeded with 0.
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
-    }
 
     #[test]
     fn fast_floor_matches_floor() {
