@@ -1,13 +1,600 @@
-//! Placeholder: the Kling surface is not served yet.
+//! Kling Image Expansion, wire-compatible: a Kling client works against Backdrop by
+//! changing its base URL and its access key / secret key pair.
+//!
+//! This module owns the Kling routes, the Kling JWT check, the translation of a Kling
+//! expansion request onto the native [`ExpansionSpec`], the Kling task object (answers,
+//! listing and the callback body) and the Kling error envelope.
+//!
+//! # Routes
+//! - `POST /v1/images/editing/expand`: create a task.
+//! - `GET /v1/images/editing/expand/{id}`: one task, by `task_id` or by the
+//!   `external_task_id` given at creation.
+//! - `GET /v1/images/editing/expand?pageNum=1&pageSize=30`: the key's Kling tasks, newest
+//!   first (`pageNum` 1..=1000, `pageSize` 1..=500, defaults 1 and 30).
+//!
+//! # Auth
+//! `Authorization: Bearer <JWT>`, HS256, signed with the key's vendor secret key
+//! ([`crate::vendor_keys`]); `iss` is the vendor access key. `exp` is required, `nbf` is
+//! checked when present; both get [`CLOCK_LEEWAY_SECS`] of leeway for clock skew. The
+//! signature is checked before the time claims, so an unsigned token learns nothing.
+//!
+//! | failure | HTTP / code |
+//! |---|---|
+//! | no `Authorization` header, or an empty bearer token | 401 / 1001 |
+//! | not a JWT, not HS256, bad signature, no `iss` or no `exp` | 401 / 1002 |
+//! | `nbf` in the future | 401 / 1003 |
+//! | `exp` in the past | 401 / 1004 |
+//! | `iss` not an access key this server issued, or its key revoked | 401 / 1000 |
+//!
+//! # Envelope and codes
+//! Every answer is `{code, message, request_id, data}`; `code` 0 and `message`
+//! `SUCCEED` on success. Errors keep the HTTP status and code of Kling's table:
+//! 400/1200 for a malformed body (not JSON, a field of the wrong type, a required field
+//! missing), 400/1201 for a value out of range (every documented limit below, an unknown
+//! `external_task_id` reuse, an image that cannot be read), 404/1203 for a task that does
+//! not exist or belongs to another key, 429/1102 when the credits are exhausted,
+//! 429/1302 for the submit rate limit, 429/1303 when the key's images in flight (or the
+//! queue) are over the limit, 500/5000 for internal errors.
+//!
+//! # Wire choices
+//! - `image`: an `http(s)` URL, or raw base64. A `data:` prefix is refused (400/1201),
+//!   as the vendor documents, rather than silently stripped. JPEG and PNG only (WebP is
+//!   refused although Backdrop can read it); at most 10 MB; each side at least 300 px;
+//!   aspect ratio between 1:2.5 and 2.5:1.
+//! - All four `*_expansion_ratio` fields are required (missing: 1200), each in [0, 2],
+//!   the new canvas at most 3x the original area; all four 0 is refused (nothing to
+//!   expand).
+//! - `external_task_id` is unique per key: reusing one is an error (400/1201), never an
+//!   idempotent return of the earlier task, because the vendor says it "must be unique"
+//!   and a silent return would hide a client bug. It is stored as the task's idempotency
+//!   key with a `kling:` prefix, so it never collides with a native `Idempotency-Key`.
+//!   Empty strings for `external_task_id`, `callback_url` and `prompt` mean "not given".
+//! - Unknown body fields (e.g. `model_name`) are ignored, as the vendor does.
+//! - `task_status`: `submitted` (queued), `processing` (running), `succeed`, `failed`
+//!   (failed or canceled); `task_status_msg` carries the failure reason.
+//! - `task_result.images[].index` is 0-based, as in Kling's answers; `watermark_url` is
+//!   there only when `watermark_info.enabled` was true.
+//! - Concurrency: a task holds `n` image slots from submit until it ends (the store's
+//!   per-key limit of images in flight).
+//! - The callback body (POSTed to `callback_url` on every status change) is the task
+//!   object as it stood on entering the status, without the envelope; it is signed like
+//!   every Backdrop callback (`Backdrop-Signature`, see [`crate::callbacks`]).
+//! - Credits: [`backdrop_core::PriceTable::kling`] of `n`, reserved at submit.
 
-use crate::{AppState, CallbackRenderer};
+use crate::error::ApiError;
+use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
+use crate::vendor_keys::{credentials, key_id};
+use crate::{now_ms, AppState, CallbackRenderer, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
+use backdrop_core::{ExpansionRatios, ExpansionSpec, JobSpec, TaskPayload, TaskState};
+use backdrop_imaging::decode::InputFormat;
+use backdrop_imaging::DecodeLimits;
+use backdrop_store::{ApiKey, Task, TaskFilter};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::Sha256;
 use std::collections::HashMap;
+use std::sync::Arc;
 
-/// The surface's routes.
+/// The surface name stored with Kling tasks (and the callback renderer's name).
+pub const SURFACE: &str = "kling";
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+pub const CLOCK_LEEWAY_SECS: i64 = 5;
+/// Largest input file (the vendor's 10 MB).
+pub const MAX_IMAGE_BYTES: u64 = 10 * 1024 * 1024;
+/// Smallest input side in pixels.
+pub const MIN_IMAGE_SIDE: u32 = 300;
+/// Largest aspect ratio either way (2.5:1 or 1:2.5).
+pub const MAX_ASPECT: f64 = 2.5;
+/// Longest `external_task_id` accepted.
+const MAX_EXTERNAL_ID_LEN: usize = 200;
+/// Prefix of the idempotency key under which an `external_task_id` is stored.
+const EXTERNAL_PREFIX: &str = "kling:";
+
+/// The Kling routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/images/editing/expand", get(list).post(create))
+        .route("/v1/images/editing/expand/{id}", get(query))
 }
 
-/// Registers the Kling callback body.
-pub fn register_callbacks(_renderers: &mut HashMap<String, CallbackRenderer>) {}
+/// Registers the Kling callback body under [`SURFACE`].
+pub fn register_callbacks(renderers: &mut HashMap<String, CallbackRenderer>) {
+    renderers.insert(SURFACE.to_string(), Arc::new(callback_body));
+}
+
+/// An error in Kling's envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KlingError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Kling's numeric code.
+    pub code: u32,
+    /// One sentence.
+    pub message: String,
+    /// Seconds to wait, on 429.
+    pub retry_after: Option<u64>,
+}
+
+impl KlingError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        KlingError { status, code, message: message.into(), retry_after: None }
+    }
+
+    fn auth(code: u32, message: impl Into<String>) -> Self {
+        KlingError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    fn params(message: impl Into<String>) -> Self {
+        KlingError::new(StatusCode::BAD_REQUEST, 1200, message)
+    }
+
+    fn value(message: impl Into<String>) -> Self {
+        KlingError::new(StatusCode::BAD_REQUEST, 1201, message)
+    }
+
+    fn missing(message: impl Into<String>) -> Self {
+        KlingError::new(StatusCode::NOT_FOUND, 1203, message)
+    }
+}
+
+impl From<ApiError> for KlingError {
+    fn from(e: ApiError) -> Self {
+        let (status, code) = match (e.status, e.code.as_ref()) {
+            (_, "rate_limited") => (StatusCode::TOO_MANY_REQUESTS, 1302),
+            (_, "concurrency_limit" | "queue_full") => (StatusCode::TOO_MANY_REQUESTS, 1303),
+            (_, "insufficient_credits") => (StatusCode::TOO_MANY_REQUESTS, 1102),
+            (StatusCode::UNAUTHORIZED, _) => (StatusCode::UNAUTHORIZED, 1000),
+            (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN, _) => (StatusCode::NOT_FOUND, 1203),
+            (s, _) if s.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
+            // Every other refusal of a submit is a value the vendor would call invalid
+            // (too large a file included: Kling answers 400, not 413).
+            _ => (StatusCode::BAD_REQUEST, 1201),
+        };
+        KlingError { status, code, message: e.message, retry_after: e.retry_after }
+    }
+}
+
+impl IntoResponse for KlingError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id(),
+            "data": Value::Null,
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn success(data: Value) -> Response {
+    axum::Json(json!({"code": 0, "message": "SUCCEED", "request_id": request_id(), "data": data}))
+        .into_response()
+}
+
+/// Signs `claims` as an HS256 JWT with `secret` (what a Kling client does with its
+/// secret key).
+pub fn encode_hs256(claims: &Value, secret: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = b64.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let signature = b64.encode(hs256(secret.as_bytes(), signing_input.as_bytes()));
+    format!("{signing_input}.{signature}")
+}
+
+fn hs256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        }
+        // HMAC takes keys of any length; this branch cannot be reached.
+        Err(_) => Vec::new(),
+    }
+}
+
+fn b64url_json(part: &str) -> Option<Value> {
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Checks the bearer JWT and returns the key it authenticates.
+async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, KlingError> {
+    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // HTTP trims trailing blanks, so `Bearer ` with no token arrives as `Bearer`.
+    let value = value.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ if value.eq_ignore_ascii_case("bearer") => "",
+        _ => value,
+    };
+    if token.is_empty() {
+        return Err(KlingError::auth(1001, "Authorization is empty"));
+    }
+    let invalid = |why: &str| KlingError::auth(1002, format!("Authorization is invalid: {why}"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let [head, body, signature] = parts[..] else {
+        return Err(invalid("not a JWT"));
+    };
+    let head = b64url_json(head).ok_or_else(|| invalid("unreadable JWT header"))?;
+    if head.get("alg").and_then(Value::as_str) != Some("HS256") {
+        return Err(invalid("only HS256 is accepted"));
+    }
+    let claims = b64url_json(body).ok_or_else(|| invalid("unreadable JWT claims"))?;
+    let iss = claims.get("iss").and_then(Value::as_str).ok_or_else(|| invalid("no iss claim"))?;
+    let unknown = || KlingError::auth(1000, "Authentication failed: unknown access key");
+    let id = key_id(&shared.server_secret, iss).ok_or_else(unknown)?;
+    let key = shared
+        .repo
+        .key(id)
+        .await
+        .map_err(|e| KlingError::from(ApiError::from(e)))?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(unknown)?;
+    let secret = credentials(&shared.server_secret, id).secret_key;
+    let given = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature.trim_end_matches('='))
+        .map_err(|_| invalid("unreadable signature"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .map_err(|e| KlingError::from(ApiError::internal(e)))?;
+    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+    // `verify_slice` compares in constant time.
+    mac.verify_slice(&given).map_err(|_| invalid("signature does not match"))?;
+    let now = now_ms() / 1000;
+    let exp = claims.get("exp").and_then(Value::as_f64).ok_or_else(|| invalid("no exp claim"))?;
+    if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
+        if nbf > (now + CLOCK_LEEWAY_SECS) as f64 {
+            return Err(KlingError::auth(1003, "Authorization is not yet valid (nbf)"));
+        }
+    }
+    if exp < (now - CLOCK_LEEWAY_SECS) as f64 {
+        return Err(KlingError::auth(1004, "Authorization has expired (exp)"));
+    }
+    Ok(key)
+}
+
+/// `POST /v1/images/editing/expand`.
+#[derive(Debug, Deserialize)]
+struct ExpandRequest {
+    image: Option<String>,
+    up_expansion_ratio: Option<f64>,
+    down_expansion_ratio: Option<f64>,
+    left_expansion_ratio: Option<f64>,
+    right_expansion_ratio: Option<f64>,
+    prompt: Option<String>,
+    n: Option<u32>,
+    watermark_info: Option<WatermarkInfo>,
+    callback_url: Option<String>,
+    external_task_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WatermarkInfo {
+    enabled: Option<bool>,
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match create_task(&state, &headers, &body).await {
+        Ok(data) => success(data),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create_task(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Value, KlingError> {
+    let key = authenticate(state, headers).await?;
+    check_rate(state, &key.id.to_string())?;
+    let req: ExpandRequest = match serde_json::from_slice::<Value>(body) {
+        Ok(value @ Value::Object(_)) => serde_json::from_value(value)
+            .map_err(|e| KlingError::params(format!("invalid parameter: {e}")))?,
+        Ok(_) => return Err(KlingError::params("the body must be a JSON object")),
+        Err(e) => return Err(KlingError::params(format!("malformed JSON: {e}"))),
+    };
+    let ratio = |value: Option<f64>, name: &str| {
+        value.ok_or_else(|| KlingError::params(format!("{name} is required")))
+    };
+    let ratios = ExpansionRatios {
+        up: ratio(req.up_expansion_ratio, "up_expansion_ratio")?,
+        down: ratio(req.down_expansion_ratio, "down_expansion_ratio")?,
+        left: ratio(req.left_expansion_ratio, "left_expansion_ratio")?,
+        right: ratio(req.right_expansion_ratio, "right_expansion_ratio")?,
+    };
+    let watermark = req.watermark_info.and_then(|w| w.enabled).unwrap_or(false);
+    let spec = ExpansionSpec {
+        ratios,
+        prompt: non_empty(req.prompt),
+        n: req.n.unwrap_or(1),
+        seed: None,
+        watermark,
+    };
+    let payload = TaskPayload::new(JobSpec::Expansion(spec));
+    payload.job.validate().map_err(|e| KlingError::from(ApiError::from(e)))?;
+    let callback_url = non_empty(req.callback_url);
+    if let Some(url) = &callback_url {
+        service::check_callback_url(url)?;
+    }
+    let external = non_empty(req.external_task_id);
+    let idempotency_key = match &external {
+        Some(id) if id.len() > MAX_EXTERNAL_ID_LEN => {
+            return Err(KlingError::value(format!(
+                "external_task_id is longer than {MAX_EXTERNAL_ID_LEN} characters"
+            )))
+        }
+        Some(id) => {
+            let stored = format!("{EXTERNAL_PREFIX}{id}");
+            if state
+                .repo
+                .task_by_idempotency_key(key.id, &stored)
+                .await
+                .map_err(ApiError::from)?
+                .is_some()
+            {
+                return Err(duplicate(id));
+            }
+            Some(stored)
+        }
+        None => None,
+    };
+    let image = non_empty(req.image).ok_or_else(|| KlingError::params("image is required"))?;
+    let image = image.trim().to_string();
+    let source = if image.starts_with("http://") || image.starts_with("https://") {
+        ImageSource::Url(image)
+    } else if image.starts_with("data:") {
+        return Err(KlingError::value("image: send the raw base64 string without a data: prefix"));
+    } else {
+        ImageSource::Base64(image)
+    };
+    let input = load_image(state, source, "image").await?;
+    check_image(&input)?;
+    let n = payload.job.n();
+    let created = service::submit(
+        state,
+        Submission {
+            key,
+            payload,
+            input,
+            reference: None,
+            idempotency_key,
+            surface: SURFACE,
+            surface_meta: json!({"external_task_id": external}),
+            callback_url,
+            credits: state.config.prices.kling(n),
+            limits: DecodeLimits {
+                max_file_bytes: MAX_IMAGE_BYTES,
+                min_width: MIN_IMAGE_SIDE,
+                min_height: MIN_IMAGE_SIDE,
+                ..DecodeLimits::default()
+            },
+        },
+    )
+    .await?;
+    if !created.created {
+        // Two submits with the same external_task_id raced; the other one won.
+        return Err(duplicate(external.as_deref().unwrap_or_default()));
+    }
+    Ok(task_object(state, &created.task, created.task.state))
+}
+
+fn duplicate(id: &str) -> KlingError {
+    KlingError::value(format!(
+        "external_task_id '{id}' is already used by another task of this key"
+    ))
+}
+
+/// The vendor's input rules that the native decode limits do not express: the format
+/// list, the size, the short side and the aspect ratio, read from the header only.
+fn check_image(bytes: &[u8]) -> Result<(), KlingError> {
+    if bytes.len() as u64 > MAX_IMAGE_BYTES {
+        return Err(KlingError::value(format!(
+            "image is {} bytes; the limit is 10MB ({MAX_IMAGE_BYTES} bytes)",
+            bytes.len()
+        )));
+    }
+    match InputFormat::sniff(bytes) {
+        Some(InputFormat::Png | InputFormat::Jpeg) => {}
+        _ => return Err(KlingError::value("image format must be .jpg / .jpeg / .png")),
+    }
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .ok_or_else(|| KlingError::value("image cannot be read"))?;
+    if w < MIN_IMAGE_SIDE || h < MIN_IMAGE_SIDE {
+        return Err(KlingError::value(format!(
+            "image is {w}x{h}; width and height must be at least {MIN_IMAGE_SIDE}px"
+        )));
+    }
+    let aspect = f64::from(w.max(h)) / f64::from(w.min(h));
+    if aspect > MAX_ASPECT + 1e-9 {
+        return Err(KlingError::value(format!(
+            "image is {w}x{h}; the aspect ratio must be between 1:2.5 and 2.5:1"
+        )));
+    }
+    Ok(())
+}
+
+/// Kling's name of a state.
+pub fn status_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "submitted",
+        TaskState::Running => "processing",
+        TaskState::Succeeded => "succeed",
+        TaskState::Failed | TaskState::Canceled => "failed",
+    }
+}
+
+fn external_id(task: &Task) -> Value {
+    task.surface_meta.get("external_task_id").cloned().unwrap_or(Value::Null)
+}
+
+/// The Kling task object of `task` as it stood on entering `entered`.
+fn task_object(state: &Shared, task: &Task, entered: TaskState) -> Value {
+    let images: Vec<Value> = task
+        .result
+        .as_ref()
+        .filter(|_| entered == TaskState::Succeeded)
+        .map(|r| {
+            r.images
+                .iter()
+                .map(|img| {
+                    let mut item = json!({
+                        "index": img.index.saturating_sub(1),
+                        "url": signed_url(state, task, &img.blob),
+                    });
+                    if let Some(url) =
+                        img.watermarked_blob.as_deref().and_then(|b| signed_url(state, task, b))
+                    {
+                        item["watermark_url"] = Value::String(url);
+                    }
+                    item
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = match entered {
+        TaskState::Failed => task.error_message.clone().unwrap_or_else(|| "failed".into()),
+        TaskState::Canceled => "canceled".into(),
+        _ => String::new(),
+    };
+    json!({
+        "task_id": task.uid,
+        "task_status": status_name(entered),
+        "task_status_msg": message,
+        "task_info": {"external_task_id": external_id(task)},
+        "task_result": {"images": images},
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+    })
+}
+
+/// The Kling callback body: the task object, without the envelope.
+pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String {
+    task_object(state, task, entered).to_string()
+}
+
+async fn query(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let found = async {
+        let key = authenticate(&state, &headers).await?;
+        let by_uid = state.repo.task(&id).await.map_err(ApiError::from)?;
+        let task = match by_uid.filter(|t| t.key_id == key.id && t.surface == SURFACE) {
+            Some(task) => Some(task),
+            None => state
+                .repo
+                .task_by_idempotency_key(key.id, &format!("{EXTERNAL_PREFIX}{id}"))
+                .await
+                .map_err(ApiError::from)?,
+        };
+        let task = task.ok_or_else(|| KlingError::missing(format!("no task '{id}'")))?;
+        Ok::<_, KlingError>(task_object(&state, &task, task.state))
+    };
+    match found.await {
+        Ok(data) => success(data),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let page = async {
+        let key = authenticate(&state, &headers).await?;
+        let number = |name: &str, default: u32, max: u32| -> Result<u32, KlingError> {
+            match q.get(name) {
+                None => Ok(default),
+                Some(text) => {
+                    text.trim().parse::<u32>().ok().filter(|v| (1..=max).contains(v)).ok_or_else(
+                        || KlingError::value(format!("{name} must be an integer in [1, {max}]")),
+                    )
+                }
+            }
+        };
+        let page_num = number("pageNum", 1, 1000)?;
+        let page_size = number("pageSize", 30, 500)?;
+        let filter = TaskFilter {
+            surface: Some(SURFACE.to_string()),
+            limit: page_size,
+            offset: (page_num - 1) * page_size,
+            ..TaskFilter::default()
+        };
+        let tasks = state.repo.list_tasks(key.id, &filter).await.map_err(ApiError::from)?;
+        Ok::<_, KlingError>(Value::Array(
+            tasks.iter().map(|t| task_object(&state, t, t.state)).collect(),
+        ))
+    };
+    match page.await {
+        Ok(data) => success(data),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_through_the_signature_check() {
+        let token = encode_hs256(&json!({"iss": "ak1x0", "exp": 10}), "secret");
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let claims = b64url_json(parts[1]).expect("claims");
+        assert_eq!(claims["iss"], "ak1x0");
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").expect("mac");
+        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
+        assert!(mac.verify_slice(&sig).is_ok());
+    }
+
+    #[test]
+    fn states_have_kling_names() {
+        assert_eq!(status_name(TaskState::Queued), "submitted");
+        assert_eq!(status_name(TaskState::Running), "processing");
+        assert_eq!(status_name(TaskState::Succeeded), "succeed");
+        assert_eq!(status_name(TaskState::Canceled), "failed");
+    }
+
+    #[test]
+    fn api_errors_map_to_kling_codes() {
+        let code = |e: ApiError| KlingError::from(e).code;
+        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 1302);
+        assert_eq!(code(ApiError::too_many("concurrency_limit", "x", 1)), 1303);
+        assert_eq!(
+            code(ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "x")),
+            1102
+        );
+        assert_eq!(code(ApiError::too_large("x")), 1201);
+        assert_eq!(code(ApiError::not_found("x")), 1203);
+        assert_eq!(code(ApiError::internal("x")), 5000);
+    }
+}
