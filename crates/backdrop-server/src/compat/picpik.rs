@@ -1,9 +1,787 @@
-//! Placeholder: the picpik surface is not served yet.
+//! PicPik GenerateBackgrounds, wire-compatible: a PicPik client works against Backdrop by
+//! changing its base URL and its PublicKey / private key pair.
+//!
+//! This module owns `POST /` (every PicPik call is a JSON body whose `Action` picks the
+//! operation), the PicPik signature check, the translation of `GenerateBackgrounds` onto
+//! the native [`BackgroundSpec`], and the PicPik task details.
+//!
+//! # Actions
+//! - `GenerateBackgrounds` -> `TaskUID`.
+//! - `ListTasksDetails` (`TaskUIDList`, at most [`MAX_TASK_UIDS`]) -> `TaskDetailList[]` of
+//!   `{TaskUID, Action, Status, ImgList, Seed, TxtList, ConsumeApiPoint, ErrorCode,
+//!   ErrorMassage}` (the vendor's spelling).
+//! - `ListRunningTasks` -> `TaskUIDList` of the key's queued and running tasks.
+//! - Any other `Action` is answered in the envelope with RetCode 161.
+//!
+//! # Auth
+//! `PublicKey` is the key's vendor access key, the private key its vendor secret key
+//! ([`crate::vendor_keys`]). `Signature` is checked with the vendor's algorithm
+//! ([`signature`]): every parameter but `Signature`, keys sorted by byte order,
+//! `key + value` concatenated (nested objects and arrays flattened, see
+//! [`signature_string`]), the private key appended, SHA-1, lowercase hex.
+//!
+//! # Envelope and codes
+//! Every answer is HTTP 200 with `{RetCode, Action, Message, request_uuid}` (the
+//! vendor's APIs report failures in `RetCode`, not in the HTTP status); `Action` and
+//! `request_uuid` are echoed. The vendor does not publish its code list; these follow the
+//! API platform its signature scheme comes from, where one exists:
+//!
+//! | RetCode | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 100 | the body is not a JSON object (or is over the size limit) |
+//! | 160 | `Action` missing |
+//! | 161 | `Action` unknown |
+//! | 170 | `PublicKey` or `Signature` missing |
+//! | 171 | `Signature` does not match |
+//! | 172 | `PublicKey` unknown, or its key revoked |
+//! | 230 | a parameter missing, of the wrong type or out of range (the message names it) |
+//! | 231 | an image refused: not base64, not a PNG with transparency, too large or small |
+//! | 232 | `MainModel.ModelCode` or a `SubModelList` model is not served here |
+//! | 233 | a `TaskUID` unknown to this key |
+//! | 284 | API points (credits) exhausted |
+//! | 290 | submit rate limit (retry after a second) |
+//! | 291 | too many images in flight for this key, or the queue is full |
+//! | 500 | internal error |
+//!
+//! # Wire choices
+//! - `MainModel.ModelCode`: `PICPIK General` (the vendor's default, also when
+//!   `MainModel` is absent) runs Backdrop's default engine: the configured default
+//!   diffusion model, or with none configured the weight-free studio engine, so a client
+//!   always gets a background. Any other code must be the id of a configured diffusion
+//!   model (`GET /v1/models`), which then runs on the diffusion engine; an unknown code
+//!   is RetCode 232 naming the codes served.
+//! - `SubModelList`: each entry is a LoRA: its `ModelCode` must be listed in the `loras`
+//!   of the chosen model (any configured model, for `PICPIK General`), else RetCode 232;
+//!   its `InferenceParams.LoraWeight` (default 1) is the LoRA weight. The main model's
+//!   own `LoraWeight` is ignored: a main model here is never a LoRA.
+//! - `InferenceParams.Steps` 6..=100, default 10 (the vendor's).
+//! - `PositivePrompts` (at least one non-empty) and `NegativePrompts` are joined with
+//!   `", "` into one prompt each.
+//! - `TranslatePrompts` (default true) is accepted and recorded; prompts are used as
+//!   given, since Backdrop runs no translation service. `TxtList` reports the prompt
+//!   as used, so a client can see that no translation happened.
+//! - `Seed` -1..=2147483647; -1 picks a random seed, reported in `Seed` of the details.
+//! - `Width` / `Height` 64..=2560; either one alone keeps the foreground's other side;
+//!   neither keeps the foreground's size.
+//! - `BatchSize` 1..=16 images.
+//! - `ImageList`: base64 images (a `data:` prefix is tolerated).
+//!   `TransparentForeground.ImageIndex` (or the request example's
+//!   `TransparentImageIndexList[0]`, else 0) picks the foreground, a PNG with
+//!   transparency; `ResizeMode` (`JustResize`, `CropAndResize`, `ResizeAndFill`, the
+//!   default) fits it into the output size.
+//! - `BackgroundImage2Image`: `ImageIndex` picks the reference background,
+//!   `ReferStrength` 0..=1 (default 0.3) and `ResizeMode` are the native reference
+//!   settings. `DeepFusion` is accepted and recorded: Backdrop's engines always blend
+//!   the reference into the whole background, so there is no separate pass and no extra
+//!   charge.
+//! - `UseMainModelVAE` is accepted and recorded; Backdrop's models always decode with
+//!   the VAE they were exported with.
+//! - `Status` in the details: `Pending` (queued), `Running`, `Success`, `Failed` (failed
+//!   or canceled). `ErrorCode` is 0, or 500 for a failed task and 499 for a canceled
+//!   one, with the reason in `ErrorMassage`. `ImgList` holds signed URLs, kept for the
+//!   configured result lifetime. `ConsumeApiPoint` is the credits charged (reserved,
+//!   while the task runs).
+//! - Credits: [`backdrop_core::PriceTable::picpik`] of `BatchSize`.
 
-use crate::AppState;
+use crate::error::ApiError;
+use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
+use crate::vendor_keys::{credentials, key_id};
+use crate::{AppState, Shared};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use axum::Router;
+use backdrop_core::{
+    BackgroundSpec, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec, ResizeMode,
+    TaskPayload, TaskState,
+};
+use backdrop_imaging::decode::InputFormat;
+use backdrop_imaging::DecodeLimits;
+use backdrop_store::{ApiKey, Task, TaskFilter};
+use serde_json::{json, Map, Value};
 
-/// The surface's routes.
+/// The surface name stored with PicPik tasks.
+pub const SURFACE: &str = "picpik";
+/// The vendor's default main model.
+pub const DEFAULT_MODEL: &str = "PICPIK General";
+/// Most task ids one `ListTasksDetails` may ask for.
+pub const MAX_TASK_UIDS: usize = 100;
+/// Largest `Width` / `Height`.
+pub const MAX_SIDE: u32 = 2560;
+/// Smallest `Width` / `Height`.
+pub const MIN_SIDE: u32 = 64;
+
+/// The PicPik routes.
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/", post(handle))
+}
+
+/// A failure in PicPik's envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PicpikError {
+    /// The RetCode.
+    pub code: u32,
+    /// One sentence.
+    pub message: String,
+}
+
+impl PicpikError {
+    fn new(code: u32, message: impl Into<String>) -> Self {
+        PicpikError { code, message: message.into() }
+    }
+
+    fn param(message: impl Into<String>) -> Self {
+        PicpikError::new(230, message)
+    }
+}
+
+impl From<ApiError> for PicpikError {
+    fn from(e: ApiError) -> Self {
+        let code = match e.code.as_ref() {
+            "rate_limited" => 290,
+            "concurrency_limit" | "queue_full" => 291,
+            "insufficient_credits" => 284,
+            _ if e.status.is_server_error() => 500,
+            // What the service refuses at submit is the input image or an engine/model
+            // it cannot serve; the parameters were checked here before.
+            "unknown_engine" | "engine_unavailable" | "unsupported" => 232,
+            _ => 231,
+        };
+        PicpikError { code, message: e.message }
+    }
+}
+
+/// SHA-1 of `data` (the signature's digest; written out here because nothing else in
+/// the service needs it).
+pub fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut message = data.to_vec();
+    let bit_len = (data.len() as u64).wrapping_mul(8);
+    message.push(0x80);
+    while message.len() % 64 != 56 {
+        message.push(0);
+    }
+    message.extend_from_slice(&bit_len.to_be_bytes());
+    for chunk in message.chunks_exact(64) {
+        let mut w = [0u32; 80];
+        for (i, word) in chunk.chunks_exact(4).enumerate() {
+            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
+                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
+                _ => (b ^ c ^ d, 0xCA62_C1D6),
+            };
+            let t =
+                a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (hi, v) in h.iter_mut().zip([a, b, c, d, e]) {
+            *hi = hi.wrapping_add(v);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, v) in h.iter().enumerate() {
+        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
+    }
+    out
+}
+
+fn encode_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => {}
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            // A whole float prints as an integer (42.0 -> 42).
+            (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                out.push_str(&(f as i64).to_string());
+            }
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::Array(items) => items.iter().for_each(|item| encode_value(item, out)),
+        Value::Object(map) => encode_pairs(map, None, out),
+    }
+}
+
+fn encode_pairs(map: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().filter(|k| Some(k.as_str()) != skip).collect();
+    // Byte order, as the vendor's samples sort.
+    keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    for k in keys {
+        out.push_str(k);
+        encode_value(&map[k], out);
+    }
+}
+
+/// The string the vendor signs: every parameter but `Signature`, sorted, `key + value`,
+/// then the private key. Booleans are `true`/`false`, whole floats print as integers,
+/// arrays concatenate their elements' encodings, objects their own sorted pairs
+/// (recursively), and null is empty (its key stays).
+pub fn signature_string(params: &Map<String, Value>, private_key: &str) -> String {
+    let mut out = String::new();
+    encode_pairs(params, Some("Signature"), &mut out);
+    out.push_str(private_key);
+    out
+}
+
+/// The `Signature` of `params` under `private_key`: lowercase hex SHA-1 of
+/// [`signature_string`].
+pub fn signature(params: &Map<String, Value>, private_key: &str) -> String {
+    hex::encode(sha1(signature_string(params, private_key).as_bytes()))
+}
+
+fn envelope(
+    action: &str,
+    request_uuid: &Value,
+    result: Result<Map<String, Value>, PicpikError>,
+) -> Response {
+    let mut body = Map::new();
+    body.insert("Action".into(), Value::String(action.to_string()));
+    match result {
+        Ok(fields) => {
+            body.insert("RetCode".into(), json!(0));
+            body.insert("Message".into(), json!(""));
+            body.extend(fields);
+        }
+        Err(e) => {
+            body.insert("RetCode".into(), json!(e.code));
+            body.insert("Message".into(), json!(e.message));
+        }
+    }
+    body.insert("request_uuid".into(), request_uuid.clone());
+    axum::Json(Value::Object(body)).into_response()
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let params = match body.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+        Some(Value::Object(map)) => map,
+        _ => {
+            return envelope(
+                "",
+                &Value::Null,
+                Err(PicpikError::new(100, "the body must be a JSON object within the size limit")),
+            )
+        }
+    };
+    let action = params.get("Action").and_then(Value::as_str).unwrap_or("").to_string();
+    let request_uuid = params.get("request_uuid").cloned().unwrap_or(Value::String(String::new()));
+    let result = dispatch(&state, &action, &params).await;
+    envelope(&action, &request_uuid, result)
+}
+
+async fn dispatch(
+    state: &Shared,
+    action: &str,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, PicpikError> {
+    let key = authenticate(state, params).await?;
+    match action {
+        "" => Err(PicpikError::new(160, "Action is missing")),
+        "GenerateBackgrounds" => generate(state, key, params).await,
+        "ListTasksDetails" => details(state, &key, params).await,
+        "ListRunningTasks" => running(state, &key).await,
+        other => Err(PicpikError::new(161, format!("Action '{other}' does not exist here"))),
+    }
+}
+
+async fn authenticate(state: &Shared, params: &Map<String, Value>) -> Result<ApiKey, PicpikError> {
+    let public = params.get("PublicKey").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let given = params.get("Signature").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let (Some(public), Some(given)) = (public, given) else {
+        return Err(PicpikError::new(170, "PublicKey and Signature are required"));
+    };
+    let unknown = || PicpikError::new(172, "PublicKey is unknown or revoked");
+    let id = key_id(&state.server_secret, public).ok_or_else(unknown)?;
+    let key = state
+        .repo
+        .key(id)
+        .await
+        .map_err(|e| PicpikError::from(ApiError::from(e)))?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(unknown)?;
+    let expected = signature(params, &credentials(&state.server_secret, id).secret_key);
+    // Compare without an early exit, so the time taken says nothing about the prefix.
+    let given = given.to_ascii_lowercase();
+    let same = given.len() == expected.len()
+        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same {
+        return Err(PicpikError::new(171, "Signature does not match"));
+    }
+    Ok(key)
+}
+
+/// A typed read of an optional field, with RetCode 230 naming it when its type is wrong.
+fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    obj.get(name).filter(|v| !v.is_null())
+}
+
+fn int_field(
+    obj: &Map<String, Value>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, PicpikError> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(v) => {
+            let n = v
+                .as_i64()
+                .or_else(|| {
+                    v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)
+                })
+                .ok_or_else(|| PicpikError::param(format!("{name} must be an integer")))?;
+            if (min..=max).contains(&n) {
+                Ok(Some(n))
+            } else {
+                Err(PicpikError::param(format!("{name} must be between {min} and {max}; got {n}")))
+            }
+        }
+    }
+}
+
+fn bool_field(obj: &Map<String, Value>, name: &str) -> Result<Option<bool>, PicpikError> {
+    field(obj, name)
+        .map(|v| v.as_bool().ok_or_else(|| PicpikError::param(format!("{name} must be a boolean"))))
+        .transpose()
+}
+
+fn str_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, PicpikError> {
+    field(obj, name)
+        .map(|v| v.as_str().ok_or_else(|| PicpikError::param(format!("{name} must be a string"))))
+        .transpose()
+}
+
+fn obj_field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a Map<String, Value>>, PicpikError> {
+    field(obj, name)
+        .map(|v| {
+            v.as_object().ok_or_else(|| PicpikError::param(format!("{name} must be an object")))
+        })
+        .transpose()
+}
+
+fn list_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a [Value], PicpikError> {
+    match field(obj, name) {
+        None => Ok(&[]),
+        Some(v) => v
+            .as_array()
+            .map(Vec::as_slice)
+            .ok_or_else(|| PicpikError::param(format!("{name} must be an array"))),
+    }
+}
+
+fn strings(obj: &Map<String, Value>, name: &str) -> Result<Vec<String>, PicpikError> {
+    list_field(obj, name)?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(|s| s.trim().to_string())
+                .ok_or_else(|| PicpikError::param(format!("{name} must be an array of strings")))
+        })
+        .filter(|s| !matches!(s, Ok(s) if s.is_empty()))
+        .collect()
+}
+
+fn resize_mode(obj: &Map<String, Value>, what: &str) -> Result<ResizeMode, PicpikError> {
+    match str_field(obj, "ResizeMode")? {
+        None | Some("") => Ok(ResizeMode::ResizeAndFill),
+        Some(text) => {
+            text.parse().map_err(|e: String| PicpikError::param(format!("{what}.ResizeMode: {e}")))
+        }
+    }
+}
+
+/// The model id, engine and LoRAs a `MainModel` and `SubModelList` resolve to.
+fn resolve_models(
+    state: &Shared,
+    params: &Map<String, Value>,
+) -> Result<(Option<String>, EngineName, Vec<LoraRef>, Option<u32>), PicpikError> {
+    let main = obj_field(params, "MainModel")?;
+    let code = main.map(|m| str_field(m, "ModelCode")).transpose()?.flatten().map(str::trim);
+    let inference = main.map(|m| obj_field(m, "InferenceParams")).transpose()?.flatten();
+    let steps =
+        inference.map(|i| int_field(i, "Steps", 6, 100)).transpose()?.flatten().unwrap_or(10);
+    let id_of = |m: &Value| m.get("id").and_then(Value::as_str).map(str::to_string);
+    let served: Vec<String> = state.models.iter().filter_map(id_of).collect();
+    let (model, engine, chosen): (Option<String>, EngineName, Vec<&Value>) = match code {
+        None | Some("") => (None, EngineName::Auto, state.models.iter().collect()),
+        Some(c) if c.eq_ignore_ascii_case(DEFAULT_MODEL) => {
+            (None, EngineName::Auto, state.models.iter().collect())
+        }
+        Some(c) => match state.models.iter().find(|m| id_of(m).as_deref() == Some(c)) {
+            Some(m) => (Some(c.to_string()), EngineName::Diffusion, vec![m]),
+            None => {
+                let mut names = vec![DEFAULT_MODEL.to_string()];
+                names.extend(served);
+                return Err(PicpikError::new(
+                    232,
+                    format!(
+                        "MainModel.ModelCode '{c}' is not served here; available: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let lora_names = |m: &Value| -> Vec<String> {
+        m.get("loras")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|l| l.as_str().or_else(|| l.get("name").and_then(Value::as_str)))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let available: Vec<String> = chosen.iter().flat_map(|m| lora_names(m)).collect();
+    let mut loras = Vec::new();
+    for (i, sub) in list_field(params, "SubModelList")?.iter().enumerate() {
+        let sub = sub
+            .as_object()
+            .ok_or_else(|| PicpikError::param(format!("SubModelList[{i}] must be an object")))?;
+        let name =
+            str_field(sub, "ModelCode")?.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(
+                || PicpikError::param(format!("SubModelList[{i}].ModelCode is required")),
+            )?;
+        if !available.iter().any(|a| a == name) {
+            return Err(PicpikError::new(
+                232,
+                format!(
+                    "SubModelList model '{name}' is not served here; LoRAs available: {}",
+                    if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                ),
+            ));
+        }
+        let weight = match obj_field(sub, "InferenceParams")?.and_then(|p| field(p, "LoraWeight")) {
+            None => 1.0,
+            Some(v) => v.as_f64().ok_or_else(|| {
+                PicpikError::param(format!(
+                    "SubModelList[{i}].InferenceParams.LoraWeight must be a number"
+                ))
+            })? as f32,
+        };
+        loras.push(LoraRef { name: name.to_string(), weight });
+    }
+    Ok((model, engine, loras, Some(steps as u32)))
+}
+
+fn image_at(images: &[Value], index: i64, what: &str) -> Result<String, PicpikError> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| images.get(i))
+        .ok_or_else(|| {
+            PicpikError::param(format!(
+                "{what}.ImageIndex {index} is not an index of ImageList ({} images)",
+                images.len()
+            ))
+        })?
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| PicpikError::param("ImageList must be an array of base64 strings"))
+}
+
+async fn generate(
+    state: &Shared,
+    key: ApiKey,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, PicpikError> {
+    check_rate(state, &key.id.to_string())?;
+    let (model, engine, loras, steps) = resolve_models(state, params)?;
+    let positive = strings(params, "PositivePrompts")?;
+    if positive.is_empty() {
+        return Err(PicpikError::param("PositivePrompts needs at least one prompt"));
+    }
+    let negative = strings(params, "NegativePrompts")?;
+    let translate = bool_field(params, "TranslatePrompts")?.unwrap_or(true);
+    let use_vae = bool_field(params, "UseMainModelVAE")?.unwrap_or(false);
+    let seed = int_field(params, "Seed", -1, 2_147_483_647)?.unwrap_or(-1);
+    let width = int_field(params, "Width", i64::from(MIN_SIDE), i64::from(MAX_SIDE))?;
+    let height = int_field(params, "Height", i64::from(MIN_SIDE), i64::from(MAX_SIDE))?;
+    let batch = int_field(params, "BatchSize", 1, 16)?.unwrap_or(1);
+    let images = list_field(params, "ImageList")?;
+    if images.is_empty() {
+        return Err(PicpikError::param("ImageList needs the foreground image"));
+    }
+    let foreground = obj_field(params, "TransparentForeground")?;
+    let fg_index =
+        match foreground.map(|f| int_field(f, "ImageIndex", 0, i64::MAX)).transpose()?.flatten() {
+            Some(i) => i,
+            None => list_field(params, "TransparentImageIndexList")?
+                .first()
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+        };
+    let fg_mode = foreground
+        .map(|f| resize_mode(f, "TransparentForeground"))
+        .transpose()?
+        .unwrap_or_default();
+    let fg_text = image_at(images, fg_index, "TransparentForeground")?;
+    let i2i = obj_field(params, "BackgroundImage2Image")?;
+    let (reference, deep_fusion, ref_text) = match i2i {
+        None => (None, false, None),
+        Some(r) => {
+            let index = int_field(r, "ImageIndex", 0, i64::MAX)?.ok_or_else(|| {
+                PicpikError::param("BackgroundImage2Image.ImageIndex is required")
+            })?;
+            let strength = match field(r, "ReferStrength") {
+                None => 0.3,
+                Some(v) => v.as_f64().ok_or_else(|| {
+                    PicpikError::param("BackgroundImage2Image.ReferStrength must be a number")
+                })?,
+            };
+            if !(0.0..=1.0).contains(&strength) {
+                return Err(PicpikError::param(format!(
+                    "BackgroundImage2Image.ReferStrength must be between 0 and 1; got {strength}"
+                )));
+            }
+            let mode = resize_mode(r, "BackgroundImage2Image")?;
+            let fusion = bool_field(r, "DeepFusion")?.unwrap_or(false);
+            let text = image_at(images, index, "BackgroundImage2Image")?;
+            (
+                Some(ReferenceSpec { strength: strength as f32, resize_mode: mode }),
+                fusion,
+                Some(text),
+            )
+        }
+    };
+    let input = load_image(state, ImageSource::Base64(fg_text), "ImageList foreground").await?;
+    if InputFormat::sniff(&input) != Some(InputFormat::Png) {
+        return Err(PicpikError::new(
+            231,
+            "the foreground image must be a PNG with a transparent background",
+        ));
+    }
+    let size = if width.is_some() || height.is_some() {
+        let (fw, fh) = image::ImageReader::new(std::io::Cursor::new(&input))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok())
+            .ok_or_else(|| PicpikError::new(231, "the foreground image cannot be read"))?;
+        Some(OutputSize {
+            width: width.map_or(fw, |w| w as u32),
+            height: height.map_or(fh, |h| h as u32),
+        })
+    } else {
+        None
+    };
+    let reference_bytes = match ref_text {
+        Some(text) => {
+            Some(load_image(state, ImageSource::Base64(text), "ImageList reference").await?)
+        }
+        None => None,
+    };
+    let prompt = positive.join(", ");
+    let spec = BackgroundSpec {
+        prompt: Some(prompt.clone()),
+        scene: None,
+        negative_prompt: (!negative.is_empty()).then(|| negative.join(", ")),
+        n: batch as u32,
+        seed: u64::try_from(seed).ok(),
+        size,
+        resize_mode: fg_mode,
+        steps,
+        model: model.clone(),
+        loras,
+        reference,
+    };
+    let mut payload = TaskPayload::new(JobSpec::Background(spec));
+    payload.engine = engine;
+    payload.job.validate().map_err(|e| PicpikError::param(e.to_string()))?;
+    let created = service::submit(
+        state,
+        Submission {
+            key,
+            payload,
+            input,
+            reference: reference_bytes,
+            idempotency_key: None,
+            surface: SURFACE,
+            surface_meta: json!({
+                "request_uuid": params.get("request_uuid"),
+                "model_code": model.as_deref().unwrap_or(DEFAULT_MODEL),
+                "prompt": prompt,
+                "translate_prompts": translate,
+                "use_main_model_vae": use_vae,
+                "deep_fusion": deep_fusion,
+            }),
+            callback_url: None,
+            credits: state.config.prices.picpik(batch as u32),
+            limits: DecodeLimits::default(),
+        },
+    )
+    .await?;
+    let mut out = Map::new();
+    out.insert("TaskUID".into(), Value::String(created.task.uid));
+    Ok(out)
+}
+
+/// PicPik's name of a state.
+pub fn status_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Queued => "Pending",
+        TaskState::Running => "Running",
+        TaskState::Succeeded => "Success",
+        TaskState::Failed | TaskState::Canceled => "Failed",
+    }
+}
+
+fn detail(state: &Shared, task: &Task) -> Value {
+    let images: Vec<Value> = task
+        .result
+        .as_ref()
+        .filter(|_| task.state == TaskState::Succeeded)
+        .map(|r| {
+            r.images
+                .iter()
+                .filter_map(|img| signed_url(state, task, &img.blob))
+                .map(Value::String)
+                .collect()
+        })
+        .unwrap_or_default();
+    let seed = task.result.as_ref().map(|r| r.seed).or(task.payload.job.seed());
+    let prompt = task.surface_meta.get("prompt").and_then(Value::as_str).unwrap_or_default();
+    let error_code = match task.state {
+        TaskState::Failed => 500,
+        TaskState::Canceled => 499,
+        _ => 0,
+    };
+    let points =
+        if task.state.is_terminal() { task.credits_charged } else { task.credits_reserved };
+    json!({
+        "TaskUID": task.uid,
+        "Action": "GenerateBackgrounds",
+        "Status": status_name(task.state),
+        "ImgList": images,
+        "Seed": seed,
+        "TxtList": [prompt],
+        "ConsumeApiPoint": points,
+        "ErrorCode": error_code,
+        "ErrorMassage": task.error_message.clone().unwrap_or_default(),
+    })
+}
+
+async fn details(
+    state: &Shared,
+    key: &ApiKey,
+    params: &Map<String, Value>,
+) -> Result<Map<String, Value>, PicpikError> {
+    let uids = strings(params, "TaskUIDList")?;
+    if uids.is_empty() || uids.len() > MAX_TASK_UIDS {
+        return Err(PicpikError::param(format!("TaskUIDList needs 1 to {MAX_TASK_UIDS} task ids")));
+    }
+    let mut list = Vec::with_capacity(uids.len());
+    for uid in &uids {
+        let task = state
+            .repo
+            .task(uid)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|t| t.key_id == key.id && t.surface == SURFACE)
+            .ok_or_else(|| PicpikError::new(233, format!("TaskUID '{uid}' does not exist")))?;
+        list.push(detail(state, &task));
+    }
+    let mut out = Map::new();
+    out.insert("TaskDetailList".into(), Value::Array(list));
+    Ok(out)
+}
+
+async fn running(state: &Shared, key: &ApiKey) -> Result<Map<String, Value>, PicpikError> {
+    let mut uids = Vec::new();
+    for task_state in [TaskState::Running, TaskState::Queued] {
+        let filter = TaskFilter {
+            state: Some(task_state),
+            surface: Some(SURFACE.to_string()),
+            limit: 1000,
+            ..TaskFilter::default()
+        };
+        let tasks = state.repo.list_tasks(key.id, &filter).await.map_err(ApiError::from)?;
+        uids.extend(tasks.into_iter().map(|t| Value::String(t.uid)));
+    }
+    let mut out = Map::new();
+    out.insert("TaskUIDList".into(), Value::Array(uids));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn the_published_signature_examples() {
+        let list = map(json!({"Action": "ListModels", "PublicKey": "abcdefg"}));
+        assert_eq!(signature_string(&list, "123456"), "ActionListModelsPublicKeyabcdefg123456");
+        assert_eq!(signature(&list, "123456"), "4a20bc1141494035f6aaaad13224c94c5a8bc3a5");
+        let app = map(
+            json!({"Action": "StartPicpikApp", "AppId": "your_app_id", "PublicKey": "abcdefg"}),
+        );
+        assert_eq!(signature(&app, "123456"), "c5e65ad1936ff695436917bf807d2281db33e7a3");
+        // The Signature itself is never signed.
+        let mut signed = list.clone();
+        signed.insert("Signature".into(), json!("4a20bc1141494035f6aaaad13224c94c5a8bc3a5"));
+        assert_eq!(signature(&signed, "123456"), "4a20bc1141494035f6aaaad13224c94c5a8bc3a5");
+    }
+
+    #[test]
+    fn nested_values_flatten_as_documented() {
+        let params = map(json!({
+            "b": [1, "x", true],
+            "a": {"z": 42.0, "y": null, "x": [{"k": 0.3}]},
+            "c": "",
+            "B": false,
+        }));
+        assert_eq!(signature_string(&params, "P"), "Bfalseaxk0.3yz42b1xtruecP");
+    }
+
+    #[test]
+    fn sha1_known_answers() {
+        assert_eq!(hex::encode(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(hex::encode(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let long = "a".repeat(1000);
+        assert_eq!(hex::encode(sha1(long.as_bytes())), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn api_errors_map_to_ret_codes() {
+        let code = |e: ApiError| PicpikError::from(e).code;
+        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 290);
+        assert_eq!(code(ApiError::too_many("queue_full", "x", 1)), 291);
+        assert_eq!(
+            code(ApiError::new(
+                axum::http::StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                "x"
+            )),
+            284
+        );
+        assert_eq!(code(ApiError::bad_request("fully_opaque", "x")), 231);
+        assert_eq!(code(ApiError::internal("x")), 500);
+    }
 }
