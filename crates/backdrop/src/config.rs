@@ -26,6 +26,50 @@ pub struct Config {
     #[cfg(not(feature = "diffusion"))]
     #[serde(default)]
     pub diffusion: Option<toml::Value>,
+    /// `[server]`: listening address, data directory, public URL, URL-signing secret.
+    #[serde(default)]
+    pub server: backdrop_server::config::ServerSection,
+    /// `[database]`: `url` = `sqlite://PATH` or `postgres://...`.
+    #[serde(default)]
+    pub database: backdrop_server::config::DatabaseSection,
+    /// `[storage]`: `type = "filesystem"` (`root`) or `type = "s3"`.
+    #[serde(default)]
+    pub storage: Option<backdrop_store::blob::BlobConfig>,
+    /// `[limits]`: rate, burst, per-key images, queue length, body size.
+    #[serde(default)]
+    pub limits: backdrop_server::config::LimitsSection,
+    /// `[queue]`: lease, retries, polling, devices.
+    #[serde(default)]
+    pub queue: backdrop_server::config::QueueSection,
+    /// `[results]`: time to live and sweep interval.
+    #[serde(default)]
+    pub results: backdrop_server::config::ResultsSection,
+    /// `[fetch]`: allow-list, size and time limits for input URLs.
+    #[serde(default)]
+    pub fetch: backdrop_server::config::FetchSection,
+    /// `[callbacks]`: attempts, backoff, timeout.
+    #[serde(default)]
+    pub callbacks: backdrop_server::config::CallbacksSection,
+    /// `[prices]`: credits per surface.
+    #[serde(default)]
+    pub prices: backdrop_core::PriceTable,
+}
+
+impl Config {
+    /// The service sections, as the server reads them.
+    pub fn service(&self) -> backdrop_server::ServiceConfig {
+        backdrop_server::ServiceConfig {
+            server: self.server.clone(),
+            database: self.database.clone(),
+            storage: self.storage.clone(),
+            limits: self.limits.clone(),
+            queue: self.queue.clone(),
+            results: self.results.clone(),
+            fetch: self.fetch.clone(),
+            callbacks: self.callbacks.clone(),
+            prices: self.prices.clone(),
+        }
+    }
 }
 
 /// The file name looked for in the working directory.

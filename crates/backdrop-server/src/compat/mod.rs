@@ -19,7 +19,11 @@ use std::collections::HashMap;
 
 /// Every surface's routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(cutout::routes()).merge(picwish::routes()).merge(picpik::routes()).merge(kling::routes())
+    Router::new()
+        .merge(cutout::routes())
+        .merge(picwish::routes())
+        .merge(picpik::routes())
+        .merge(kling::routes())
 }
 
 /// Registers the callback bodies of the surfaces that send callbacks.
