@@ -117,6 +117,7 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--torch", choices=["f32", "bf16"], help=argparse.SUPPRESS)
     parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--no-build", action="store_true", help="use an already built bench example")
     args = parser.parse_args()
     checkpoint, onnx_dir = args.work / "checkpoint", args.work / "onnx"
     if args.torch:
@@ -125,8 +126,9 @@ def main():
     if not (onnx_dir / "model_index.json").exists():
         from export_onnx import export
         export(checkpoint, onnx_dir)
-    subprocess.run(["cargo", "build", "--release", "-p", "backdrop-diffusion", "--example", "bench"],
-                   cwd=ROOT, check=True)
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "backdrop-diffusion", "--example", "bench"],
+                       cwd=ROOT, check=True)
     results = {"backdrop": child([str(ROOT / "target" / "release" / "examples" / "bench"), str(onnx_dir),
                                   str(args.steps)])}
     if not args.skip_torch:

@@ -1,0 +1,154 @@
+//! The diffusion engine from the command line: a configuration file naming the tiny
+//! fixture model, `--engine diffusion` with its flags, `auto` picking it, and
+//! `models list|show`. Needs the ONNX Runtime library that `tools/test` installs.
+
+#![cfg(feature = "diffusion")]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tempfile::TempDir;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../backdrop-diffusion/tests/fixtures")
+}
+
+fn backdrop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backdrop")).args(args).output().expect("binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A configuration with the tiny inpainting model as the default.
+fn config(dir: &TempDir) -> PathBuf {
+    let path = dir.path().join("backdrop.toml");
+    let model = fixtures().join("models/tiny-inpaint");
+    std::fs::write(
+        &path,
+        format!(
+            "[diffusion]\ndefault_model = \"tiny\"\n\n[diffusion.models.tiny]\npath = \"{}\"\nsteps = 3\nguidance = 6.0\nscheduler = \"ddim\"\n\n[diffusion.runtime]\nthreads = 2\n",
+            model.display()
+        ),
+    )
+    .expect("config written");
+    path
+}
+
+#[test]
+fn generate_and_expand_run_the_diffusion_engine_from_the_config() {
+    let dir = TempDir::new().expect("tempdir");
+    let config = config(&dir);
+    let out = dir.path().join("bg");
+    let cutout = fixtures().join("cutout.png");
+    let run = backdrop(&[
+        "--config",
+        s(&config),
+        "generate",
+        s(&cutout),
+        "--prompt",
+        "a table",
+        "--seed",
+        "4",
+        "--steps",
+        "2",
+        "--scheduler",
+        "euler-a",
+        "-n",
+        "2",
+        "--json",
+        "-o",
+        s(&out),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(summary["engine"], "diffusion", "auto picks diffusion with a default model");
+    assert_eq!(summary["notes"]["model"], "tiny");
+    assert_eq!(summary["notes"]["scheduler"], "euler-a");
+    assert_eq!(summary["notes"]["steps"], "2");
+    assert_eq!(summary["notes"]["guidance"], "6", "the model entry's default");
+    assert_eq!(summary["images"].as_array().map(Vec::len), Some(2));
+    let first = image::open(summary["images"][0]["path"].as_str().expect("path")).expect("png");
+    assert_eq!((first.width(), first.height()), (60, 52), "any size comes back at its size");
+
+    let out = dir.path().join("ex");
+    let photo = fixtures().join("photo.png");
+    let run = backdrop(&[
+        "--config",
+        s(&config),
+        "expand",
+        s(&photo),
+        "--left",
+        "0.25",
+        "--engine",
+        "diffusion",
+        "--seed",
+        "1",
+        "--strength",
+        "0.8",
+        "--json",
+        "-o",
+        s(&out),
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(summary["engine"], "diffusion");
+    assert_eq!(summary["notes"]["strength"], "0.8");
+    assert_eq!(summary["notes"]["scheduler"], "ddim", "the model entry's scheduler");
+}
+
+#[test]
+fn bad_diffusion_flags_and_sizes_are_refused_with_a_clear_message() {
+    let dir = TempDir::new().expect("tempdir");
+    let config = config(&dir);
+    let cutout = fixtures().join("cutout.png");
+    let out = dir.path().join("o");
+    let run = backdrop(&[
+        "--config",
+        s(&config),
+        "generate",
+        s(&cutout),
+        "--prompt",
+        "x",
+        "--scheduler",
+        "pndm",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown scheduler 'pndm'"));
+
+    let small = dir.path().join("small.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("config")
+        .replace("[diffusion]\n", "[diffusion]\nmax_pixels = 1000\n");
+    std::fs::write(&small, text).expect("written");
+    let run =
+        backdrop(&["--config", s(&small), "generate", s(&cutout), "--prompt", "x", "-o", s(&out)]);
+    assert_ne!(run.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("max_pixels"), "{err}");
+    let written = std::fs::read_dir(&out).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing written when refused");
+}
+
+#[test]
+fn models_list_and_show_describe_the_configured_model() {
+    let dir = TempDir::new().expect("tempdir");
+    let config = config(&dir);
+    let list = backdrop(&["--config", s(&config), "models", "list"]);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("tiny (default)  ready"), "{text}");
+
+    let show = backdrop(&["--config", s(&config), "models", "show", "tiny"]);
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("unet: 9 input channels, inpainting UNet"), "{text}");
+    assert!(text.contains("sizes padded to multiples of 16"), "{text}");
+
+    let unknown = backdrop(&["--config", s(&config), "models", "show", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown model 'nope'"));
+}
