@@ -411,11 +411,11 @@ fn resize_mode(obj: &Map<String, Value>, what: &str) -> Result<ResizeMode, Picpi
     }
 }
 
-/// The model id, engine and LoRAs a `MainModel` and `SubModelList` resolve to.
-fn resolve_models(
-    state: &Shared,
-    params: &Map<String, Value>,
-) -> Result<(Option<String>, EngineName, Vec<LoraRef>, Option<u32>), PicpikError> {
+/// Model id, engine, LoRAs and steps.
+type Models = (Option<String>, EngineName, Vec<LoraRef>, Option<u32>);
+
+/// The model id, engine, LoRAs and steps a `MainModel` and `SubModelList` resolve to.
+fn resolve_models(state: &Shared, params: &Map<String, Value>) -> Result<Models, PicpikError> {
     let main = obj_field(params, "MainModel")?;
     let code = main.map(|m| str_field(m, "ModelCode")).transpose()?.flatten().map(str::trim);
     let inference = main.map(|m| obj_field(m, "InferenceParams")).transpose()?.flatten();
