@@ -7,8 +7,8 @@
 use backdrop_core::CancelToken;
 use backdrop_diffusion::inpaint::{inpaint, InpaintRequest};
 use backdrop_diffusion::model::Model;
-use backdrop_diffusion::runtime::RuntimeConfig;
 use backdrop_diffusion::rng::TorchGenerator;
+use backdrop_diffusion::runtime::RuntimeConfig;
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use std::path::PathBuf;
 use std::time::Instant;
