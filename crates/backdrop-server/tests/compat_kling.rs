@@ -412,3 +412,48 @@ async fn rate_and_concurrency_limits_have_kling_codes() {
     let (status, rate) = post(1).await;
     assert_eq!((status.as_u16(), rate["code"].as_u64()), (429, Some(1302)), "{rate}");
 }
+
+#[tokio::test]
+async fn image_by_url_is_fetched() {
+    let server = start(true, fast).await;
+    let id = new_key(&server, None).await;
+    let client = reqwest::Client::new();
+    let bytes = photo(300, 320);
+    let app = axum::Router::new().route(
+        "/photo.png",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { bytes }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let body = |url: String| {
+        json!({"image": url, "up_expansion_ratio": 0, "down_expansion_ratio": 0.1,
+               "left_expansion_ratio": 0, "right_expansion_ratio": 0})
+    };
+    let (status, created) = send(
+        client
+            .post(server.url(EXPAND))
+            .bearer_auth(token(&server, id))
+            .json(&body(format!("{base}/photo.png"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let task = created["data"]["task_id"].as_str().expect("task_id").to_string();
+    let done = poll_done(&client, &server, id, &task).await;
+    assert_eq!(done["task_status"], "succeed", "{done}");
+    assert!(done["task_result"]["images"][0].get("watermark_url").is_none());
+    // A URL that does not answer with an image is a bad value.
+    let (status, err) = send(
+        client
+            .post(server.url(EXPAND))
+            .bearer_auth(token(&server, id))
+            .json(&body(format!("{base}/missing.png"))),
+    )
+    .await;
+    assert_eq!((status.as_u16(), err["code"].as_u64()), (400, Some(1201)), "{err}");
+}
