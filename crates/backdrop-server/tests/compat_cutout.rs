@@ -304,3 +304,55 @@ async fn rate_limit_and_price_tiers() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["data"]["apiCredits"], 94, "{body}");
 }
+
+#[tokio::test]
+async fn img_url_is_downloaded() {
+    let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(cutout_b64()).expect("b64");
+    let app = axum::Router::new().route(
+        "/c.png",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { ([("content-type", "image/png")], bytes) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    // No text: the default scene is used.
+    let (status, body) = paint(
+        &client,
+        server.url("/api/v1/paintAsync"),
+        &key,
+        json!({"imgUrl": format!("http://{addr}/c.png")}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["data"].as_i64().expect("id");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: Value = client
+            .get(server.url(&format!("/api/v1/getPaintResult?taskId={id}")))
+            .header("APIKEY", &key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        let item = &body["data"]["resultList"][0];
+        if item["status"] == 1 {
+            assert_eq!(body["data"]["text"], Value::Null);
+            let r = client.get(item["result"].as_str().expect("url")).send().await.expect("get");
+            assert_eq!(r.status(), StatusCode::OK);
+            break;
+        }
+        assert_ne!(item["status"], 2, "{body}");
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -371,3 +371,43 @@ async fn qps_limit_is_429() {
     assert_eq!(&statuses[..2], &[StatusCode::OK, StatusCode::OK], "default QPS 2");
     assert!(statuses[2..].contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }
+
+/// Serves `bytes` at `http://127.0.0.1:PORT/cutout.png`.
+async fn serve_png(bytes: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/cutout.png",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { ([("content-type", "image/png")], bytes) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/cutout.png")
+}
+
+#[tokio::test]
+async fn image_url_in_a_plain_form() {
+    let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let url = serve_png(cutout(280, 300)).await;
+    let r = client
+        .post(server.url(PATH))
+        .header("X-API-KEY", &key)
+        .form(&[("image_url", url.as_str()), ("prompt", "a marble table"), ("batch_size", "1")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    let data =
+        poll_done(&client, &server.base, &key, body["data"]["task_id"].as_str().expect("id")).await;
+    assert_eq!(data["state"], 1, "{data}");
+    let r = client.get(data["image_1"].as_str().expect("url")).send().await.expect("download");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(data.get("image_2").is_none());
+}
