@@ -392,3 +392,25 @@ async fn my_subscription(
     let key = cutout_key(&state, &headers, &query).await?;
     Ok(ok(json!({"userId": key.id, "apiCredits": key.balance})))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_is_sha256_of_the_concatenation() {
+        // sha256("abc"), the FIPS 180-2 example.
+        assert_eq!(
+            sign("a", "b", "c"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn native_codes_map_to_cutout_codes() {
+        assert_eq!(map_code("unauthorized", StatusCode::UNAUTHORIZED).1, 1001);
+        assert_eq!(map_code("forbidden", StatusCode::FORBIDDEN), (StatusCode::NOT_FOUND, 3001));
+        assert_eq!(map_code("prompt_too_long", StatusCode::BAD_REQUEST).1, 2002);
+        assert_eq!(map_code("whatever", StatusCode::BAD_GATEWAY).1, 5000);
+    }
+}

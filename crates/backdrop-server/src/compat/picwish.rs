@@ -516,3 +516,38 @@ async fn scene_types() -> Response {
         .collect();
     success(json!(list))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_errors_map_to_the_vendor_state_codes() {
+        for (code, state) in [
+            ("download_failed", -3),
+            ("url_refused", -3),
+            ("file_too_large", -5),
+            ("dimensions_too_large", -5),
+            ("corrupt_image", -7),
+            ("no_alpha_channel", -7),
+            ("download_timeout", -8),
+            ("output_failed", -2),
+            ("canceled", -13),
+            ("prompt_too_long", -17),
+            ("unknown_scene", -17),
+            ("engine_failed", -1),
+        ] {
+            assert_eq!(failed_state(code), state, "{code}");
+            assert_ne!(state_detail(state), "unknown");
+        }
+    }
+
+    #[test]
+    fn every_scene_type_names_a_template() {
+        for (id, scene) in SCENE_TYPES {
+            assert!(SCENES.iter().any(|s| s.id == *scene), "{id} -> {scene}");
+        }
+        assert_eq!(scene_of(105), Some("pastel-blue"));
+        assert_eq!(scene_of(100), None);
+    }
+}
