@@ -220,7 +220,9 @@ pub fn serve(config: &Config, engines: Engines, args: ServeArgs) -> Result<(), S
         let listener = tokio::net::TcpListener::bind(&bind)
             .await
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
-        let shared = Arc::new(Shared::open(service, engines).await?);
+        let mut shared = Shared::open(service, engines).await?;
+        shared.models = model_listing(config);
+        let shared = Arc::new(shared);
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         let engines: Vec<&str> = shared.engines.available().iter().map(|e| e.as_str()).collect();
         println!("backdrop listening on http://{local} (public URL {})", shared.public_url());
@@ -283,6 +285,36 @@ pub fn worker(config: &Config, engines: Engines, args: WorkerArgs) -> Result<(),
         let _ = tokio::join!(work, deliver, sweep);
         Ok(())
     })
+}
+
+/// The configured diffusion models as `GET /v1/models` (and PicPik's `ModelCode`) list
+/// them. LoRAs are fused into exported models, so a model lists none of its own.
+fn model_listing(config: &Config) -> Vec<serde_json::Value> {
+    #[cfg(feature = "diffusion")]
+    {
+        let default = config.diffusion.default_model.as_deref();
+        config
+            .diffusion
+            .models
+            .iter()
+            .map(|(id, m)| {
+                serde_json::json!({
+                    "id": id,
+                    "default": default == Some(id.as_str()),
+                    "description": m.description,
+                    "steps": m.steps,
+                    "guidance": m.guidance,
+                    "scheduler": m.scheduler,
+                    "loras": [],
+                })
+            })
+            .collect()
+    }
+    #[cfg(not(feature = "diffusion"))]
+    {
+        let _ = config;
+        Vec::new()
+    }
 }
 
 /// A database URL with its password hidden.
