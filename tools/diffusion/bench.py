@@ -108,7 +108,10 @@ def torch_run(checkpoint: Path, dtype_name: str, steps: int):
 def child(args):
     """Runs a measurement in its own process (peak RSS is per process)."""
     result = subprocess.run(args, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    # Each peer's figures as soon as it finishes: a full run takes a long while.
+    print(json.dumps({"command": args[0], **figures}), flush=True)
+    return figures
 
 
 def main():
