@@ -37,7 +37,10 @@ impl Device {
         let (jobs, receiver) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
         std::thread::Builder::new().name(name).spawn(move || {
             for job in receiver {
-                job();
+                // A panic in one engine run must fail that task only, not stop the
+                // device for every later task; the dropped result sender tells the
+                // waiting task it ended without an answer.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
             }
         })?;
         Ok(Device { jobs })
@@ -317,10 +320,9 @@ async fn run_task(
         )?;
         Ok(Made { output, rendered })
     };
-    device
-        .run(run)
-        .await
-        .unwrap_or_else(|| Err(JobError::Encode("the engine thread stopped".into())))
+    device.run(run).await.unwrap_or_else(|| {
+        Err(JobError::Encode("the engine stopped unexpectedly on this task".into()))
+    })
 }
 
 async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskResult, String> {
@@ -365,4 +367,17 @@ async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskR
         notes: made.output.notes,
         engine_ms: made.output.timings.engine_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_run_fails_alone_and_the_device_keeps_working() {
+        let device = Device::start("test-device".into()).expect("thread");
+        let panicked: Option<u32> = device.run(|| panic!("engine bug")).await;
+        assert_eq!(panicked, None);
+        assert_eq!(device.run(|| 41 + 1).await, Some(42));
+    }
 }
