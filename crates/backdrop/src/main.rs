@@ -1,5 +1,5 @@
 //! The `backdrop` command: background generation and image expansion on the local
-//! machine (later also the server, workers, keys and models).
+//! machine, the task server and its workers, API keys, and diffusion models.
 //!
 //! Exit status: 0 on success, 2 when the input or the flags are refused (one line on
 //! standard error names the problem, the limit and the stable error code), 1 when a
