@@ -657,3 +657,29 @@ async fn health_metrics_openapi_scenes_and_events() {
         "{metrics}"
     );
 }
+
+/// Readiness names each dependency and keeps error details (paths, hosts) to the log.
+#[tokio::test]
+async fn readiness_reports_each_dependency_without_its_error_text() {
+    let server = start(false, |_| {}).await;
+    let client = reqwest::Client::new();
+    let ready: Value =
+        client.get(server.url("/readyz")).send().await.expect("get").json().await.expect("json");
+    assert_eq!((ready["database"].as_str(), ready["storage"].as_str()), (Some("ok"), Some("ok")));
+
+    // The blob folder replaced by a file: the store can no longer answer.
+    let blobs = server.shared.config.server.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blobs).expect("removes the blob folder");
+    std::fs::write(&blobs, b"not a folder").expect("a file in its place");
+    let resp = client.get(server.url("/readyz")).send().await.expect("get");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = resp.text().await.expect("body");
+    let ready: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["code"], "not_ready");
+    assert_eq!(
+        (ready["database"].as_str(), ready["storage"].as_str()),
+        (Some("ok"), Some("unavailable"))
+    );
+    let data_dir = server.shared.config.server.data_dir.to_string_lossy().to_string();
+    assert!(!body.contains(&data_dir) && !body.contains("blobs"), "leaks details: {body}");
+}

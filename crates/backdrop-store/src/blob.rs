@@ -44,7 +44,8 @@ pub enum BlobConfig {
         access_key_id: Option<String>,
         /// Secret access key (never logged).
         secret_access_key: Option<backdrop_core::Secret>,
-        /// Allow plain HTTP endpoints.
+        /// Allow plain HTTP endpoints. An `http://` endpoint allows it by itself: naming
+        /// one is the operator's choice of plain HTTP.
         #[serde(default)]
         allow_http: bool,
     },
@@ -109,7 +110,7 @@ impl BlobStore {
                 let mut builder = AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(region.as_deref().unwrap_or("us-east-1"))
-                    .with_allow_http(*allow_http);
+                    .with_allow_http(*allow_http || endpoint_is_plain_http(endpoint.as_deref()));
                 if let Some(endpoint) = endpoint {
                     // Custom endpoints (MinIO, Garage, moto, ...) are reached by address,
                     // often an IP, where `bucket.host` names do not resolve.
@@ -184,9 +185,44 @@ impl BlobStore {
         }
     }
 
+    /// Writes a probe object, reads it back and deletes it: proves at start that the
+    /// store is reachable, the credentials work and the bucket is writable.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let key = format!("probes/{}-{nanos}", std::process::id());
+        let body = Bytes::from(format!("backdrop probe {key}"));
+        self.put(&key, body.clone()).await?;
+        let read = self.get(&key).await;
+        let deleted = self.delete(&key).await;
+        if read? != body {
+            return Err(StoreError::Blob(format!(
+                "{}: a probe object read back different bytes",
+                self.describe
+            )));
+        }
+        deleted
+    }
+
+    /// Whether the store answers a metadata request (for readiness checks, which must
+    /// stay cheap: nothing is written).
+    pub async fn reachable(&self) -> Result<(), StoreError> {
+        let path = ObjectPath::from("probes/ready");
+        match self.inner.head(&path).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("head", "probes/ready", e)),
+        }
+    }
+
     fn error(&self, op: &str, key: &str, e: object_store::Error) -> StoreError {
         StoreError::Blob(format!("{op} '{key}' in {}: {e}", self.describe))
     }
+}
+
+/// Whether an S3 endpoint is a plain `http://` URL.
+fn endpoint_is_plain_http(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| e.trim().to_ascii_lowercase().starts_with("http://"))
 }
 
 /// Checks `key` and turns it into an object store path.

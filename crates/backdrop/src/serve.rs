@@ -221,6 +221,7 @@ pub fn serve(config: &Config, engines: Engines, args: ServeArgs) -> Result<(), S
             .await
             .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
         let mut shared = Shared::open(service, engines).await?;
+        shared.check().await?;
         shared.models = model_listing(config);
         let shared = Arc::new(shared);
         let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -267,11 +268,12 @@ pub fn worker(config: &Config, engines: Engines, args: WorkerArgs) -> Result<(),
     let service = service_config(config, &args.service, None, None)?;
     runtime()?.block_on(async move {
         let shared = Arc::new(Shared::open(service, engines).await?);
+        shared.check().await?;
         let engines: Vec<&str> = shared.engines.available().iter().map(|e| e.as_str()).collect();
         println!(
             "backdrop worker for {} on {}",
             engines.join(", "),
-            redact(&shared.config.database_url())
+            backdrop_server::redact_url(&shared.config.database_url())
         );
         let (stop, stopped) = watch::channel(false);
         let devices = shared.config.queue.devices;
@@ -317,18 +319,6 @@ fn model_listing(config: &Config) -> Vec<serde_json::Value> {
     }
 }
 
-/// A database URL with its password hidden.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// `backdrop keys ...`: returns the lines to print.
 pub fn keys(config: &Config, command: KeysCommand) -> Result<Vec<String>, String> {
     let service_args = match &command {
@@ -340,9 +330,8 @@ pub fn keys(config: &Config, command: KeysCommand) -> Result<Vec<String>, String
     };
     let service = service_config(config, &service_args, None, None)?;
     runtime()?.block_on(async move {
-        std::fs::create_dir_all(&service.server.data_dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", service.server.data_dir.display()))?;
-        let repo = backdrop_store::open(&service.database_url()).await.map_err(|e| e.to_string())?;
+        backdrop_server::ensure_data_dir(&service.server.data_dir)?;
+        let repo = backdrop_server::open_repo(&service).await?;
         let now = now_ms();
         match command {
             KeysCommand::Create { name, credits, .. } => {
@@ -398,12 +387,6 @@ fn balance(balance: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(redact("postgres://app:hunter2@db:5432/x"), "postgres://app:***@db:5432/x");
-        assert_eq!(redact("sqlite://data/b.db"), "sqlite://data/b.db");
-    }
 
     #[test]
     fn flags_override_the_file() {

@@ -341,3 +341,186 @@ fn two_worker_processes_on_postgres_process_each_task_once() {
         assert_eq!(api.download_image(url), (128, 128));
     }
 }
+
+/// The `[storage]`/`[database]` block of the README's Scale-out section, as a newcomer
+/// copies it, with only the values that name this machine's servers replaced. A key
+/// the test does not know, or one it expects and the block lacks, fails the test: the
+/// block must work with exactly the options it shows.
+fn readme_scale_out_block(values: &[(&str, &str)]) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("reads README.md");
+    let section = &readme[readme.find("### Scale-out").expect("a Scale-out section")..];
+    let start = section.find("```toml\n").expect("a toml block in Scale-out") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("block end")];
+    let mut replaced = HashSet::new();
+    let lines: Vec<String> = block
+        .lines()
+        .map(|line| {
+            let Some((key, _)) = line.split_once(" = ") else { return line.to_string() };
+            match values.iter().find(|(k, _)| *k == key.trim()) {
+                Some((k, v)) => {
+                    replaced.insert(*k);
+                    format!("{key} = \"{v}\"")
+                }
+                None => line.to_string(),
+            }
+        })
+        .collect();
+    for (k, _) in values {
+        assert!(replaced.contains(k), "the README's Scale-out block has no `{k}`:\n{block}");
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The PostgreSQL admin URL and the S3 values of `tools/test`'s servers; `None` (and a
+/// line saying the test is skipped) without them.
+fn scale_out_servers() -> Option<(String, [(String, String); 4])> {
+    let servers = postgres_and_s3();
+    if servers.is_none() {
+        println!("skipped: needs BACKDROP_TEST_POSTGRES_URL and BACKDROP_TEST_S3_* (tools/test)");
+    }
+    servers
+}
+
+fn postgres_and_s3() -> Option<(String, [(String, String); 4])> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.trim().is_empty());
+    let admin_url = var("BACKDROP_TEST_POSTGRES_URL")?;
+    Some((
+        admin_url,
+        [
+            ("endpoint".into(), var("BACKDROP_TEST_S3_ENDPOINT")?),
+            ("bucket".into(), var("BACKDROP_TEST_S3_BUCKET")?),
+            ("access_key_id".into(), var("BACKDROP_TEST_S3_ACCESS_KEY_ID")?),
+            ("secret_access_key".into(), var("BACKDROP_TEST_S3_SECRET_ACCESS_KEY")?),
+        ],
+    ))
+}
+
+/// The README's scale-out configuration as written (PostgreSQL, an S3-compatible server
+/// at a plain-HTTP endpoint, a shared secret), one API node and two workers: every task
+/// succeeds once and its result downloads through the API node.
+#[test]
+fn the_readme_scale_out_block_works_as_written() {
+    let Some((admin_url, s3)) = scale_out_servers() else { return };
+    let _serial = serial();
+    let schema = Schema::create(&admin_url);
+    let mut values: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    values.push(("url", &schema.url));
+    let setup = Setup::new(
+        &readme_scale_out_block(&values),
+        &[("BACKDROP_SUBMITS_PER_SECOND", "1000"), ("BACKDROP_LOG", "info,sqlx=warn")],
+    );
+    let (_, key) = setup.create_key(1000, &[]);
+    let node = setup.start_server("api", &["--no-worker"]);
+    let mut workers = [setup.spawn("worker-a", &["worker"]), setup.spawn("worker-b", &["worker"])];
+    for worker in &mut workers {
+        worker.wait_stdout("backdrop worker for", Duration::from_secs(60));
+        assert!(!worker.stdout().contains(&schema.url), "the database password is printed");
+    }
+    let api = Api::new(&node.base, &key);
+    let cutout = base64(&std::fs::read(example("bottle-cutout.png")).expect("example cut-out"));
+    let uids: Vec<String> = (0..6)
+        .map(|seed| {
+            let body = json!({
+                "image_base64": cutout, "prompt": "on slate", "engine": "studio",
+                "n": 1, "seed": seed, "width": 96, "height": 96, "preview": false,
+            });
+            api.submit("/v1/backgrounds", &body)
+        })
+        .collect();
+    let views = api.wait_terminal(&uids, Duration::from_secs(120));
+    for uid in &uids {
+        assert_eq!(views[uid]["state"], "succeeded", "task {uid}: {}", views[uid]);
+        assert_eq!(views[uid]["attempts"], 1, "task {uid}: {}", views[uid]);
+    }
+    let claims: usize = workers.iter().map(|w| w.claims(&uids).len()).sum();
+    assert_eq!(claims, uids.len(), "each task is claimed once by one worker");
+    // Result URLs carry the README's public URL; the same path and signature work
+    // through the API node.
+    let url = views[&uids[0]]["images"][0]["url"].as_str().expect("a signed URL");
+    let path = url.strip_prefix("https://backdrop.example.com").expect("the configured public URL");
+    assert_eq!(api.download_image(&format!("{}{path}", node.base)), (96, 96));
+    let ready = api.get_ok("/readyz");
+    assert_eq!((ready["database"].as_str(), ready["storage"].as_str()), (Some("ok"), Some("ok")));
+}
+
+/// A node whose blob store or database does not work stops at start with one line that
+/// names the dependency, instead of answering every submit with 500.
+#[test]
+fn misconfigured_stores_stop_serve_and_worker_at_start() {
+    let Some((admin_url, s3)) = scale_out_servers() else { return };
+    let _serial = serial();
+    let schema = Schema::create(&admin_url);
+    let bad_password = {
+        let url = reqwest::Url::parse(&schema.url).expect("a URL");
+        let mut url = url.clone();
+        url.set_password(Some("wrong-password-123")).expect("sets the password");
+        url.to_string()
+    };
+    let mut values: Vec<(&str, &str)> = s3.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let cases: [(&str, &str, &str); 2] =
+        [("bucket", "no-such-bucket-for-backdrop", "storage"), ("url", &bad_password, "database")];
+    values.push(("url", &schema.url));
+    for (field, value, names) in cases {
+        let mut broken = values.clone();
+        broken.retain(|(k, _)| *k != field);
+        broken.push((field, value));
+        let setup = Setup::new(&readme_scale_out_block(&broken), &[]);
+        for args in [&["serve", "--bind", "127.0.0.1:0", "--no-worker"][..], &["worker"][..]] {
+            let mut proc = setup.spawn(&format!("{}-{field}", args[0]), args);
+            let status = proc.wait_exit(Duration::from_secs(60));
+            assert!(!status.success(), "{args:?} with a bad {field} started");
+            let stderr = proc.stderr();
+            let line = stderr.lines().find(|l| l.starts_with("error: ")).expect("an error line");
+            assert!(line.contains(names), "{args:?}, bad {field}: '{line}'");
+            assert!(!stderr.contains("wrong-password-123"), "a password is printed: {stderr}");
+        }
+    }
+}
+
+/// The data directory, its database and the server secret are the owner's alone; the
+/// secret survives restarts and a damaged one stops the server instead of being
+/// replaced; a configured secret shorter than 32 bytes is refused.
+#[test]
+#[cfg(unix)]
+fn the_data_directory_and_the_secret_are_private_and_never_silently_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let setup = Setup::new("", &[]);
+    let data = setup.data_dir();
+    let data_arg = data.to_str().expect("utf-8 path");
+    setup.create_key(10, &["--data-dir", data_arg]);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&data.join("secret")), 0o600, "secret");
+    assert_eq!(mode(&data.join("backdrop.db")), 0o600, "database");
+    let secret = std::fs::read_to_string(data.join("secret")).expect("secret");
+    assert!(secret.trim().len() >= 32);
+
+    // A restart keeps the secret.
+    setup.create_key(10, &["--data-dir", data_arg]);
+    assert_eq!(std::fs::read_to_string(data.join("secret")).expect("secret"), secret);
+
+    // A truncated secret stops the server with a line naming it; the file is kept.
+    std::fs::write(data.join("secret"), "short").expect("damages the secret");
+    let mut serve =
+        setup.spawn("serve-damaged", &["serve", "--bind", "127.0.0.1:0", "--data-dir", data_arg]);
+    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(serve.stderr().contains("server secret"), "{}", serve.stderr());
+    assert_eq!(std::fs::read_to_string(data.join("secret")).expect("kept"), "short");
+
+    // An unreadable secret (here a folder in its place) is an error, not a new secret.
+    std::fs::remove_file(data.join("secret")).expect("removes");
+    std::fs::create_dir(data.join("secret")).expect("a folder in its place");
+    let mut serve = setup
+        .spawn("serve-unreadable", &["serve", "--bind", "127.0.0.1:0", "--data-dir", data_arg]);
+    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(serve.stderr().contains("cannot read the server secret"), "{}", serve.stderr());
+
+    // A configured secret must be long enough.
+    let short = Setup::new("[server]\nsecret = \"too-short\"\n", &[]);
+    let mut serve = short.spawn("serve-short", &["serve", "--bind", "127.0.0.1:0"]);
+    assert!(!serve.wait_exit(Duration::from_secs(30)).success());
+    assert!(serve.stderr().contains("at least 32"), "{}", serve.stderr());
+}

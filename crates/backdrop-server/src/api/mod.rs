@@ -40,14 +40,40 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Readiness: each dependency as `ok` or `unavailable`. Error texts stay in the log:
+/// they can name hosts, paths and users.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.repo.ping().await {
-        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+    let (database, storage) = tokio::join!(state.repo.ping(), state.blobs.reachable());
+    let word = |name: &str, result: Result<(), backdrop_store::StoreError>| match result {
+        Ok(()) => "ok",
         Err(e) => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", format!("database: {e}"))
-                .into_response()
+            tracing::warn!("readiness: {name}: {}", crate::redact_url(&e.to_string()));
+            "unavailable"
         }
+    };
+    let (database, storage) = (word("database", database), word("storage", storage));
+    if database == "ok" && storage == "ok" {
+        return axum::Json(serde_json::json!({
+            "status": "ready", "database": database, "storage": storage,
+        }))
+        .into_response();
     }
+    let down: Vec<&str> = [("database", database), ("storage", storage)]
+        .iter()
+        .filter(|(_, w)| *w != "ok")
+        .map(|(n, _)| *n)
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "code": "not_ready",
+            "message": format!("not ready: {} unavailable", down.join(" and ")),
+            "status": "not_ready",
+            "database": database,
+            "storage": storage,
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

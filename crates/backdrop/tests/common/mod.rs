@@ -177,6 +177,24 @@ impl Proc {
         self.child.try_wait().ok().flatten()
     }
 
+    /// Waits for the process to exit by itself; panics if it is still running after
+    /// `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still runs after {within:?}: {}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// What it printed on stdout so far.
     pub fn stdout(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
