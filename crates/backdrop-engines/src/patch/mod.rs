@@ -59,6 +59,7 @@
 
 mod level;
 mod matcher;
+mod smooth;
 
 use backdrop_core::{
     CancelToken, Engine, EngineError, EngineInput, EngineOutput, Progress, StepProgress,
@@ -66,6 +67,7 @@ use backdrop_core::{
 use image::{GrayImage, RgbImage, RgbaImage};
 use level::{Level, CHANNELS};
 use matcher::{vote, Nnf, SearchParams, VoteParams, MAX_RADIUS};
+use smooth::{smooth_fallback, SmoothParams};
 
 const ENGINE: &str = "patch";
 
@@ -108,6 +110,23 @@ pub struct PatchParams {
     /// diagonal away from its target (linear in the distance); 0 lets sources come from
     /// anywhere at no cost.
     pub locality: f32,
+    /// Band prior: search cost, per patch pixel in squared 8-bit units, of a source at the
+    /// deepest point of the known area (farthest from the hole); it rises linearly from 0
+    /// at `band_free` of that depth. 0 disables it.
+    pub band: f32,
+    /// Share of the known area's depth, from the hole inward, that the band prior leaves
+    /// free.
+    pub band_free: f32,
+    /// Reuse prior: search cost, per patch pixel in squared 8-bit units, for each use of a
+    /// source region beyond one target per source pixel. 0 disables it.
+    pub reuse: f32,
+    /// Smooth fallback at the finest level: a fill pixel whose source patch has a grey
+    /// standard deviation at or below this is fully replaced by a smooth continuation.
+    pub smooth_flat: f32,
+    /// Source standard deviation at or above which the fill keeps the copied detail.
+    pub smooth_textured: f32,
+    /// Blur (Gaussian sigma, pixels) of the smooth continuation; 0 disables the fallback.
+    pub smooth_sigma: f32,
 }
 
 impl Default for PatchParams {
@@ -125,7 +144,13 @@ impl Default for PatchParams {
             temperature: 1.0,
             fine_temperature: 0.1,
             depth_falloff: 0.26,
-            locality: 1000.0,
+            locality: 3000.0,
+            band: 5000.0,
+            band_free: 0.2,
+            reuse: 1000.0,
+            smooth_flat: 1.5,
+            smooth_textured: 5.0,
+            smooth_sigma: 3.0,
         }
     }
 }
@@ -275,6 +300,13 @@ impl<'a> Plan<'a> {
                 radius: self.radius,
                 locality: self.params.locality,
                 inv_diagonal: 1.0 / diagonal,
+                band: self.params.band,
+                band_free: self.params.band_free,
+                // The layout is decided at the coarsest level, so that is where repeated
+                // regions are spread out; finer levels refine what they inherit, and
+                // spreading their sources too would break coherent copies into a blur
+                // of disagreeing proposals.
+                reuse: if l + 1 == count { self.params.reuse } else { 0.0 },
             };
             let temperature =
                 if l == 0 { self.params.fine_temperature } else { self.params.temperature };
@@ -315,6 +347,15 @@ impl<'a> Plan<'a> {
                 vote(level, &field, vote_params);
                 step += 1;
                 report(step);
+            }
+            if l == 0 {
+                let smooth = SmoothParams {
+                    radius: self.radius,
+                    flat: self.params.smooth_flat,
+                    textured: self.params.smooth_textured,
+                    sigma: self.params.smooth_sigma,
+                };
+                smooth_fallback(level, &field, smooth);
             }
             nnf = Some(field);
         }
