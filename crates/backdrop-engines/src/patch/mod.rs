@@ -22,10 +22,18 @@
 //!    and *random search* tries points around the current match at radii halving from
 //!    the image size (coarsest level) or from a small refinement radius (finer levels,
 //!    whose field comes from the level above). Patch distances are sums of squared RGB
-//!    differences, abandoned as soon as they exceed the best so far, plus a *locality*
-//!    cost growing with the distance between a patch and its source, which keeps the
-//!    fill next to the border continuing what it touches rather than importing content
-//!    from across the image.
+//!    differences, abandoned as soon as they exceed the best so far, plus three priors
+//!    that keep the fill from repeating the subject of the photo:
+//!    - *locality*, a cost growing with the distance between a patch and its source, so
+//!      the fill next to the border continues what it touches rather than importing
+//!      content from across the image;
+//!    - the *band* prior, a cost growing with how deep the source lies inside the known
+//!      area (free within a band along the hole), so the new border is made of what lies
+//!      along the old one and not of the object in the middle;
+//!    - the *reuse* prior at the coarsest level, where the layout is decided: a source
+//!      region already copied more than once per pixel costs more for each further use,
+//!      so a distinctive motif is not stamped again and again.
+//!
 //! 4. **Vote (M step).** Every hole pixel becomes the weighted mean of the colours that
 //!    the matched patches covering it propose. Weights fall with the patch distance,
 //!    relative to the level's typical distance and scaled by a *temperature*, and with
@@ -37,13 +45,17 @@
 //!    hole is reconstructed from it with full-resolution sources, and the EM iterations
 //!    continue at the finer level. Known pixels are never changed, so they come through
 //!    the finest level exactly.
+//! 6. **Smooth fallback.** At the finest level, fill pixels whose source patch is flat
+//!    (sky, a plain wall) blend toward a blur of the fill, so patches copied from
+//!    different parts of a gradient leave no block edges; textured pixels keep their
+//!    detail (see `smooth`).
 //!
 //! # Parameters
 //! See [`PatchParams`]: patch radius, pyramid depth, EM iterations per level (coarsest,
-//! middle, finest), search passes and radius, vote temperatures, depth falloff and
-//! locality. The
-//! defaults fill a 1024 x 1024 expansion of a 640 x 640 photo with about 1.2 s of CPU
-//! time in a release build, most of it in parallel passes, so under that on two cores.
+//! middle, finest), search passes and radius, vote temperatures, depth falloff, locality,
+//! the band and reuse priors and the smooth fallback. The defaults fill a 1024 x 1024
+//! expansion of a 640 x 640 photo with about 1.3 s of CPU time in a release build, most
+//! of it in parallel passes, so under that on two cores.
 //!
 //! # Determinism
 //! The same input and seed always give the same bytes, however rayon schedules the
