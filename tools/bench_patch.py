@@ -72,7 +72,6 @@ DUP_STRIDE = 12
 DUP_RMS = 1.5
 DUP_REL = 0.1
 DUP_MIN_STD = 6.0
-DUP_ON = True
 
 
 def load(name: str) -> np.ndarray:
@@ -178,7 +177,7 @@ def duplication(result: np.ndarray, region: np.ndarray) -> float:
 
 
 def metrics(result: np.ndarray, truth: np.ndarray | None, region: np.ndarray) -> dict:
-    m = {"dup": duplication(result, region) if DUP_ON else float("nan")}
+    m = {"dup": duplication(result, region)}
     if truth is None:
         return m
     diff = result.astype(np.float64) - truth.astype(np.float64)
