@@ -312,6 +312,8 @@ def main() -> int:
     print("-" * len(header))
     for method in METHODS:
         sel = [r for r in rows if r["method"] == method and "ssim" in r]
+        if not sel:
+            continue
         mean = {k: float(np.mean([r[k] for r in sel])) for k in ("psnr", "ssim", "detail", "dup", "ms")}
         print(
             f"{'mean':<18} {'':>9} {method:<15} {mean['psnr']:>8.2f} "
