@@ -70,6 +70,12 @@ fn params_from_env() -> PatchParams {
             "fine_temperature" => p.fine_temperature = float(),
             "depth_falloff" => p.depth_falloff = float(),
             "locality" => p.locality = float(),
+            "band" => p.band = float(),
+            "band_free" => p.band_free = float(),
+            "reuse" => p.reuse = float(),
+            "smooth_flat" => p.smooth_flat = float(),
+            "smooth_textured" => p.smooth_textured = float(),
+            "smooth_sigma" => p.smooth_sigma = float(),
             other => panic!("unknown PATCH_PARAMS key '{other}'"),
         }
     }

@@ -41,6 +41,9 @@ pub(crate) struct Level {
     pub sources: Vec<u32>,
     /// Chessboard distance to the nearest known pixel (0 on known pixels).
     pub depth: Vec<u32>,
+    /// Chessboard distance from a known pixel to the nearest hole pixel (0 in the hole):
+    /// how deep a source lies inside the original, away from the border being extended.
+    pub inner: Vec<u32>,
 }
 
 impl Level {
@@ -83,7 +86,8 @@ impl Level {
             }
         }
         let depth = chessboard_depth(&known, w, h);
-        Level { w, h, img, known, target, valid, sources, depth }
+        let inner = chessboard_depth(&hole, w, h);
+        Level { w, h, img, known, target, valid, sources, depth, inner }
     }
 
     /// Whether any pixel is known.
@@ -94,6 +98,11 @@ impl Level {
     /// The largest distance from a hole pixel to the known area.
     pub(crate) fn max_depth(&self) -> u32 {
         self.depth.iter().copied().max().unwrap_or(0)
+    }
+
+    /// The largest distance from a known pixel to the hole (0 without a hole).
+    pub(crate) fn max_inner(&self) -> u32 {
+        self.inner.iter().copied().filter(|&d| d != u32::MAX).max().unwrap_or(0)
     }
 
     /// The next coarser level (half size, rounding up). A coarse pixel is known only if

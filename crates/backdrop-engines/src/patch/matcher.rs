@@ -143,20 +143,30 @@ pub(crate) struct SearchParams {
     pub locality: f32,
     /// 1 / the level's diagonal in pixels.
     pub inv_diagonal: f32,
+    /// Band prior: cost per patch pixel of a source at the deepest point of the known
+    /// area, rising linearly from 0 at `band_free` of that depth; 0 disables it.
+    pub band: f32,
+    /// Share of the known area's depth, from the hole inward, that costs nothing.
+    pub band_free: f32,
+    /// Reuse prior: cost per patch pixel for each further use of a source region beyond
+    /// one target per source pixel; 0 disables it.
+    pub reuse: f32,
 }
 
 /// Distance of the patch at `t` (clipped to `win`) to the source centre `s`: the patch
-/// SSD plus the locality cost, bounded as in [`ssd`].
+/// SSD plus the locality cost and the source's prior cost, bounded as in [`ssd`].
 #[inline]
 fn cost(
     level: &Level,
     params: SearchParams,
+    prior: &[f32],
     win: Window,
     t: (usize, usize),
     s: (usize, usize),
     bound: i32,
 ) -> i32 {
-    let extra = if params.locality > 0.0 { locality_cost(params, win, t, s) } else { 0 };
+    let mut extra = if params.locality > 0.0 { locality_cost(params, win, t, s) } else { 0 };
+    extra += (prior[s.1 * level.w + s.0] * win.pixels() as f32) as i32;
     if extra >= bound {
         return bound;
     }
@@ -183,8 +193,12 @@ fn locality_cost(params: SearchParams, win: Window, t: (usize, usize), s: (usize
 pub(crate) struct Nnf {
     /// Packed source centre per pixel ([`pack`]), [`NONE`] off the targets.
     pub src: Vec<u32>,
-    /// Patch distance (sum of squared differences plus the locality cost) per pixel.
+    /// Patch distance (sum of squared differences plus the locality and prior costs)
+    /// per pixel.
     pub dist: Vec<i32>,
+    /// Prior cost per patch pixel of copying from each source centre (band and reuse),
+    /// refreshed by [`Nnf::recompute`] from the field as it stood then.
+    pub prior: Vec<f32>,
 }
 
 impl Nnf {
@@ -200,7 +214,7 @@ impl Nnf {
                 }
             }
         });
-        let mut nnf = Nnf { src, dist: vec![i32::MAX; level.w * level.h] };
+        let mut nnf = Nnf { src, dist: vec![i32::MAX; level.w * level.h], prior: Vec::new() };
         nnf.recompute(level, params);
         nnf
     }
@@ -239,21 +253,24 @@ impl Nnf {
                 *s = inherited.unwrap_or_else(|| fine.sources[rng.below(fine.sources.len())]);
             }
         });
-        let mut nnf = Nnf { src, dist: vec![i32::MAX; w * h] };
+        let mut nnf = Nnf { src, dist: vec![i32::MAX; w * h], prior: Vec::new() };
         nnf.recompute(fine, params);
         nnf
     }
 
-    /// Recomputes every distance against the level's current image (after a vote the
-    /// targets changed, so stored distances are stale).
+    /// Refreshes the priors from the current field, then recomputes every distance
+    /// against the level's current image (after a vote the targets changed, so stored
+    /// distances are stale).
     pub(crate) fn recompute(&mut self, level: &Level, params: SearchParams) {
+        self.prior = priors(level, params, &self.src);
         let (w, h) = (level.w, level.h);
+        let prior = &self.prior;
         self.dist.par_chunks_mut(w).zip(self.src.par_chunks(w)).enumerate().for_each(
             |(y, (dist, src))| {
                 for x in 0..w {
                     if src[x] != NONE {
                         let win = Window::at(x, y, w, h, params.radius);
-                        dist[x] = cost(level, params, win, (x, y), unpack(src[x]), i32::MAX);
+                        dist[x] = cost(level, params, prior, win, (x, y), unpack(src[x]), i32::MAX);
                     }
                 }
             },
@@ -284,6 +301,7 @@ impl Nnf {
             y0 = y1;
         }
         let snapshot = self.src.clone();
+        let prior = &self.prior;
         let mut jobs = Vec::with_capacity(ranges.len());
         let (mut src_rest, mut dist_rest) = (&mut self.src[..], &mut self.dist[..]);
         for (band, &(y0, y1)) in ranges.iter().enumerate() {
@@ -295,10 +313,61 @@ impl Nnf {
         }
         jobs.into_par_iter().for_each(|(band, y0, y1, src, dist)| {
             let mut rng = Rng::for_unit(seed, &[tag, band as u64]);
-            let band = Band { level, params, snapshot: &snapshot, y0, y1, src, dist };
+            let band = Band { level, params, prior, snapshot: &snapshot, y0, y1, src, dist };
             band.scan(forward, max_radius as i32, &mut rng);
         });
     }
+}
+
+/// Most uses of a source region the reuse prior counts: beyond this it costs no more, so
+/// a region that every target wants still stays within reach of a much better match.
+const MAX_REUSE: f32 = 8.0;
+
+/// The prior cost per patch pixel of copying from each source centre (0 elsewhere).
+///
+/// *Band*: sources deep inside the known area (the subject of a photo, usually) cost more
+/// than those next to the border being extended, so the new border continues what lies
+/// along the old one instead of repeating the subject. *Reuse*: the sources are counted in
+/// square cells one patch wide, and a cell whose pixels are each already copied more than
+/// once costs more for every further use, so repeated motifs (a second cup handle, a row
+/// of identical spoons) give way to other, similar regions.
+fn priors(level: &Level, params: SearchParams, src: &[u32]) -> Vec<f32> {
+    let (w, h) = (level.w, level.h);
+    let cell = 2 * params.radius + 1;
+    let (cw, ch) = (w.div_ceil(cell), h.div_ceil(cell));
+    let mut usage = vec![0f32; cw * ch];
+    if params.reuse > 0.0 {
+        let mut valid = vec![0u32; cw * ch];
+        for &s in &level.sources {
+            let (x, y) = unpack(s);
+            valid[(y / cell) * cw + x / cell] += 1;
+        }
+        let mut used = vec![0u32; cw * ch];
+        for &s in src.iter().filter(|&&s| s != NONE) {
+            let (x, y) = unpack(s);
+            used[(y / cell) * cw + x / cell] += 1;
+        }
+        for ((u, &n), &v) in usage.iter_mut().zip(&used).zip(&valid) {
+            if v > 0 {
+                *u = params.reuse * (n as f32 / v as f32 - 1.0).clamp(0.0, MAX_REUSE);
+            }
+        }
+    }
+    let max_inner = level.max_inner().max(1) as f32;
+    let free = params.band_free.clamp(0.0, 0.99);
+    let mut prior = vec![0f32; w * h];
+    prior.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        for (x, p) in row.iter_mut().enumerate() {
+            let i = y * w + x;
+            if !level.valid[i] {
+                continue;
+            }
+            let deep = level.inner[i] as f32 / max_inner;
+            let band = params.band * ((deep - free) / (1.0 - free)).max(0.0);
+            *p = band + usage[(y / cell) * cw + x / cell];
+        }
+    });
+    prior
 }
 
 /// The valid source centre nearest to `(x, y)` within two pixels, if any.
@@ -327,6 +396,7 @@ fn nearest_valid(level: &Level, x: usize, y: usize) -> Option<u32> {
 struct Band<'a> {
     level: &'a Level,
     params: SearchParams,
+    prior: &'a [f32],
     snapshot: &'a [u32],
     y0: usize,
     y1: usize,
@@ -366,10 +436,10 @@ impl Band<'_> {
         let (mut bx, mut by) = unpack(self.src[li]);
         let mut best_d = self.dist[li];
         let win = Window::at(x, y, w, h, self.params.radius);
-        let params = self.params;
+        let (params, prior) = (self.params, self.prior);
         let mut consider = |cx: usize, cy: usize, bx: &mut usize, by: &mut usize| {
             if (cx, cy) != (*bx, *by) && level.valid[cy * w + cx] {
-                let d = cost(level, params, win, (x, y), (cx, cy), best_d);
+                let d = cost(level, params, prior, win, (x, y), (cx, cy), best_d);
                 if d < best_d {
                     (*bx, *by, best_d) = (cx, cy, d);
                 }
@@ -448,7 +518,10 @@ pub(crate) struct VoteParams {
 /// matched and how close to the known area its centre is.
 pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
     let (w, h, r) = (level.w, level.h, params.radius.min(MAX_RADIUS));
-    // Per-pixel patch distance of every target (clipped patches have fewer pixels).
+    // Per-pixel patch distance of every target (clipped patches have fewer pixels). The
+    // priors steer the search but say nothing about how well a patch fits where it is,
+    // so they are taken out: otherwise they would raise every distance alike and flatten
+    // the weights into a blur.
     let per_pixel: Vec<f32> = nnf
         .src
         .par_iter()
@@ -458,7 +531,9 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
             if s == NONE {
                 f32::INFINITY
             } else {
-                d as f32 / Window::at(i % w, i / w, w, h, r).pixels() as f32
+                let (sx, sy) = unpack(s);
+                let prior = nnf.prior.get(sy * w + sx).copied().unwrap_or(0.0);
+                (d as f32 / Window::at(i % w, i / w, w, h, r).pixels() as f32 - prior).max(0.0)
             }
         })
         .collect();
@@ -560,4 +635,47 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
         }
     });
     level.img = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(band: f32, reuse: f32) -> SearchParams {
+        SearchParams { radius: 1, locality: 0.0, inv_diagonal: 0.01, band, band_free: 0.25, reuse }
+    }
+
+    /// A 40 x 40 level whose known area is the middle 20 x 20.
+    fn level() -> Level {
+        let (w, h) = (40, 40);
+        let known: Vec<bool> = (0..w * h)
+            .map(|i| (10..30).contains(&(i % w)) && (10..30).contains(&(i / w)))
+            .collect();
+        Level::assemble(w, h, vec![90; w * h * CHANNELS], known, 1)
+    }
+
+    #[test]
+    fn band_prior_rises_with_depth_inside_the_known_area() {
+        let level = level();
+        let prior = priors(&level, params(1000.0, 0.0), &vec![NONE; 40 * 40]);
+        let at = |x: usize, y: usize| prior[y * 40 + x];
+        // Next to the border (within the free band): free; the centre: the full cost.
+        assert_eq!(at(11, 11), 0.0);
+        assert_eq!(at(19, 19), 1000.0);
+        assert!(at(15, 15) > at(13, 13) && at(15, 15) < at(19, 19));
+        // Only source centres carry a cost.
+        assert_eq!(at(2, 2), 0.0);
+    }
+
+    #[test]
+    fn reuse_prior_charges_only_overused_regions() {
+        let level = level();
+        // Every target copies from one source pixel.
+        let src: Vec<u32> =
+            level.target.iter().map(|&t| if t { pack(12, 12) } else { NONE }).collect();
+        let prior = priors(&level, params(0.0, 100.0), &src);
+        assert_eq!(prior[12 * 40 + 12], 100.0 * MAX_REUSE);
+        assert_eq!(prior[12 * 40 + 13], 100.0 * MAX_REUSE, "the same cell");
+        assert_eq!(prior[20 * 40 + 20], 0.0, "an unused cell");
+    }
 }

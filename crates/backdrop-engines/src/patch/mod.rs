@@ -22,10 +22,18 @@
 //!    and *random search* tries points around the current match at radii halving from
 //!    the image size (coarsest level) or from a small refinement radius (finer levels,
 //!    whose field comes from the level above). Patch distances are sums of squared RGB
-//!    differences, abandoned as soon as they exceed the best so far, plus a *locality*
-//!    cost growing with the distance between a patch and its source, which keeps the
-//!    fill next to the border continuing what it touches rather than importing content
-//!    from across the image.
+//!    differences, abandoned as soon as they exceed the best so far, plus three priors
+//!    that keep the fill from repeating the subject of the photo:
+//!    - *locality*, a cost growing with the distance between a patch and its source, so
+//!      the fill next to the border continues what it touches rather than importing
+//!      content from across the image;
+//!    - the *band* prior, a cost growing with how deep the source lies inside the known
+//!      area (free within a band along the hole), so the new border is made of what lies
+//!      along the old one and not of the object in the middle;
+//!    - the *reuse* prior at the coarsest level, where the layout is decided: a source
+//!      region already copied more than once per pixel costs more for each further use,
+//!      so a distinctive motif is not stamped again and again.
+//!
 //! 4. **Vote (M step).** Every hole pixel becomes the weighted mean of the colours that
 //!    the matched patches covering it propose. Weights fall with the patch distance,
 //!    relative to the level's typical distance and scaled by a *temperature*, and with
@@ -37,13 +45,17 @@
 //!    hole is reconstructed from it with full-resolution sources, and the EM iterations
 //!    continue at the finer level. Known pixels are never changed, so they come through
 //!    the finest level exactly.
+//! 6. **Smooth fallback.** At the finest level, fill pixels whose source patch is flat
+//!    (sky, a plain wall) blend toward a blur of the fill, so patches copied from
+//!    different parts of a gradient leave no block edges; textured pixels keep their
+//!    detail (see `smooth`).
 //!
 //! # Parameters
 //! See [`PatchParams`]: patch radius, pyramid depth, EM iterations per level (coarsest,
-//! middle, finest), search passes and radius, vote temperatures, depth falloff and
-//! locality. The
-//! defaults fill a 1024 x 1024 expansion of a 640 x 640 photo with about 1.2 s of CPU
-//! time in a release build, most of it in parallel passes, so under that on two cores.
+//! middle, finest), search passes and radius, vote temperatures, depth falloff, locality,
+//! the band and reuse priors and the smooth fallback. The defaults fill a 1024 x 1024
+//! expansion of a 640 x 640 photo with about 1.3 s of CPU time in a release build, most
+//! of it in parallel passes, so under that on two cores.
 //!
 //! # Determinism
 //! The same input and seed always give the same bytes, however rayon schedules the
@@ -59,6 +71,7 @@
 
 mod level;
 mod matcher;
+mod smooth;
 
 use backdrop_core::{
     CancelToken, Engine, EngineError, EngineInput, EngineOutput, Progress, StepProgress,
@@ -66,6 +79,7 @@ use backdrop_core::{
 use image::{GrayImage, RgbImage, RgbaImage};
 use level::{Level, CHANNELS};
 use matcher::{vote, Nnf, SearchParams, VoteParams, MAX_RADIUS};
+use smooth::{smooth_fallback, SmoothParams};
 
 const ENGINE: &str = "patch";
 
@@ -108,6 +122,23 @@ pub struct PatchParams {
     /// diagonal away from its target (linear in the distance); 0 lets sources come from
     /// anywhere at no cost.
     pub locality: f32,
+    /// Band prior: search cost, per patch pixel in squared 8-bit units, of a source at the
+    /// deepest point of the known area (farthest from the hole); it rises linearly from 0
+    /// at `band_free` of that depth. 0 disables it.
+    pub band: f32,
+    /// Share of the known area's depth, from the hole inward, that the band prior leaves
+    /// free.
+    pub band_free: f32,
+    /// Reuse prior: search cost, per patch pixel in squared 8-bit units, for each use of a
+    /// source region beyond one target per source pixel. 0 disables it.
+    pub reuse: f32,
+    /// Smooth fallback at the finest level: a fill pixel whose source patch has a grey
+    /// standard deviation at or below this is fully replaced by a smooth continuation.
+    pub smooth_flat: f32,
+    /// Source standard deviation at or above which the fill keeps the copied detail.
+    pub smooth_textured: f32,
+    /// Blur (Gaussian sigma, pixels) of the smooth continuation; 0 disables the fallback.
+    pub smooth_sigma: f32,
 }
 
 impl Default for PatchParams {
@@ -125,7 +156,13 @@ impl Default for PatchParams {
             temperature: 1.0,
             fine_temperature: 0.1,
             depth_falloff: 0.26,
-            locality: 1000.0,
+            locality: 3000.0,
+            band: 5000.0,
+            band_free: 0.2,
+            reuse: 1000.0,
+            smooth_flat: 1.5,
+            smooth_textured: 5.0,
+            smooth_sigma: 3.0,
         }
     }
 }
@@ -275,6 +312,13 @@ impl<'a> Plan<'a> {
                 radius: self.radius,
                 locality: self.params.locality,
                 inv_diagonal: 1.0 / diagonal,
+                band: self.params.band,
+                band_free: self.params.band_free,
+                // The layout is decided at the coarsest level, so that is where repeated
+                // regions are spread out; finer levels refine what they inherit, and
+                // spreading their sources too would break coherent copies into a blur
+                // of disagreeing proposals.
+                reuse: if l + 1 == count { self.params.reuse } else { 0.0 },
             };
             let temperature =
                 if l == 0 { self.params.fine_temperature } else { self.params.temperature };
@@ -315,6 +359,15 @@ impl<'a> Plan<'a> {
                 vote(level, &field, vote_params);
                 step += 1;
                 report(step);
+            }
+            if l == 0 {
+                let smooth = SmoothParams {
+                    radius: self.radius,
+                    flat: self.params.smooth_flat,
+                    textured: self.params.smooth_textured,
+                    sigma: self.params.smooth_sigma,
+                };
+                smooth_fallback(level, &field, smooth);
             }
             nnf = Some(field);
         }

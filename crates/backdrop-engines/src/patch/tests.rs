@@ -3,8 +3,9 @@ use backdrop_core::{EngineOptions, JobKind};
 use image::{Luma, Rgb, Rgba};
 use std::sync::Mutex;
 
-/// Runs the default engine on a canvas and mask.
-fn run(
+/// Runs the engine with the given tuning.
+fn run_with(
+    params: PatchParams,
     canvas: &RgbaImage,
     mask: &GrayImage,
     seed: u64,
@@ -25,13 +26,11 @@ fn run(
         n,
         options: &options,
     };
-    PatchEngine::default().generate(&input, progress, cancel)
+    PatchEngine::new(params).generate(&input, progress, cancel)
 }
 
 fn fill(canvas: &RgbaImage, mask: &GrayImage, seed: u64) -> RgbImage {
-    let out = run(canvas, mask, seed, 1, &(), &CancelToken::new()).expect("patch engine");
-    assert_eq!(out.images.len(), 1);
-    out.images.into_iter().next().expect("one image")
+    fill_with(PatchParams::default(), canvas, mask, seed)
 }
 
 /// A canvas showing `truth` where `hole` is false (opaque) and transparent black where it
@@ -163,7 +162,8 @@ fn different_seeds_give_different_fills() {
     let differing = a.pixels().zip(b.pixels()).filter(|(p, q)| p != q).count();
     assert!(differing > 100, "only {differing} pixels differ");
     // Image i of a run is image 0 of a run seeded seed + i.
-    let two = run(&canvas, &mask, 1, 2, &(), &CancelToken::new()).expect("two images");
+    let two = run_with(PatchParams::default(), &canvas, &mask, 1, 2, &(), &CancelToken::new())
+        .expect("two images");
     assert_eq!(two.images[0], a);
     assert_eq!(two.images[1], b);
 }
@@ -174,7 +174,10 @@ fn cancel_returns_canceled() {
     let (canvas, mask) = punch(&truth, |x, _| x >= 40);
     let token = CancelToken::new();
     token.cancel();
-    assert_eq!(run(&canvas, &mask, 1, 1, &(), &token).err(), Some(EngineError::Canceled));
+    assert_eq!(
+        run_with(PatchParams::default(), &canvas, &mask, 1, 1, &(), &token).err(),
+        Some(EngineError::Canceled)
+    );
     // Canceled during the run: stops at the next step boundary.
     let token = CancelToken::new();
     let steps = Mutex::new(0u32);
@@ -186,7 +189,7 @@ fn cancel_returns_canceled() {
             token.cancel();
         }
     };
-    let result = run(&canvas, &mask, 1, 1, &cancel_after_two, &token);
+    let result = run_with(PatchParams::default(), &canvas, &mask, 1, 1, &cancel_after_two, &token);
     assert_eq!(result.err(), Some(EngineError::Canceled));
     assert_eq!(*steps.lock().expect("lock"), 2);
 }
@@ -197,7 +200,8 @@ fn progress_is_monotone_and_ends_at_the_step_count() {
     let (canvas, mask) = punch(&truth, |x, y| x < 16 || y >= 50);
     let seen = Mutex::new(Vec::new());
     let record = |p: StepProgress| seen.lock().expect("lock").push(p);
-    let out = run(&canvas, &mask, 9, 2, &record, &CancelToken::new()).expect("two images");
+    let out = run_with(PatchParams::default(), &canvas, &mask, 9, 2, &record, &CancelToken::new())
+        .expect("two images");
     assert_eq!(out.images.len(), 2);
     let seen = seen.into_inner().expect("lock");
     let steps = seen[0].steps;
@@ -224,7 +228,7 @@ fn degenerate_inputs_do_not_panic() {
             Box::new(|x: u32, y: u32| x < w / 2 && y < h / 2),
         ] {
             let (canvas, mask) = punch(&truth, &hole);
-            match run(&canvas, &mask, 1, 1, &(), &CancelToken::new()) {
+            match run_with(PatchParams::default(), &canvas, &mask, 1, 1, &(), &CancelToken::new()) {
                 Ok(out) => {
                     assert_eq!(out.images[0].dimensions(), (w, h));
                     assert_eq!(mean_abs_error(&out.images[0], &truth, |x, y| !hole(x, y)), 0.0);
@@ -237,8 +241,16 @@ fn degenerate_inputs_do_not_panic() {
         }
     }
     // An empty canvas makes empty images.
-    let empty = run(&RgbaImage::new(0, 0), &GrayImage::new(0, 0), 1, 2, &(), &CancelToken::new())
-        .expect("empty canvas");
+    let empty = run_with(
+        PatchParams::default(),
+        &RgbaImage::new(0, 0),
+        &GrayImage::new(0, 0),
+        1,
+        2,
+        &(),
+        &CancelToken::new(),
+    )
+    .expect("empty canvas");
     assert!(empty.images.iter().all(|i| i.dimensions() == (0, 0)));
 }
 
@@ -246,7 +258,8 @@ fn degenerate_inputs_do_not_panic() {
 fn nothing_known_is_a_clear_failure() {
     let canvas = RgbaImage::from_pixel(16, 16, Rgba([10, 20, 30, 255]));
     let mask = GrayImage::from_pixel(16, 16, Luma([255]));
-    let err = run(&canvas, &mask, 1, 1, &(), &CancelToken::new()).err();
+    let err =
+        run_with(PatchParams::default(), &canvas, &mask, 1, 1, &(), &CancelToken::new()).err();
     match err {
         Some(EngineError::Failed { engine: "patch", reason }) => {
             assert!(reason.contains("no pixel is both opaque and outside the mask"), "{reason}")
@@ -255,7 +268,7 @@ fn nothing_known_is_a_clear_failure() {
     }
     let small_mask = GrayImage::new(8, 8);
     assert!(matches!(
-        run(&canvas, &small_mask, 1, 1, &(), &CancelToken::new()),
+        run_with(PatchParams::default(), &canvas, &small_mask, 1, 1, &(), &CancelToken::new()),
         Err(EngineError::Failed { .. })
     ));
 }
@@ -264,7 +277,8 @@ fn nothing_known_is_a_clear_failure() {
 fn empty_mask_copies_the_canvas() {
     let canvas = RgbaImage::from_fn(9, 7, |x, y| Rgba([x as u8 * 20, y as u8 * 30, 7, 255]));
     let mask = GrayImage::new(9, 7);
-    let out = run(&canvas, &mask, 1, 3, &(), &CancelToken::new()).expect("copy");
+    let out = run_with(PatchParams::default(), &canvas, &mask, 1, 3, &(), &CancelToken::new())
+        .expect("copy");
     assert_eq!(out.images.len(), 3);
     for image in &out.images {
         assert!(image.enumerate_pixels().all(|(x, y, p)| p.0[..] == canvas.get_pixel(x, y).0[..3]));
@@ -306,4 +320,112 @@ fn soft_mask_values_and_translucent_pixels_are_generated() {
         .all(|(_, _, p)| p.0[1] < 200));
     assert!(mean_abs_error(&out, &truth, generated) < 8.0);
     assert_eq!(mean_abs_error(&out, &truth, |x, y| !generated(x, y)), 0.0);
+}
+
+/// Fills with the given tuning.
+fn fill_with(params: PatchParams, canvas: &RgbaImage, mask: &GrayImage, seed: u64) -> RgbImage {
+    let out = run_with(params, canvas, mask, seed, 1, &(), &CancelToken::new()).expect("fill");
+    out.images.into_iter().next().expect("one image")
+}
+
+/// A photo-like scene: a fine, low-contrast wood-grain texture with one distinctive object
+/// (a red disc with a white rim) near the middle.
+fn scene_with_object(w: u32, h: u32, centre: (i32, i32), radius: i32) -> RgbImage {
+    let grain = noise(w, h);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as i32 - centre.0, y as i32 - centre.1);
+        let d2 = dx * dx + dy * dy;
+        if d2 <= radius * radius {
+            Rgb([210, 25, 20])
+        } else if d2 <= (radius + 2) * (radius + 2) {
+            Rgb([245, 245, 240])
+        } else {
+            let n = i32::from(grain.get_pixel(x, y).0[0] / 16) + (y as i32 % 5) * 3;
+            Rgb([(120 + n) as u8, (80 + n) as u8, (50 + n / 2) as u8])
+        }
+    })
+}
+
+/// Pixels where `region` holds that have the object's red.
+fn object_pixels(img: &RgbImage, region: impl Fn(u32, u32) -> bool) -> usize {
+    img.enumerate_pixels()
+        .filter(|(x, y, p)| region(*x, *y) && p.0[0] > 170 && p.0[1] < 90 && p.0[2] < 90)
+        .count()
+}
+
+/// The engine with the band and reuse priors, the locality cost and the smooth fallback
+/// off: plain multi-scale PatchMatch, the control the priors are measured against.
+fn without_priors() -> PatchParams {
+    PatchParams {
+        band: 0.0,
+        reuse: 0.0,
+        locality: 0.0,
+        smooth_sigma: 0.0,
+        ..PatchParams::default()
+    }
+}
+
+/// The new border around the middle 64 x 64 of a 128 x 128 canvas.
+fn border(x: u32, y: u32) -> bool {
+    !((32..96).contains(&x) && (32..96).contains(&y))
+}
+
+#[test]
+fn a_distinctive_object_is_not_copied_into_the_new_border() {
+    // The disc fills the middle of the original, as the subject of a photo does.
+    let truth = scene_with_object(128, 128, (64, 64), 20);
+    let (canvas, mask) = punch(&truth, border);
+    let disc = object_pixels(&truth, |_, _| true);
+    let mut plain_total = 0;
+    for seed in [1, 2, 3, 4] {
+        let copied = object_pixels(&fill(&canvas, &mask, seed), border);
+        assert!(
+            copied * 2 < disc,
+            "seed {seed}: {copied} red pixels in the border ({disc} in the disc)"
+        );
+        plain_total += object_pixels(&fill_with(without_priors(), &canvas, &mask, seed), border);
+    }
+    // The control: without the priors the same fills hold whole copies of the disc.
+    assert!(
+        plain_total >= 2 * disc,
+        "{plain_total} red pixels without the priors ({disc} in the disc)"
+    );
+}
+
+/// The largest step between neighbouring pixels (any channel) where `region` holds for
+/// both.
+fn largest_step(img: &RgbImage, region: impl Fn(u32, u32) -> bool) -> u8 {
+    let mut largest = 0;
+    for (x, y, p) in img.enumerate_pixels() {
+        for (nx, ny) in [(x + 1, y), (x, y + 1)] {
+            if nx < img.width() && ny < img.height() && region(x, y) && region(nx, ny) {
+                let q = img.get_pixel(nx, ny);
+                for c in 0..3 {
+                    largest = largest.max(p.0[c].abs_diff(q.0[c]));
+                }
+            }
+        }
+    }
+    largest
+}
+
+#[test]
+fn a_smooth_gradient_is_continued_without_block_edges() {
+    // A sky-like radial gradient, brighter outward: the new border needs brighter values
+    // than any patch of the original holds, and flat patches copied side by side from
+    // different places meet in visible steps.
+    let truth = RgbImage::from_fn(128, 128, |x, y| {
+        let d = ((x as f32 - 64.0).powi(2) + (y as f32 - 64.0).powi(2)) * 0.012;
+        Rgb([(60.0 + d) as u8, (90.0 + d * 0.8) as u8, (140.0 + d * 0.5).min(255.0) as u8])
+    });
+    let (canvas, mask) = punch(&truth, border);
+    for seed in [1, 7] {
+        let out = fill(&canvas, &mask, seed);
+        let step = largest_step(&out, border);
+        assert!(step <= 2, "seed {seed}: a step of {step} between neighbouring fill pixels");
+        assert!(mean_abs_error(&out, &truth, border) < 40.0);
+        // The control: the same fill without the fallback has block edges.
+        let plain = largest_step(&fill_with(without_priors(), &canvas, &mask, seed), border);
+        assert!(plain > 2, "seed {seed}: a step of only {plain} without the fallback");
+    }
 }
