@@ -62,7 +62,7 @@ fn scaled(
 }
 
 /// Resizes with Catmull-Rom on premultiplied alpha.
-fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+pub(crate) fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage {
     let premultiplied: ImageBuffer<Rgba<f32>, Vec<f32>> =
         ImageBuffer::from_fn(image.width(), image.height(), |x, y| {
             let [r, g, b, a] = image.get_pixel(x, y).0;
