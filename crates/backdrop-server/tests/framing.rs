@@ -97,7 +97,11 @@ async fn result(server: &TestServer, key: &str, body: Value) -> (RgbaImage, Valu
 
 #[tokio::test]
 async fn placement_lands_the_box_for_every_crop() {
-    let server = start(true, |c| c.limits.submits_per_second = 100.0).await;
+    let server = start(true, |c| {
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
     let key = server.key(None).await;
     let cases = [
         (json!({"scale": 0.5}), Placement { scale: 0.5, ..Default::default() }),
@@ -167,7 +171,11 @@ async fn placement_lands_the_box_for_every_crop() {
 
 #[tokio::test]
 async fn shadows_fall_on_their_side_and_keep_the_product_exact() {
-    let server = start(true, |c| c.limits.submits_per_second = 100.0).await;
+    let server = start(true, |c| {
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
     let key = server.key(None).await;
     let crop = &crops()[1];
     let placement = Placement {
@@ -245,7 +253,11 @@ async fn shadows_fall_on_their_side_and_keep_the_product_exact() {
 
 #[tokio::test]
 async fn bad_framing_is_refused_at_submit() {
-    let server = start(false, |c| c.limits.submits_per_second = 100.0).await;
+    let server = start(false, |c| {
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
     let key = server.key(None).await;
     let cases = [
         (json!({"scale": 0}), "scale_out_of_range"),
