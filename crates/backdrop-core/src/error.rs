@@ -63,6 +63,25 @@ error_codes! {
     CanvasTooLarge => "canvas_too_large",
     /// The engine name is unknown or not available for this job.
     UnknownEngine => "unknown_engine",
+    // --- framing (placement, shadow, reflection, backdrop) ---
+    /// The placement scale is outside (0, 1].
+    ScaleOutOfRange => "scale_out_of_range",
+    /// A padding value is malformed or negative.
+    InvalidPadding => "invalid_padding",
+    /// The padding leaves no room for the product.
+    PaddingLeavesNoRoom => "padding_leaves_no_room",
+    /// The alignment is not one of the named ones.
+    UnknownAlign => "unknown_align",
+    /// The offset is malformed or too large.
+    InvalidOffset => "invalid_offset",
+    /// The shadow style is not one of the named ones.
+    UnknownShadowStyle => "unknown_shadow_style",
+    /// A shadow direction, opacity or softness is out of range.
+    ShadowOutOfRange => "shadow_out_of_range",
+    /// The reflection opacity is outside [0, 1].
+    ReflectionOutOfRange => "reflection_out_of_range",
+    /// The backdrop is not transparent or a #RRGGBB colour, or the format cannot carry it.
+    InvalidBackdrop => "invalid_backdrop",
     // --- input images ---
     /// The input could not be read (missing file, failed download).
     InputUnreadable => "input_unreadable",

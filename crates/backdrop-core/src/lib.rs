@@ -9,6 +9,8 @@
 //! - [`spec`]: [`BackgroundSpec`] and [`ExpansionSpec`] (with [`ExpansionRatios`]), the
 //!   two jobs, each with a `validate` that returns a typed [`SpecError`].
 //! - [`error`]: [`ErrorCode`], the stable machine-readable codes every error maps to.
+//! - [`framing`]: [`Framing`], how a background job frames the product: placement on its
+//!   visible bounding box, shadow style, floor reflection, plain or transparent backdrop.
 //! - [`scene`]: the catalogue of scene templates ([`SceneTemplate`]) and the documented
 //!   prompt-word mapping that picks one when only a prompt is given.
 //! - [`task`]: [`TaskState`] and [`TaskPayload`], the persisted form of a job.
@@ -20,6 +22,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod framing;
 pub mod pricing;
 pub mod scene;
 pub mod secret;
@@ -31,6 +34,7 @@ pub use engine::{
     JobKind, Progress, StepProgress,
 };
 pub use error::ErrorCode;
+pub use framing::{Align, Backdrop, Framing, Padding, Placement, ShadowSpec, ShadowStyle};
 pub use pricing::PriceTable;
 pub use scene::{SceneChoice, SceneTemplate, SCENES};
 pub use secret::Secret;

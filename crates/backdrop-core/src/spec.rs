@@ -17,6 +17,7 @@
 //! | reference strength | [0, 1] |
 //! | expansion ratio | each in [0, [`MAX_EXPANSION_RATIO`]], not all zero |
 //! | expansion area | `(1 + left + right) * (1 + up + down)` at most [`MAX_EXPANSION_AREA`] |
+//! | framing | scale in (0, 1], padding leaving room, shadow knobs and reflection in range ([`crate::framing`]) |
 //!
 //! # Expansion geometry
 //! Each side's new strip is `round(ratio * original side)` pixels, rounding half away
@@ -26,6 +27,7 @@
 //! [`ExpansionRatios::pixels`].
 
 use crate::error::ErrorCode;
+use crate::framing::Framing;
 use crate::scene::SceneTemplate;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -162,6 +164,71 @@ pub enum SpecError {
         /// Largest side.
         max: u32,
     },
+    /// The placement scale is outside (0, 1].
+    #[error("scale must be more than 0 and at most 1; got {got}")]
+    ScaleOutOfRange {
+        /// What was asked.
+        got: f64,
+    },
+    /// A padding value is malformed or negative.
+    #[error("invalid padding: {reason}")]
+    InvalidPadding {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The padding leaves no room for the product.
+    #[error("padding {padding} leaves no room for the product in a {width}x{height} canvas")]
+    PaddingLeavesNoRoom {
+        /// The padding as given (top,right,bottom,left).
+        padding: String,
+        /// Canvas width.
+        width: u32,
+        /// Canvas height.
+        height: u32,
+    },
+    /// The alignment is unknown.
+    #[error("unknown align '{got}' (expected one of {})", crate::framing::Align::NAMES.join(", "))]
+    UnknownAlign {
+        /// What was given.
+        got: String,
+    },
+    /// The offset is malformed or too large.
+    #[error("invalid offset: {reason}")]
+    InvalidOffset {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The shadow style is unknown.
+    #[error(
+        "unknown shadow style '{got}' (expected one of {})",
+        crate::framing::ShadowStyle::NAMES.join(", ")
+    )]
+    UnknownShadowStyle {
+        /// What was given.
+        got: String,
+    },
+    /// A shadow knob is out of range.
+    #[error("shadow {what} must be in {range}; got {got}")]
+    ShadowOutOfRange {
+        /// Which knob.
+        what: &'static str,
+        /// Its range.
+        range: &'static str,
+        /// What was asked.
+        got: f32,
+    },
+    /// The reflection opacity is out of range.
+    #[error("reflection must be between 0 and 1; got {got}")]
+    ReflectionOutOfRange {
+        /// What was asked.
+        got: f32,
+    },
+    /// The backdrop is malformed or the format cannot carry it.
+    #[error("invalid backdrop: {reason}")]
+    InvalidBackdrop {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl SpecError {
@@ -182,6 +249,15 @@ impl SpecError {
             SpecError::ExpansionAreaTooLarge { .. } => ErrorCode::ExpansionAreaTooLarge,
             SpecError::NothingToExpand => ErrorCode::NothingToExpand,
             SpecError::CanvasTooLarge { .. } => ErrorCode::CanvasTooLarge,
+            SpecError::ScaleOutOfRange { .. } => ErrorCode::ScaleOutOfRange,
+            SpecError::InvalidPadding { .. } => ErrorCode::InvalidPadding,
+            SpecError::PaddingLeavesNoRoom { .. } => ErrorCode::PaddingLeavesNoRoom,
+            SpecError::UnknownAlign { .. } => ErrorCode::UnknownAlign,
+            SpecError::InvalidOffset { .. } => ErrorCode::InvalidOffset,
+            SpecError::UnknownShadowStyle { .. } => ErrorCode::UnknownShadowStyle,
+            SpecError::ShadowOutOfRange { .. } => ErrorCode::ShadowOutOfRange,
+            SpecError::ReflectionOutOfRange { .. } => ErrorCode::ReflectionOutOfRange,
+            SpecError::InvalidBackdrop { .. } => ErrorCode::InvalidBackdrop,
         }
     }
 }
@@ -293,6 +369,10 @@ pub struct BackgroundSpec {
     pub loras: Vec<LoraRef>,
     /// A reference background image's settings, when one is supplied.
     pub reference: Option<ReferenceSpec>,
+    /// Placement, shadow, reflection and backdrop ([`crate::framing`]); absent in
+    /// specs stored before it existed, which keep today's behaviour.
+    #[serde(default)]
+    pub framing: Framing,
 }
 
 impl Default for BackgroundSpec {
@@ -309,6 +389,7 @@ impl Default for BackgroundSpec {
             model: None,
             loras: Vec::new(),
             reference: None,
+            framing: Framing::default(),
         }
     }
 }
@@ -318,7 +399,9 @@ impl BackgroundSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         let prompt = self.prompt.as_deref().map(str::trim).filter(|p| !p.is_empty());
         let scene = self.scene.as_deref().map(str::trim).filter(|s| !s.is_empty());
-        if prompt.is_none() && scene.is_none() {
+        // A plain or transparent backdrop generates nothing, so it needs no words.
+        let generates = self.framing.backdrop == crate::framing::Backdrop::Generate;
+        if prompt.is_none() && scene.is_none() && generates {
             return Err(SpecError::PromptOrSceneRequired);
         }
         check_prompts(self.prompt.as_deref(), self.negative_prompt.as_deref())?;
@@ -372,7 +455,7 @@ impl BackgroundSpec {
                 return Err(SpecError::ReferenceStrengthOutOfRange { got: reference.strength });
             }
         }
-        Ok(())
+        self.framing.validate(self.size)
     }
 }
 

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+mod framing;
 pub mod patch;
 pub mod pipeline;
 mod rng;

@@ -9,19 +9,21 @@
 //! [`run_expansion`] and then [`render`]; nothing here does IO, so the same code serves
 //! local files and blob stores.
 
+use crate::framing::FloorEffects;
 use crate::Engines;
 use backdrop_core::{
-    BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions, ErrorCode,
-    ExpansionSpec, JobKind, Progress, SpecError,
+    Backdrop, BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions,
+    ErrorCode, ExpansionSpec, JobKind, Progress, SpecError, StepProgress,
 };
 use backdrop_imaging::canvas::{background_canvas, expansion_canvas};
 use backdrop_imaging::composite::{composite, default_feather, Seam};
 use backdrop_imaging::decode::check_cutout;
 use backdrop_imaging::mask::generation_mask;
-use backdrop_imaging::preview::preview;
+use backdrop_imaging::placement::place;
+use backdrop_imaging::preview::preview_image;
 use backdrop_imaging::watermark::watermark;
-use backdrop_imaging::{encode, DecodedImage, InputError, OutputFormat};
-use image::{imageops, RgbImage, RgbaImage};
+use backdrop_imaging::{encode_image, DecodedImage, InputError, OutputFormat};
+use image::{imageops, DynamicImage, RgbaImage};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -76,8 +78,9 @@ pub struct JobOutput {
     pub engine: EngineName,
     /// The seed of the first image (image `i` used `seed + i`).
     pub seed: u64,
-    /// The finished images, protected pixels restored.
-    pub images: Vec<RgbImage>,
+    /// The finished images, protected pixels restored: RGB, or RGBA for a transparent
+    /// backdrop.
+    pub images: Vec<DynamicImage>,
     /// Choices the engine reported (e.g. the scene and why).
     pub notes: Vec<(String, String)>,
     /// Timings.
@@ -136,14 +139,40 @@ pub fn run_background(
     job.spec.validate()?;
     check_cutout(job.cutout)?;
     let started = Instant::now();
-    let canvas = background_canvas(&job.cutout.image, job.spec.size, job.spec.resize_mode);
+    let framing = &job.spec.framing;
+    let canvas = match &framing.placement {
+        Some(placement) => {
+            let (w, h) = job.cutout.image.dimensions();
+            let size = job.spec.size.map_or((w, h), |s| (s.width, s.height));
+            place(&job.cutout.image, size.0, size.1, placement)?
+        }
+        None => background_canvas(&job.cutout.image, job.spec.size, job.spec.resize_mode),
+    };
     let mask = generation_mask(&canvas, job.mask_grow);
+    let effects = framing.has_floor_effects().then(|| FloorEffects::new(&canvas, framing));
+    if let (Some(effects), Backdrop::Colour(_) | Backdrop::Transparent) =
+        (&effects, framing.backdrop)
+    {
+        let (engine, _) = engines.get(job.engine, JobKind::Background)?;
+        return Ok(backdrop_only(
+            effects,
+            framing.backdrop,
+            &canvas,
+            &mask,
+            job,
+            engine,
+            started,
+            progress,
+        ));
+    }
     let reference = job.reference.map(|r| {
         let (w, h) = canvas.dimensions();
         let mode = job.spec.reference.as_ref().map(|r| r.resize_mode).unwrap_or_default();
         fit_reference(r, w, h, mode)
     });
     let mut options = job.options.clone();
+    // An explicit shadow style is drawn by the pipeline, the same way on every engine.
+    options.no_shadow |= framing.shadow.is_some();
     options.steps = options.steps.or(job.spec.steps);
     options.model = options.model.or_else(|| job.spec.model.clone());
     if options.loras.is_empty() {
@@ -163,7 +192,43 @@ pub fn run_background(
         n: job.spec.n,
         options: &options,
     };
-    run(engines, job.engine, &input, Seam::AlphaOnly, started, progress, cancel)
+    run(engines, job.engine, &input, Seam::AlphaOnly, effects.as_ref(), started, progress, cancel)
+}
+
+/// A job whose backdrop is a plain colour or nothing: no engine runs; the product, its
+/// shadow and reflection are drawn on the backdrop, the same for every image.
+#[allow(clippy::too_many_arguments)]
+fn backdrop_only(
+    effects: &FloorEffects<'_>,
+    backdrop: Backdrop,
+    canvas: &RgbaImage,
+    mask: &image::GrayImage,
+    job: &BackgroundJob<'_>,
+    engine: EngineName,
+    started: Instant,
+    progress: &dyn Progress,
+) -> JobOutput {
+    let prepare_ms = ms(started);
+    let composite_started = Instant::now();
+    let image = match effects.backdrop(backdrop) {
+        DynamicImage::ImageRgb8(floor) => {
+            DynamicImage::ImageRgb8(composite(canvas, &floor, mask, Seam::AlphaOnly))
+        }
+        other => other,
+    };
+    let n = job.spec.n;
+    progress.step(StepProgress { image: n.saturating_sub(1), images: n, step: 1, steps: 1 });
+    let note = match backdrop {
+        Backdrop::Colour([r, g, b]) => format!("#{r:02x}{g:02x}{b:02x}: no background generated"),
+        _ => "transparent: no background generated".to_string(),
+    };
+    JobOutput {
+        engine,
+        seed: job.spec.seed.unwrap_or_else(random_seed),
+        images: vec![image; n as usize],
+        notes: vec![("backdrop".to_string(), note)],
+        timings: Timings { prepare_ms, engine_ms: 0.0, composite_ms: ms(composite_started) },
+    }
 }
 
 /// Runs an expansion job.
@@ -196,17 +261,20 @@ pub fn run_expansion(
         job.engine,
         &input,
         Seam::Harmonize { feather: default_feather(w, h) },
+        None,
         started,
         progress,
         cancel,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     engines: &Engines,
     name: EngineName,
     input: &EngineInput<'_>,
     seam: Seam,
+    effects: Option<&FloorEffects<'_>>,
     started: Instant,
     progress: &dyn Progress,
     cancel: &CancelToken,
@@ -225,10 +293,15 @@ fn run(
         .into());
     }
     let composite_started = Instant::now();
-    let images: Vec<RgbImage> = output
+    let images: Vec<DynamicImage> = output
         .images
-        .par_iter()
-        .map(|generated| composite(input.canvas, generated, input.mask, seam))
+        .into_par_iter()
+        .map(|mut generated| {
+            if let Some(effects) = effects {
+                effects.draw(&mut generated);
+            }
+            DynamicImage::ImageRgb8(composite(input.canvas, &generated, input.mask, seam))
+        })
         .collect();
     Ok(JobOutput {
         engine: engine_name,
@@ -286,24 +359,42 @@ pub struct RenderOptions {
     pub watermark: bool,
 }
 
-/// Encodes every image and its variants, in parallel.
-pub fn render(images: &[RgbImage], options: RenderOptions) -> Result<Vec<RenderedImage>, JobError> {
+/// Encodes every image and its variants, in parallel. RGBA images keep their alpha in
+/// every variant (the watermark marks their colour channels).
+pub fn render(
+    images: &[DynamicImage],
+    options: RenderOptions,
+) -> Result<Vec<RenderedImage>, JobError> {
     let failed = |e: image::ImageError| JobError::Encode(e.to_string());
     images
         .par_iter()
         .map(|image| {
-            let main = encode(image, options.format).map_err(failed)?;
+            let main = encode_image(image, options.format).map_err(failed)?;
             let preview = options
                 .preview_side
-                .map(|side| encode(&preview(image, side), options.format))
+                .map(|side| encode_image(&preview_image(image, side), options.format))
                 .transpose()
                 .map_err(failed)?;
             let watermarked = options
                 .watermark
-                .then(|| encode(&watermark(image), options.format))
+                .then(|| encode_image(&watermarked(image), options.format))
                 .transpose()
                 .map_err(failed)?;
             Ok(RenderedImage { main, preview, watermarked })
         })
         .collect()
+}
+
+fn watermarked(image: &DynamicImage) -> DynamicImage {
+    match image {
+        DynamicImage::ImageRgba8(rgba) => {
+            let marked = watermark(&DynamicImage::ImageRgba8(rgba.clone()).to_rgb8());
+            let mut out = rgba.clone();
+            for (o, m) in out.pixels_mut().zip(marked.pixels()) {
+                o.0[..3].copy_from_slice(&m.0);
+            }
+            DynamicImage::ImageRgba8(out)
+        }
+        other => DynamicImage::ImageRgb8(watermark(&other.to_rgb8())),
+    }
 }

@@ -62,7 +62,7 @@ fn scaled(
 }
 
 /// Resizes with Catmull-Rom on premultiplied alpha.
-fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+pub(crate) fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage {
     let premultiplied: ImageBuffer<Rgba<f32>, Vec<f32>> =
         ImageBuffer::from_fn(image.width(), image.height(), |x, y| {
             let [r, g, b, a] = image.get_pixel(x, y).0;
@@ -75,11 +75,13 @@ fn resize_premultiplied(image: &RgbaImage, width: u32, height: u32) -> RgbaImage
     RgbaImage::from_fn(width, height, |x, y| {
         let [r, g, b, a] = resized.get_pixel(x, y).0;
         let a = a.clamp(0.0, 1.0);
-        if a <= 0.0 {
+        let alpha = (a * 255.0).round() as u8;
+        // A pixel too faint to keep any alpha is empty, colour included.
+        if alpha == 0 {
             return Rgba([0, 0, 0, 0]);
         }
         let channel = |c: f32| (c / a * 255.0).round().clamp(0.0, 255.0) as u8;
-        Rgba([channel(r), channel(g), channel(b), (a * 255.0).round() as u8])
+        Rgba([channel(r), channel(g), channel(b), alpha])
     })
 }
 

@@ -4,6 +4,8 @@
 //!   any pixel is decoded ([`DecodeLimits`]).
 //! - [`canvas`]: the canvas each job hands an engine: a cut-out placed by its resize mode,
 //!   or a photo placed inside its expansion border.
+//! - [`placement`]: a cut-out placed by its visible bounding box (scale, padding, align,
+//!   offset), resampled once.
 //! - [`mask`]: the area to generate, grown into the protected edge.
 //! - [`composite`]: the protected pixels restored exactly after the engine ran, with the
 //!   seam harmonized on the generated side only.
@@ -21,9 +23,10 @@ pub mod composite;
 pub mod decode;
 pub mod encode;
 pub mod mask;
+pub mod placement;
 pub mod preview;
 pub mod watermark;
 
 pub use composite::Seam;
 pub use decode::{decode, DecodeLimits, DecodedImage, InputError, InputFormat};
-pub use encode::{encode, OutputFormat};
+pub use encode::{encode, encode_image, OutputFormat};

@@ -1,7 +1,7 @@
 //! Previews: a smaller copy for listings and quick looks.
 
 use image::imageops::{self, FilterType};
-use image::RgbImage;
+use image::{DynamicImage, ImageBuffer, Pixel, RgbImage};
 
 /// Default longest side of a preview, in pixels.
 pub const DEFAULT_PREVIEW_SIDE: u32 = 512;
@@ -9,6 +9,22 @@ pub const DEFAULT_PREVIEW_SIDE: u32 = 512;
 /// A copy whose longest side is at most `longest` pixels, aspect ratio kept. An image
 /// already that small is returned as is.
 pub fn preview(image: &RgbImage, longest: u32) -> RgbImage {
+    shrink(image, longest)
+}
+
+/// [`preview`] of an RGB or RGBA image, keeping its layout (others become RGB).
+pub fn preview_image(image: &DynamicImage, longest: u32) -> DynamicImage {
+    match image {
+        DynamicImage::ImageRgba8(rgba) => DynamicImage::ImageRgba8(shrink(rgba, longest)),
+        DynamicImage::ImageRgb8(rgb) => DynamicImage::ImageRgb8(shrink(rgb, longest)),
+        other => DynamicImage::ImageRgb8(shrink(&other.to_rgb8(), longest)),
+    }
+}
+
+fn shrink<P: Pixel<Subpixel = u8> + 'static>(
+    image: &ImageBuffer<P, Vec<u8>>,
+    longest: u32,
+) -> ImageBuffer<P, Vec<u8>> {
     let (w, h) = image.dimensions();
     let longest = longest.max(1);
     if w.max(h) <= longest {

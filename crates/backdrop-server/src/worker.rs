@@ -20,7 +20,8 @@ use backdrop_engines::pipeline::{
 use backdrop_imaging::mask::{DEFAULT_BACKGROUND_GROW, DEFAULT_EXPANSION_GROW};
 use backdrop_imaging::{decode, DecodeLimits};
 use backdrop_store::{Lease, ResultImage, Task, TaskProgress, TaskResult};
-use image::imageops::{self, FilterType};
+use image::imageops::FilterType;
+use image::GenericImageView;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -306,7 +307,7 @@ async fn run_task(
                         ((f64::from(w) * scale).round() as u32).max(1),
                         ((f64::from(h) * scale).round() as u32).max(1),
                     );
-                    *image = imageops::resize(image, nw, nh, FilterType::Lanczos3);
+                    *image = image.resize_exact(nw, nh, FilterType::Lanczos3);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Command-line flags.
 
-use backdrop_core::{EngineName, OutputSize, ResizeMode};
+use backdrop_core::framing::{parse_offset, FramingRequest};
+use backdrop_core::{EngineName, Framing, OutputSize, ResizeMode, SpecError};
 use backdrop_imaging::OutputFormat;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -80,7 +81,7 @@ pub struct GenerateArgs {
     /// The cut-out: PNG or WebP with an alpha channel.
     pub input: PathBuf,
     /// What the background should show (picks a scene for the studio engine).
-    #[arg(long, required_unless_present = "scene")]
+    #[arg(long, required_unless_present_any = ["scene", "backdrop"])]
     pub prompt: Option<String>,
     /// A scene template id (see `backdrop scenes`).
     #[arg(long)]
@@ -104,6 +105,68 @@ pub struct GenerateArgs {
     /// Flags shared with `expand`.
     #[command(flatten)]
     pub common: CommonArgs,
+    /// Placement, shadow, reflection and backdrop.
+    #[command(flatten)]
+    pub framing: FramingArgs,
+}
+
+/// How `generate` frames the product (see `backdrop_core::framing`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Framing")]
+pub struct FramingArgs {
+    /// Fit the product's visible bounding box inside S x the canvas width and height
+    /// (0 < S <= 1).
+    #[arg(long, value_name = "S")]
+    pub scale: Option<f64>,
+    /// Free space between the bounding box and the canvas edges: P or TOP,RIGHT,BOTTOM,LEFT;
+    /// below 1 a fraction of that side, else pixels.
+    #[arg(long, value_name = "P")]
+    pub padding: Option<String>,
+    /// Where the box sits: center, top, bottom, left, right, top-left, top-right,
+    /// bottom-left, bottom-right.
+    #[arg(long, value_name = "WHERE")]
+    pub align: Option<String>,
+    /// Then move it by X,Y pixels (right and down positive).
+    #[arg(long, value_name = "X,Y", allow_hyphen_values = true)]
+    pub offset: Option<String>,
+    /// Shadow style: none, contact, soft, hard or floating (default: the engine's own).
+    #[arg(long, value_name = "STYLE")]
+    pub shadow: Option<String>,
+    /// Where the shadow falls, degrees clockwise: 0 back, 90 right, 180 front, 270 left.
+    #[arg(long, value_name = "DEG", allow_negative_numbers = true)]
+    pub shadow_direction: Option<f32>,
+    /// Shadow darkness, 0..=1.
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub shadow_opacity: Option<f32>,
+    /// Shadow blur, 0..=1.
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub shadow_softness: Option<f32>,
+    /// Opacity of a mirrored floor reflection, 0..=1 (0, the default, is off).
+    #[arg(long, value_name = "F", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub reflection: f32,
+    /// Skip background generation: `transparent` (PNG/WebP with only product and shadow)
+    /// or a plain colour `#RRGGBB`.
+    #[arg(long, value_name = "BACKDROP")]
+    pub backdrop: Option<String>,
+}
+
+impl FramingArgs {
+    /// The flags as a [`Framing`], refusing malformed values with their codes.
+    pub fn framing(&self) -> Result<Framing, SpecError> {
+        FramingRequest {
+            scale: self.scale,
+            padding: self.padding.as_deref().map(str::parse).transpose()?,
+            align: self.align.as_deref(),
+            offset: self.offset.as_deref().map(parse_offset).transpose()?,
+            shadow: self.shadow.as_deref(),
+            shadow_direction: self.shadow_direction,
+            shadow_opacity: self.shadow_opacity,
+            shadow_softness: self.shadow_softness,
+            reflection: Some(self.reflection),
+            backdrop: self.backdrop.as_deref(),
+        }
+        .framing()
+    }
 }
 
 /// `backdrop expand`.

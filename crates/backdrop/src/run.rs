@@ -129,11 +129,16 @@ fn generate(args: GenerateArgs, engines: &Engines) -> Result<(), Failure> {
         seed: args.common.seed,
         size: args.size,
         resize_mode: args.resize_mode,
+        framing: args.framing.framing().map_err(JobError::from)?,
         ..Default::default()
     };
     // Refuse bad parameters before touching the input or the output directory.
     spec.validate().map_err(JobError::from)?;
+    spec.framing.check_format(args.common.format).map_err(JobError::from)?;
     let decoded = read_image(&args.input)?;
+    // Pixel padding on the input's own size can only be checked now it is known.
+    let (width, height) = spec.size.map_or(decoded.image.dimensions(), |s| (s.width, s.height));
+    spec.framing.check_canvas(width, height).map_err(JobError::from)?;
     let mut out = stage(&args.common.out)?;
     let decode_ms = ms(started);
     let options = args
@@ -315,7 +320,7 @@ fn finish(
             "watermarked": watermarked,
         }));
     }
-    let (width, height) = output.images.first().map_or((0, 0), |img| img.dimensions());
+    let (width, height) = output.images.first().map_or((0, 0), |img| (img.width(), img.height()));
     let notes: serde_json::Map<String, Value> =
         output.notes.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let t = output.timings;

@@ -41,7 +41,7 @@
 mod expand;
 mod look;
 mod rng;
-mod shadow;
+pub(crate) mod shadow;
 
 #[cfg(test)]
 mod tests;

@@ -10,8 +10,17 @@
 //! - *cast*: the alpha projected onto the floor, squashed toward the horizon and sheared
 //!   away from the key light, fading and softening with height;
 //! - *ambient*: a wide, faint pool around the footprint.
+//!
+//! [`Cutout::shadow`] is the engine's own look, its light taken from the image's
+//! variant. [`Cutout::styled`] draws an explicit [`ShadowSpec`] from the same layers,
+//! for the pipeline to lay on any engine's output ([`crate::framing`]): `contact` is the
+//! contact band with a little ambient; `soft` a short, very blurred cast plus a wide
+//! pool; `hard` a long, barely blurred cast; `floating` the object's width profile laid
+//! flat a little below its lowest row, with no contact. A cast is the alpha splatted
+//! along the requested direction on a floor foreshortened by [`FLOOR_SQUASH`].
 
 use super::{tap, FACTOR};
+use backdrop_core::{ShadowSpec, ShadowStyle};
 use backdrop_imaging::blur::gaussian_approx;
 use image::RgbaImage;
 use rayon::prelude::*;
@@ -67,14 +76,16 @@ impl Cutout {
         Some(Cutout { alpha, sw, sh, width, height, bottom, base, top })
     }
 
-    /// The shadow for a light that shears it by `skew` per unit of height, reaching back
-    /// `squash` of the object's height, at peak darkness `strength`.
-    pub(crate) fn shadow(&self, skew: f32, squash: f32, strength: f32) -> ShadowMap {
-        let (sw, sh) = (self.sw, self.sh);
-        let tall = (self.base - self.top + 1) as f32;
+    /// Height of the object in working-plane rows.
+    fn tall(&self) -> f32 {
+        (self.base - self.top + 1) as f32
+    }
 
-        // Contact: only columns that reach (nearly) the lowest row touch the floor; a
-        // mug's handle ends higher and casts no contact line.
+    /// A thin band under the columns that touch the floor, 1 at the edge fading down.
+    /// Only columns that reach (nearly) the lowest row touch it; a mug's handle ends
+    /// higher and casts no contact line.
+    fn contact_plane(&self) -> Vec<f32> {
+        let (sw, sh, tall) = (self.sw, self.sh, self.tall());
         let band = (0.05 * tall).round().max(1.0) as usize;
         let depth = (0.025 * tall).round().max(1.0) as usize;
         let mut contact = vec![0.0f32; sw * sh];
@@ -91,6 +102,16 @@ impl Cutout {
                 contact[y * sw + x] = 1.0 - k as f32 / (depth + 1) as f32;
             }
         }
+        contact
+    }
+
+    /// The shadow for a light that shears it by `skew` per unit of height, reaching back
+    /// `squash` of the object's height, at peak darkness `strength`.
+    pub(crate) fn shadow(&self, skew: f32, squash: f32, strength: f32) -> ShadowMap {
+        let (sw, sh) = (self.sw, self.sh);
+        let tall = (self.base - self.top + 1) as f32;
+
+        let contact = self.contact_plane();
 
         // Cast: each floor row behind the base looks up the object row whose projection
         // lands there, so the projection has no holes however it is squashed.
@@ -118,7 +139,7 @@ impl Cutout {
         // widest blur's support. Outside it every value is zero either way, so the
         // result is the same as blurring the whole plane, for a fraction of the work.
         let sigmas = [(0.012 * tall).max(0.7), (0.035 * tall).max(1.0), (0.09 * tall).max(2.0)];
-        let Some(((x0, x1), (y0, y1))) = bounds(&[&contact, &cast], sw) else {
+        let Some(((x0, x1), (y0, y1))) = bounds(&[&contact[..], &cast[..]], sw) else {
             return ShadowMap::new(vec![0.0; sw * sh], sw, sh, self.width, self.height);
         };
         let margin = 3 * box_radius(sigmas[2]) + 2;
@@ -158,6 +179,157 @@ impl Cutout {
     }
 }
 
+/// How much the floor's depth is foreshortened on screen: a shadow reaching back one
+/// unit covers this many units of image height (the floor seen from slightly above).
+const FLOOR_SQUASH: f32 = 0.3;
+
+/// The depth a flat cut-out is given when it casts a shadow, as a fraction of its height.
+const SHADOW_DEPTH: f32 = 0.25;
+
+impl Cutout {
+    /// The shadow of an explicit [`ShadowSpec`] (see [`backdrop_core::framing`]), cast
+    /// on the floor plane the object stands on: its lowest visible row.
+    pub(crate) fn styled(&self, spec: &ShadowSpec) -> ShadowMap {
+        let (sw, sh, tall) = (self.sw, self.sh, self.tall());
+        let (direction, opacity, softness) = spec.resolved();
+        let (sin, cos) = direction.to_radians().sin_cos();
+        // (plane, blur sigma in rows, normalise to a peak of 1, weight)
+        let mut layers: Vec<(Vec<f32>, f32, bool, f32)> = Vec::new();
+        let sized = |k: f32, min: f32| (k * tall).max(min);
+        match spec.style {
+            ShadowStyle::None => {}
+            ShadowStyle::Contact => {
+                layers.push((self.contact_plane(), sized(0.006 + 0.03 * softness, 0.6), true, 0.9));
+                layers.push((self.contact_plane(), sized(0.03 + 0.08 * softness, 1.5), true, 0.3));
+            }
+            ShadowStyle::Soft => {
+                let cast = self.cast_plane(sin, cos, 0.7, 0.7);
+                layers.push((cast, sized(0.04 + 0.1 * softness, 1.0), false, 0.85));
+                let pool = shifted(&self.contact_plane(), sw, sh, 0.1 * tall, sin, cos);
+                layers.push((pool, sized(0.05 + 0.05 * softness, 2.0), true, 0.25));
+                layers.push((self.contact_plane(), sized(0.01, 0.7), true, 0.3));
+            }
+            ShadowStyle::Hard => {
+                let cast = self.cast_plane(sin, cos, 0.9, 0.35);
+                layers.push((cast, sized(0.003 + 0.05 * softness, 0.5), false, 0.95));
+                layers.push((self.contact_plane(), sized(0.008, 0.6), true, 0.6));
+            }
+            ShadowStyle::Floating => {
+                layers.push((
+                    self.footprint(sin, cos),
+                    sized(0.03 + 0.07 * softness, 1.5),
+                    true,
+                    1.0,
+                ));
+            }
+        }
+        let mut plane = vec![0.0f32; sw * sh];
+        if !layers.is_empty() {
+            layers.par_iter_mut().for_each(|(layer, sigma, normalise, _)| {
+                blur_region(layer, sw, sh, *sigma, *normalise)
+            });
+            plane.par_iter_mut().enumerate().for_each(|(i, out)| {
+                let light: f32 = layers.iter().map(|(l, _, _, w)| 1.0 - w * l[i]).product();
+                *out = ((1.0 - light) * opacity).clamp(0.0, 0.95);
+            });
+        }
+        ShadowMap::new(plane, sw, sh, self.width, self.height)
+    }
+
+    /// The alpha projected onto the floor along `(sin, cos)` (clockwise from straight
+    /// back), a row at height `lift` landing `lift * length` away and fading by
+    /// `fade` at the top. A cut-out has no depth, so each projected row is given some
+    /// ([`SHADOW_DEPTH`] of the height, foreshortened): a shadow cast sideways is a band,
+    /// not a line. Projected rows are thinner than source rows (the floor is squashed),
+    /// so splatting each source row leaves no holes; overlaps keep the darkest value.
+    fn cast_plane(&self, sin: f32, cos: f32, length: f32, fade: f32) -> Vec<f32> {
+        let (sw, sh, tall) = (self.sw, self.sh, self.tall());
+        let depth = (SHADOW_DEPTH * tall * FLOOR_SQUASH).round().max(1.0) as isize;
+        let mut cast = vec![0.0f32; sw * sh];
+        for ys in self.top..=self.base {
+            let lift = (self.base - ys) as f32;
+            let reach = lift * length;
+            let centre = (self.base as f32 - reach * cos * FLOOR_SQUASH).round() as isize;
+            let shift = (reach * sin).round() as isize;
+            let k = 1.0 - fade * lift / tall;
+            let src = &self.alpha[ys * sw..(ys + 1) * sw];
+            for yd in
+                (centre - depth / 2..=centre + depth / 2).filter(|y| (0..sh as isize).contains(y))
+            {
+                let dst = &mut cast[yd as usize * sw..(yd as usize + 1) * sw];
+                for (xs, a) in src.iter().enumerate().filter(|(_, a)| **a > 0.0) {
+                    let xd = xs as isize + shift;
+                    if (0..sw as isize).contains(&xd) {
+                        let d = &mut dst[xd as usize];
+                        *d = d.max(a * k);
+                    }
+                }
+            }
+        }
+        cast
+    }
+
+    /// The object's width profile laid flat on the floor a little below its lowest row
+    /// (it hovers), nudged along `(sin, cos)`.
+    fn footprint(&self, sin: f32, cos: f32) -> Vec<f32> {
+        let (sw, sh, tall) = (self.sw, self.sh, self.tall());
+        let mut profile = vec![0.0f32; sw];
+        for y in self.top..=self.base {
+            for (p, a) in profile.iter_mut().zip(&self.alpha[y * sw..(y + 1) * sw]) {
+                *p = p.max(*a);
+            }
+        }
+        let nudge = 0.12 * tall;
+        let centre = self.base as f32 + 0.12 * tall - nudge * cos * FLOOR_SQUASH;
+        let shift = (nudge * sin).round() as isize;
+        let half = (0.025 * tall).max(1.0);
+        let mut plane = vec![0.0f32; sw * sh];
+        let rows = (centre - half).round().max(0.0) as usize..=((centre + half).round() as usize);
+        for y in rows.filter(|y| *y < sh) {
+            for (x, p) in profile.iter().enumerate() {
+                let xd = x as isize + shift;
+                if (0..sw as isize).contains(&xd) {
+                    plane[y * sw + xd as usize] = *p;
+                }
+            }
+        }
+        plane
+    }
+}
+
+/// `plane` moved `distance` rows along the floor direction `(sin, cos)`.
+fn shifted(plane: &[f32], sw: usize, sh: usize, distance: f32, sin: f32, cos: f32) -> Vec<f32> {
+    let dx = (distance * sin).round() as isize;
+    let dy = (-distance * cos * FLOOR_SQUASH).round() as isize;
+    let mut out = vec![0.0f32; sw * sh];
+    for (i, v) in plane.iter().enumerate().filter(|(_, v)| **v > 0.0) {
+        let (x, y) = ((i % sw) as isize + dx, (i / sw) as isize + dy);
+        if (0..sw as isize).contains(&x) && (0..sh as isize).contains(&y) {
+            out[y as usize * sw + x as usize] = *v;
+        }
+    }
+    out
+}
+
+/// Blurs `plane` by `sigma` inside the box its non-zero values can reach (the same
+/// result as blurring the whole plane, for a fraction of the work), then scales it to a
+/// peak of 1 when `normalise` is set.
+fn blur_region(plane: &mut [f32], sw: usize, sh: usize, sigma: f32, normalise: bool) {
+    let Some(((x0, x1), (y0, y1))) = bounds(&[plane], sw) else { return };
+    let margin = 3 * box_radius(sigma) + 2;
+    let (x0, x1) = (x0.saturating_sub(margin), (x1 + margin + 1).min(sw));
+    let (y0, y1) = (y0.saturating_sub(margin), (y1 + margin + 1).min(sh));
+    let cw = x1 - x0;
+    let mut crop: Vec<f32> =
+        (y0..y1).flat_map(|y| plane[y * sw + x0..y * sw + x1].iter().copied()).collect();
+    gaussian_approx(&mut crop, cw, y1 - y0, sigma);
+    let peak = if normalise { crop.iter().copied().fold(0.0f32, f32::max) } else { 1.0 };
+    let scale = if peak > 0.0 { 1.0 / peak } else { 1.0 };
+    for (i, v) in crop.iter().enumerate() {
+        plane[(y0 + i / cw) * sw + x0 + i % cw] = v * scale;
+    }
+}
+
 /// Half-width of each box pass [`gaussian_approx`] uses for `sigma`, hence a third of
 /// its total reach.
 fn box_radius(sigma: f32) -> usize {
@@ -165,7 +337,7 @@ fn box_radius(sigma: f32) -> usize {
 }
 
 /// Columns and rows (inclusive) holding any non-zero value of the planes.
-fn bounds(planes: &[&Vec<f32>], width: usize) -> Option<((usize, usize), (usize, usize))> {
+fn bounds(planes: &[&[f32]], width: usize) -> Option<((usize, usize), (usize, usize))> {
     let mut b: Option<((usize, usize), (usize, usize))> = None;
     for plane in planes {
         for (i, _) in plane.iter().enumerate().filter(|(_, v)| **v > 0.0) {

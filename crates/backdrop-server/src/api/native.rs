@@ -20,9 +20,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use backdrop_core::framing::{parse_offset, FramingRequest};
 use backdrop_core::{
-    BackgroundSpec, EngineName, ExpansionRatios, ExpansionSpec, JobKind, JobSpec, LoraRef,
-    OutputFormat, OutputSize, ReferenceSpec, ResizeMode, TaskPayload, TaskState, SCENES,
+    BackgroundSpec, EngineName, ErrorCode, ExpansionRatios, ExpansionSpec, Framing, JobKind,
+    JobSpec, LoraRef, OutputFormat, OutputSize, Padding, ReferenceSpec, ResizeMode, TaskPayload,
+    TaskState, SCENES,
 };
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{Task, TaskFilter};
@@ -102,6 +104,32 @@ pub struct BackgroundRequest {
     pub callback_url: Option<String>,
     /// Your id for the task; a resubmit with the same id returns the same task.
     pub client_task_id: Option<String>,
+    // --- framing (placement, shadow, reflection, backdrop) ---
+    /// Fit the product's visible bounding box inside this fraction of the canvas width
+    /// and height, (0, 1]; any placement field turns placement on.
+    pub scale: Option<f64>,
+    /// Free space around the box: one number or `[top, right, bottom, left]` (or the
+    /// text `"t,r,b,l"`); below 1 a fraction of that side, else pixels.
+    #[schema(value_type = Option<Object>)]
+    pub padding: Option<Value>,
+    /// `center` (default), `top`, `bottom`, `left`, `right`, `top-left`, `top-right`,
+    /// `bottom-left`, `bottom-right`.
+    pub align: Option<String>,
+    /// A final shift in pixels: `[x, y]` (or the text `"x,y"`).
+    #[schema(value_type = Option<Object>)]
+    pub offset: Option<Value>,
+    /// `none`, `contact`, `soft`, `hard` or `floating`; default: the engine's own.
+    pub shadow: Option<String>,
+    /// Where the shadow falls, degrees clockwise: 0 back, 90 right, 180 front, 270 left.
+    pub shadow_direction: Option<f32>,
+    /// Shadow darkness, 0..=1.
+    pub shadow_opacity: Option<f32>,
+    /// Shadow blur, 0..=1.
+    pub shadow_softness: Option<f32>,
+    /// Floor reflection opacity, 0..=1 (0, the default, is off).
+    pub reflection: Option<f32>,
+    /// `transparent` or `#RRGGBB` skips generation (product and shadow only).
+    pub backdrop: Option<String>,
 }
 
 /// `POST /v1/expansions`.
@@ -265,6 +293,11 @@ const STRING_FIELDS: &[&str] = &[
     "scheduler",
     "callback_url",
     "client_task_id",
+    "padding",
+    "offset",
+    "align",
+    "shadow",
+    "backdrop",
 ];
 
 impl<S: Send + Sync> FromRequest<S> for SubmitBody {
@@ -416,6 +449,7 @@ async fn submit_background(
     };
     let resize_mode: ResizeMode =
         parse_opt(req.resize_mode.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    let framing = framing(&req)?;
     let reference_source = image_source(
         req.reference_image_url,
         req.reference_image_base64,
@@ -437,6 +471,7 @@ async fn submit_background(
             strength: req.reference_strength.unwrap_or(0.5),
             resize_mode: ResizeMode::CropAndResize,
         }),
+        framing,
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine =
@@ -459,13 +494,92 @@ async fn submit_background(
             })?;
     // Validate the spec before downloading anything.
     payload.job.validate()?;
+    if let JobSpec::Background(spec) = &payload.job {
+        spec.framing.check_format(payload.format)?;
+    }
     let input = load_image(&state, source, "image").await?;
+    check_padding_room(&payload.job, &input)?;
     let reference = match reference_source {
         Some(source) => Some(load_image(&state, source, "reference image").await?),
         None => None,
     };
     let credits = state.config.prices.native(payload.job.n());
     submit(&state, key, payload, input, reference, idempotency_key, req.callback_url, credits).await
+}
+
+/// The framing fields of a background request.
+fn framing(req: &BackgroundRequest) -> Result<Framing, ApiError> {
+    let padding = match &req.padding {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(Padding::uniform(n.as_f64().unwrap_or(f64::NAN))),
+        Some(Value::String(text)) => Some(text.parse::<Padding>()?),
+        Some(Value::Array(values)) => {
+            let sides: Option<Vec<f64>> = values.iter().map(Value::as_f64).collect();
+            match sides.as_deref() {
+                Some(&[t, r, b, l]) => Some(Padding([t, r, b, l])),
+                _ => return Err(bad_padding()),
+            }
+        }
+        Some(_) => return Err(bad_padding()),
+    };
+    let offset = match &req.offset {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(parse_offset(text)?),
+        Some(Value::Array(values)) => {
+            let xy: Option<Vec<i32>> =
+                values.iter().map(|v| v.as_i64().and_then(|v| i32::try_from(v).ok())).collect();
+            match xy.as_deref() {
+                Some(&[x, y]) => Some([x, y]),
+                _ => return Err(bad_offset()),
+            }
+        }
+        Some(_) => return Err(bad_offset()),
+    };
+    Ok(FramingRequest {
+        scale: req.scale,
+        padding,
+        align: req.align.as_deref(),
+        offset,
+        shadow: req.shadow.as_deref(),
+        shadow_direction: req.shadow_direction,
+        shadow_opacity: req.shadow_opacity,
+        shadow_softness: req.shadow_softness,
+        reflection: req.reflection,
+        backdrop: req.backdrop.as_deref(),
+    }
+    .framing()?)
+}
+
+fn bad_padding() -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidPadding.as_str(),
+        "padding must be a number, [top, right, bottom, left] or \"t,r,b,l\"",
+    )
+}
+
+fn bad_offset() -> ApiError {
+    ApiError::bad_request(
+        ErrorCode::InvalidOffset.as_str(),
+        "offset must be [x, y] in whole pixels or \"x,y\"",
+    )
+}
+
+/// Pixel padding on a job that keeps the input's size can only be checked against the
+/// input: read its dimensions from the header so the submit is refused, not the task.
+fn check_padding_room(job: &JobSpec, input: &Bytes) -> Result<(), ApiError> {
+    let JobSpec::Background(spec) = job else { return Ok(()) };
+    if spec.size.is_some() || spec.framing.placement.is_none() {
+        return Ok(());
+    }
+    let dimensions = image::ImageReader::new(std::io::Cursor::new(input))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok());
+    match dimensions {
+        Some((w, h)) => Ok(spec.framing.check_canvas(w, h)?),
+        // An unreadable image is refused with its own code when it is decoded.
+        None => Ok(()),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/expansions", request_body = ExpansionRequest,

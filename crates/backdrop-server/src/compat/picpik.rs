@@ -604,6 +604,9 @@ async fn generate(
         model: model.clone(),
         loras,
         reference,
+        // PicPik carries no placement or shadow fields: `Width`/`Height`/`ResizeMode`
+        // map onto size and resize mode, and the product keeps the engine's shadow.
+        framing: Default::default(),
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine = engine;
