@@ -259,13 +259,16 @@ fn background_and_expand_in_chromium() {
     s.wait_until("the frame", "return !document.querySelector('#ex-frame').hidden;", WAIT);
     s.drag(".handle.right", 60, 0);
     s.drag(".handle.up", 0, -40);
+    // The edges are sliders for the keyboard too: one step down.
+    s.send_keys(".handle.down", "\u{E013}");
     let ratio = |side: &str| -> f64 {
         let v = s.exec(&format!("return document.querySelector('#ex-{side}').value;"), json!([]));
         v.as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("ratio {side}: {v}"))
     };
     let (up, down, left, right) = (ratio("up"), ratio("down"), ratio("left"), ratio("right"));
     assert!(right > 0.1 && up > 0.1, "dragged ratios: up {up}, right {right}");
-    assert_eq!((down, left), (0.0, 0.0), "untouched edges stay at 0");
+    assert_eq!(down, 0.05, "one arrow key step");
+    assert_eq!(left, 0.0, "an untouched edge stays at 0");
     let announced = text(s, "#ex-result-size");
     s.fill("#ex-n", "2");
     s.click("#ex-engine option[value='patch']");
@@ -277,7 +280,8 @@ fn background_and_expand_in_chromium() {
         "the size announced while dragging is the size that came back"
     );
     // The photo is 600 x 400; each new strip is its ratio of the side, rounded.
-    assert_eq!(sizes[0], (600 + (600.0 * right).round() as u64, 400 + (400.0 * up).round() as u64));
+    let strip = |ratio: f64, side: f64| (ratio * side).round() as u64;
+    assert_eq!(sizes[0], (600 + strip(right, 600.0), 400 + strip(up, 400.0) + strip(down, 400.0)));
     let seen = statuses(s);
     assert!(
         seen.iter().any(|t| t.starts_with("Running on patch · step ")),

@@ -269,22 +269,26 @@ impl Session {
         self.exec("return window.innerWidth;", json!([])).as_u64().expect("a width")
     }
 
-    /// A screenshot of the whole page at `width` CSS pixels, written to `path`: the
-    /// window is made as tall as the page first.
+    /// A screenshot of the whole page at `width` CSS pixels, written to `path` (Chrome's
+    /// DevTools capture through chromedriver, which sees beyond the viewport).
     pub fn screenshot(&self, width: u32, path: &Path) {
         self.set_window(width, 900);
         let height = self
-            .exec("return document.documentElement.scrollHeight;", json!([]))
+            .exec("window.scrollTo(0, 0); return document.documentElement.scrollHeight;", json!([]))
             .as_u64()
             .expect("page height");
-        // The outer window is a little taller than the viewport in some modes.
-        self.set_window(width, (height as u32 + 16).clamp(600, 6000));
-        let png = self.cmd("GET", "/screenshot", json!({}));
+        let shot = self.cmd(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Page.captureScreenshot", "params": {
+                "format": "png", "captureBeyondViewport": true,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+            }}),
+        );
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("base64 PNG"))
+            .decode(shot["data"].as_str().expect("base64 PNG"))
             .expect("the screenshot decodes");
         std::fs::write(path, bytes).expect("writes the screenshot");
-        self.set_window(width, 900);
     }
 
     /// The browser's console log since the last call (chromedriver's log endpoint).

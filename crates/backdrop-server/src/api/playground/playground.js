@@ -417,6 +417,7 @@
       run.id = accepted.id;
       $('#cancel').disabled = false;
       setStatus(`Task ${accepted.id} is ${accepted.state}.`, 0);
+      loadHistory().catch(() => {});
       const view = await follow(run);
       if (view) showTask(view, run.before);
     } catch (error) {
@@ -648,7 +649,7 @@
       line.append(kind, stateName);
       const when = document.createElement('span');
       when.className = 'line muted';
-      when.textContent = `${new Date(view.created_at).toLocaleString()} · ${view.n}×`;
+      when.textContent = `${new Date(view.created_at).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' })} · ${view.n} image${view.n === 1 ? '' : 's'}`;
       button.append(line, when);
       if (view.error) {
         const err = document.createElement('span');
