@@ -631,7 +631,6 @@
         img.className = 'thumb';
         img.src = src;
         img.alt = '';
-        img.loading = 'lazy';
         button.append(img);
       } else {
         const none = document.createElement('span');
