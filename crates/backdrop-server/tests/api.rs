@@ -682,4 +682,75 @@ async fn readiness_reports_each_dependency_without_its_error_text() {
     );
     let data_dir = server.shared.config.server.data_dir.to_string_lossy().to_string();
     assert!(!body.contains(&data_dir) && !body.contains("blobs"), "leaks details: {body}");
+
+#[tokio::test]
+async fn the_playground_is_served_with_its_policy_and_caching() {
+    let server = start(false, |_| {}).await;
+    let client = reqwest::Client::new();
+
+    let page = client.get(server.url("/")).send().await.expect("get /");
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let policy = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(policy.contains("script-src 'self'") && policy.contains("connect-src 'self'"));
+    assert!(!policy.contains("unsafe-inline"), "{policy}");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("<label for=\"api-key\">API key</label>"), "{html}");
+
+    // Assets are linked by content hash; that URL may be cached for good.
+    let script = html
+        .split('"')
+        .find(|part| part.starts_with("playground/playground.js?v="))
+        .expect("the script is linked with its version")
+        .to_string();
+    let js = client.get(server.url(&format!("/{script}"))).send().await.expect("get script");
+    assert_eq!(js.status(), StatusCode::OK);
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(js.headers()["cache-control"], "public, max-age=31536000, immutable");
+    let etag = js.headers()["etag"].clone();
+    let stale =
+        client.get(server.url("/playground/playground.js?v=old")).send().await.expect("get");
+    assert_eq!(stale.headers()["cache-control"], "no-cache");
+    let again = client
+        .get(server.url(&format!("/{script}")))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("revalidate");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.expect("body").is_empty());
+    for (path, kind) in [
+        ("/playground/playground.css", "text/css; charset=utf-8"),
+        ("/playground/icon.svg", "image/svg+xml"),
+    ] {
+        let response = client.get(server.url(path)).send().await.expect("get");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["content-type"], kind, "{path}");
+    }
+    let missing = client.get(server.url("/playground/nope.js")).send().await.expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let body: Value = missing.json().await.expect("json");
+    assert_eq!(body["code"], "not_found");
+
+    // Every scene has a thumbnail the studio engine renders; each looks different.
+    let scenes: Value =
+        client.get(server.url("/v1/scenes")).send().await.expect("get").json().await.expect("json");
+    let mut seen = std::collections::HashSet::new();
+    for scene in scenes["scenes"].as_array().expect("scenes") {
+        let url = scene["thumbnail_url"].as_str().expect("a thumbnail URL");
+        let response = client.get(server.url(url)).send().await.expect("get thumbnail");
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_eq!(response.headers()["content-type"], "image/jpeg");
+        assert_eq!(response.headers()["cache-control"], "public, max-age=86400");
+        let bytes = response.bytes().await.expect("bytes");
+        let thumb = image::load_from_memory(&bytes).expect("a JPEG");
+        assert_eq!((thumb.width(), thumb.height()), (192, 144));
+        assert!(seen.insert(bytes), "{url} looks like another scene");
+    }
+    let unknown = client.get(server.url("/v1/scenes/nope/thumbnail")).send().await.expect("get");
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }

@@ -1,9 +1,10 @@
-//! HTTP routes: the native v1 API, signed files, health, metrics and the OpenAPI
-//! document. Vendor surfaces add their own routers beside these.
+//! HTTP routes: the native v1 API, signed files, health, metrics, the OpenAPI
+//! document and the playground page. Vendor surfaces add their own routers beside these.
 
 pub mod files;
 pub mod native;
 pub mod openapi;
+pub mod playground;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/files/{*key}", get(files::serve))
         .merge(native::routes())
+        .merge(playground::routes())
         .merge(crate::compat::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {

@@ -45,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/tasks/{id}/events", get(task_events))
         .route("/v1/tasks/{id}/callbacks", get(task_callbacks))
         .route("/v1/scenes", get(scenes))
+        .route("/v1/scenes/{id}/thumbnail", get(scene_thumbnail))
         .route("/v1/models", get(models))
         .route("/v1/account", get(account))
 }
@@ -917,9 +918,75 @@ async fn task_callbacks(
 async fn scenes() -> axum::Json<Value> {
     let list: Vec<Value> = SCENES
         .iter()
-        .map(|s| json!({"id": s.id, "name": s.name, "description": s.description, "keywords": s.keywords}))
+        .map(|s| {
+            json!({"id": s.id, "name": s.name, "description": s.description, "keywords": s.keywords,
+                   "thumbnail_url": format!("/v1/scenes/{}/thumbnail", s.id)})
+        })
         .collect();
     axum::Json(json!({"scenes": list}))
+}
+
+/// Side lengths of a scene thumbnail (4:3, what a picker shows).
+const THUMBNAIL_SIZE: (u32, u32) = (192, 144);
+
+/// `GET /v1/scenes/{id}/thumbnail`: the scene as the `studio` engine renders it with no
+/// product (seed 1), as a small JPEG. The images depend only on the binary, so they are
+/// rendered once per process and may be cached by clients for a day.
+async fn scene_thumbnail(Path(id): Path<String>) -> Result<Response, ApiError> {
+    let index = SCENES
+        .iter()
+        .position(|s| s.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("no scene '{id}' (see GET /v1/scenes)")))?;
+    static RENDERED: std::sync::OnceLock<Vec<Bytes>> = std::sync::OnceLock::new();
+    let rendered = match RENDERED.get() {
+        Some(all) => all,
+        None => {
+            let all = tokio::task::spawn_blocking(render_scene_thumbnails)
+                .await
+                .map_err(ApiError::internal)??;
+            RENDERED.get_or_init(|| all)
+        }
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "public, max-age=86400")],
+        rendered[index].clone(),
+    )
+        .into_response())
+}
+
+fn render_scene_thumbnails() -> Result<Vec<Bytes>, ApiError> {
+    use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions};
+    let (width, height) = THUMBNAIL_SIZE;
+    let canvas = image::RgbaImage::new(width, height);
+    let mask = image::GrayImage::from_pixel(width, height, image::Luma([255]));
+    let options = EngineOptions { no_shadow: true, ..EngineOptions::default() };
+    let engine = backdrop_engines::studio::StudioEngine::default();
+    SCENES
+        .iter()
+        .map(|scene| {
+            let input = EngineInput {
+                kind: JobKind::Background,
+                canvas: &canvas,
+                mask: &mask,
+                reference: None,
+                prompt: None,
+                negative_prompt: None,
+                scene: Some(scene.id),
+                seed: 1,
+                n: 1,
+                options: &options,
+            };
+            let out = engine
+                .generate(&input, &(), &CancelToken::default())
+                .map_err(|e| ApiError::internal(format!("scene {} thumbnail: {e}", scene.id)))?;
+            let image = out.images.first().ok_or_else(|| {
+                ApiError::internal(format!("scene {} thumbnail: no image", scene.id))
+            })?;
+            backdrop_imaging::encode::encode(image, OutputFormat::Jpeg)
+                .map(Bytes::from)
+                .map_err(|e| ApiError::internal(format!("scene {} thumbnail: {e}", scene.id)))
+        })
+        .collect()
 }
 
 async fn models(
