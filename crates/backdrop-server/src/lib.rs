@@ -8,7 +8,7 @@
 //! - [`service`]: what every API surface does, in domain terms: authenticate, load an
 //!   input image, submit a task (validate fully, store the input, persist, reserve
 //!   credits), sign result URLs. Vendor surfaces are thin translations onto it.
-//! - [`api`]: the native v1 API, files, health, metrics and OpenAPI.
+//! - [`api`]: the native v1 API, files, health, metrics, OpenAPI and the playground page.
 //! - [`compat`]: the Cutout.pro, PicWish, PicPik and Kling wire formats.
 //! - [`worker`]: the processing loop (claim with a lease, run the engine on a device
 //!   thread, store results, renew the lease, requeue lapsed ones).

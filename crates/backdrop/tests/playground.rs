@@ -68,7 +68,13 @@ struct Playground {
 fn open_playground(browser: &Browser, serve_args: &[&str]) -> Playground {
     let setup = Setup::new(
         "",
-        &[("BACKDROP_SUBMITS_PER_SECOND", "100"), ("BACKDROP_LOG", "info,sqlx=warn")],
+        &[
+            ("BACKDROP_SUBMITS_PER_SECOND", "100"),
+            // Workers write progress with each lease renewal (a third of the lease): a
+            // short lease makes the steps of a second-long task visible.
+            ("BACKDROP_LEASE_MS", "1500"),
+            ("BACKDROP_LOG", "info,sqlx=warn"),
+        ],
     );
     let data = setup.data_dir();
     let data_arg = data.to_str().expect("utf-8 path").to_string();
@@ -270,10 +276,10 @@ fn background_and_expand_in_chromium() {
     assert_eq!(down, 0.05, "one arrow key step");
     assert_eq!(left, 0.0, "an untouched edge stays at 0");
     let announced = text(s, "#ex-result-size");
-    s.fill("#ex-n", "2");
+    s.fill("#ex-n", "3");
     s.click("#ex-engine option[value='patch']");
     record_statuses(s);
-    let sizes = generate(s, 2);
+    let sizes = generate(s, 3);
     assert_eq!(
         announced,
         format!("{} × {} px", sizes[0].0, sizes[0].1),
