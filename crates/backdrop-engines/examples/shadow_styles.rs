@@ -7,7 +7,7 @@
 //! One row per style (`none`, `contact`, `soft`, `hard`, `floating`, and `hard` with a
 //! floor reflection), one column per backdrop: plain white, the studio engine's
 //! `warm-paper` scene, and transparent (shown over a checkerboard). Every cell frames
-//! the cut-out the same way (scale 0.6, standing on a 14% bottom margin), through the
+//! the cut-out the same way (scale 0.55, standing on a 22% bottom margin), through the
 //! same job pipeline the command line and the service run. The cut-out defaults to
 //! `examples/bottle-cutout.png`.
 
@@ -22,7 +22,7 @@ use image::{imageops, Rgba, RgbaImage};
 
 const CELL: u32 = 320;
 const GAP: u32 = 12;
-const LABEL_W: u32 = 190;
+const LABEL_W: u32 = 236;
 const HEADER_H: u32 = 48;
 const INK: Rgba<u8> = Rgba([52, 54, 58, 255]);
 const SHEET: Rgba<u8> = Rgba([236, 236, 234, 255]);
@@ -70,8 +70,8 @@ fn main() {
                 size: Some(OutputSize { width: CELL, height: CELL }),
                 framing: Framing {
                     placement: Some(Placement {
-                        scale: 0.6,
-                        padding: Padding([0.0, 0.0, 0.14, 0.0]),
+                        scale: 0.55,
+                        padding: Padding([0.0, 0.0, 0.22, 0.0]),
                         align: Align::Bottom,
                         offset: [0, 0],
                     }),
