@@ -7,7 +7,7 @@
 //! One row per style (`none`, `contact`, `soft`, `hard`, `floating`, and `hard` with a
 //! floor reflection), one column per backdrop: plain white, the studio engine's
 //! `warm-paper` scene, and transparent (shown over a checkerboard). Every cell frames
-//! the cut-out the same way (scale 0.6, standing on a 14% bottom margin), through the
+//! the cut-out the same way (scale 0.55, standing on a 22% bottom margin), through the
 //! same job pipeline the command line and the service run. The cut-out defaults to
 //! `examples/bottle-cutout.png`.
 
@@ -18,11 +18,12 @@ use backdrop_core::{
 use backdrop_engines::pipeline::{run_background, BackgroundJob};
 use backdrop_engines::Engines;
 use backdrop_imaging::mask::DEFAULT_BACKGROUND_GROW;
+use backdrop_imaging::watermark::glyph;
 use image::{imageops, Rgba, RgbaImage};
 
 const CELL: u32 = 320;
 const GAP: u32 = 12;
-const LABEL_W: u32 = 190;
+const LABEL_W: u32 = 236;
 const HEADER_H: u32 = 48;
 const INK: Rgba<u8> = Rgba([52, 54, 58, 255]);
 const SHEET: Rgba<u8> = Rgba([236, 236, 234, 255]);
@@ -70,8 +71,8 @@ fn main() {
                 size: Some(OutputSize { width: CELL, height: CELL }),
                 framing: Framing {
                     placement: Some(Placement {
-                        scale: 0.6,
-                        padding: Padding([0.0, 0.0, 0.14, 0.0]),
+                        scale: 0.55,
+                        padding: Padding([0.0, 0.0, 0.22, 0.0]),
                         align: Align::Bottom,
                         offset: [0, 0],
                     }),
@@ -113,7 +114,7 @@ fn checkerboard() -> RgbaImage {
     })
 }
 
-/// Draws `s` in a 5x7 capital font, each font pixel `scale` pixels square.
+/// Draws `s` in the watermark's 5x7 capital font, each font pixel `scale` pixels square.
 fn text(image: &mut RgbaImage, s: &str, x: u32, y: u32, scale: u32) {
     for (i, ch) in s.chars().enumerate() {
         let left = x + i as u32 * 6 * scale;
@@ -132,30 +133,5 @@ fn text(image: &mut RgbaImage, s: &str, x: u32, y: u32, scale: u32) {
                 }
             }
         }
-    }
-}
-
-/// Rows of each glyph, top to bottom, 5 bits each (bit 4 = leftmost column).
-fn glyph(c: char) -> [u8; 7] {
-    match c {
-        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
-        _ => [0; 7],
     }
 }

@@ -50,7 +50,7 @@ fn b64(img: &RgbaImage) -> String {
 /// `(left, top, right, bottom)` of the pixels with alpha >= 8, inclusive.
 fn visible_box(img: &RgbaImage) -> (f64, f64, f64, f64) {
     let mut b = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
-    for (x, y, p) in img.enumerate_pixels().filter(|(_, _, p)| p.0[3] >= 8) {
+    for (x, y, _) in img.enumerate_pixels().filter(|(_, _, p)| p.0[3] >= 8) {
         let (x, y) = (f64::from(x), f64::from(y));
         b = (b.0.min(x), b.1.min(y), b.2.max(x), b.3.max(y));
     }
