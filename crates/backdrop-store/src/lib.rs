@@ -1,9 +1,10 @@
 //! Backdrop's persistence.
 //!
 //! - [`TaskRepo`]: tasks, API keys, the credit ledger and the callback outbox, behind one
-//!   trait with two implementations: [`sqlite::SqliteRepo`] (the embedded default) and
-//!   [`postgres::PgRepo`] (many API nodes and workers; claiming with
-//!   `FOR UPDATE SKIP LOCKED`). One conformance suite ([`conformance`]) runs against both.
+//!   trait implemented once over SQL ([`SqlRepo`]) for two databases:
+//!   [`sqlite::SqliteRepo`] (the embedded default) and [`postgres::PgRepo`] (many API
+//!   nodes and workers; claiming with `FOR UPDATE SKIP LOCKED`). One conformance suite
+//!   ([`conformance`]) runs against both.
 //! - [`blob`]: result and input images in a [`blob::BlobStore`] (local disk or any
 //!   S3-compatible store), and the HMAC-signed, expiring URLs they are served at.
 //!
@@ -15,10 +16,12 @@
 pub mod blob;
 pub mod conformance;
 pub mod postgres;
+mod repo;
 mod sql;
 pub mod sqlite;
 mod types;
 
+pub use repo::SqlRepo;
 pub use types::*;
 
 use async_trait::async_trait;
