@@ -30,6 +30,7 @@ impl Backend for Postgres {
     const MAX_CONNECTIONS: u32 = 16;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const ROW_LOCKS: bool = true;
+    const FALSE: &'static str = "FALSE";
     const NOW_MS: &'static str = "FLOOR(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT";
 
     fn claim_statement(engines: &str) -> String {

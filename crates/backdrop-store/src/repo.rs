@@ -33,6 +33,9 @@ pub(crate) trait Backend: Database<Row: Get> {
     /// and `SKIP LOCKED` in sweeps), rather than holding the whole database's write lock
     /// from [`Backend::BEGIN_WRITE`] on.
     const ROW_LOCKS: bool;
+    /// `false` as the schema's partial indexes spell it: SQLite uses a partial index only
+    /// for a query that repeats its condition to the letter.
+    const FALSE: &'static str;
     /// An SQL expression for the database's clock, in milliseconds since the Unix epoch.
     const NOW_MS: &'static str;
 
@@ -775,9 +778,10 @@ where
         let text = format!(
             "UPDATE tasks SET result_expired = TRUE, updated_at = $1
              WHERE id IN (SELECT id FROM tasks
-                          WHERE NOT result_expired AND expires_at IS NOT NULL AND expires_at <= $1
+                          WHERE result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1
                           ORDER BY expires_at, id LIMIT $2{})
              RETURNING *",
+            DB::FALSE,
             skip_locked::<DB>()
         );
         let rows = sqlx::query(&text).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;

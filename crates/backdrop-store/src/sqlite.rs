@@ -28,6 +28,7 @@ impl Backend for Sqlite {
     const MAX_CONNECTIONS: u32 = 8;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const ROW_LOCKS: bool = false;
+    const FALSE: &'static str = "0";
     // `'now'` is kept in whole milliseconds, so rounding gives them back exactly.
     const NOW_MS: &'static str =
         "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
