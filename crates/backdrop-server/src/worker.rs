@@ -11,6 +11,7 @@
 //! Every worker also returns lapsed leases to the queue (`requeue_expired`), so tasks of
 //! a killed process are picked up by whoever is alive, up to the retry limit.
 
+use crate::service::task_folder;
 use crate::{now_ms, Shared};
 use backdrop_core::{CancelToken, EngineOptions, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
@@ -330,7 +331,7 @@ async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskR
     let mut images = Vec::new();
     for (i, rendered) in made.rendered.into_iter().enumerate() {
         let index = i as u32 + 1;
-        let base = format!("tasks/{}/{index}", task.uid);
+        let base = format!("{}/{index}", task_folder(&task.uid));
         let blob = format!("{base}.{ext}");
         shared.blobs.put(&blob, rendered.main.into()).await.map_err(|e| e.to_string())?;
         let preview_blob = match rendered.preview {

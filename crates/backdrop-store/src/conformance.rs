@@ -68,7 +68,7 @@ cases!(
     cancel_queued_and_running,
     requeue_expired_and_retry_limit,
     credits_and_ledger,
-    expire_results,
+    expiry_on_every_end_state,
     keys,
     outbox_per_state_change,
     due_callbacks_are_leased,
@@ -850,8 +850,10 @@ pub async fn credits_and_ledger(repo: Arc<dyn TaskRepo>) {
     );
 }
 
-/// Results of succeeded tasks are marked expired once, oldest first, `limit` at a time.
-pub async fn expire_results(repo: Arc<dyn TaskRepo>) {
+/// Every ended task's files come due: a succeeded task's at the `expires_at` it was given,
+/// a failed or canceled one's as it ends, however it ends. Due tasks are listed in id
+/// order, `limit` at a time after a cursor, and stay listed until marked, once.
+pub async fn expiry_on_every_end_state(repo: Arc<dyn TaskRepo>) {
     let repo = &*repo;
     let key = new_key(repo, "expiry", None).await;
     let key_id = key.id;
@@ -865,32 +867,77 @@ pub async fn expire_results(repo: Arc<dyn TaskRepo>) {
     };
     finish("a", T0 + 1_000).await;
     finish("b", T0 + 2_000).await;
-    create(repo, task("failed", key.id, EngineName::Studio, background(1), 0), T0).await;
+    create(repo, task("failed", key_id, EngineName::Studio, background(1), 0), T0).await;
     claim_exact(repo, "failed", EngineName::Studio, "w", T0).await;
     repo.fail("failed", "w", "engine_error", "boom", T0 + 1).await.expect("fails");
-    create(repo, task("queued", key.id, EngineName::Patch, expansion(1), 0), T0).await;
+    create(repo, task("canceled", key_id, EngineName::Studio, background(1), 0), T0).await;
+    repo.cancel("canceled", T0 + 2).await.expect("cancels");
+    create(repo, task("stopped", key_id, EngineName::Studio, background(1), 0), T0).await;
+    claim_exact(repo, "stopped", EngineName::Studio, "w", T0).await;
+    repo.cancel("stopped", T0 + 3).await.expect("requests the cancel");
+    repo.fail("stopped", "w", "canceled", "stopped", T0 + 4).await.expect("ends");
+    create(repo, task("lapsed", key_id, EngineName::Studio, background(1), 0), T0).await;
+    // A lease of 0 lapses at once: the worker died, and its one attempt was the last.
+    repo.claim("w", &[EngineName::Studio], 0, T0).await.expect("claims").expect("lapsed");
+    assert_eq!(repo.requeue_expired(1, T0 + 5).await.expect("sweeps"), (0, 1));
+    create(repo, task("queued", key_id, EngineName::Patch, expansion(1), 0), T0).await;
 
-    assert!(repo.expire_results(T0 + 999, 10).await.expect("sweeps").is_empty());
-    let swept = repo.expire_results(T0 + 1_000, 10).await.expect("sweeps");
-    assert_eq!(swept.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(), vec!["a"]);
-    assert!(swept[0].result_expired);
-    assert!(swept[0].result.is_some(), "the returned task still names its blobs");
-    assert!(get(repo, "a").await.result_expired);
-    assert!(!get(repo, "b").await.result_expired);
-    assert!(repo.expire_results(T0 + 1_500, 10).await.expect("sweeps").is_empty(), "never twice");
-
-    finish("c", T0 + 100).await;
-    finish("d", T0 + 200).await;
-    let first = repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps");
+    let uids = |tasks: &[Task]| tasks.iter().map(|t| t.uid.clone()).collect::<Vec<_>>();
+    let mut ends = Vec::new();
+    for uid in ["failed", "canceled", "stopped", "lapsed", "queued"] {
+        let t = get(repo, uid).await;
+        ends.push((uid, t.state, t.expires_at));
+    }
+    use TaskState::*;
     assert_eq!(
-        first.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(),
-        vec!["c", "d"],
-        "limit, earliest first"
+        ends,
+        vec![
+            ("failed", Failed, Some(T0 + 1)),
+            ("canceled", Canceled, Some(T0 + 2)),
+            ("stopped", Canceled, Some(T0 + 4)),
+            ("lapsed", Failed, Some(T0 + 5)),
+            ("queued", Queued, None),
+        ],
+        "a task that did not succeed is due as it ends"
     );
-    let rest = repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps");
-    assert_eq!(rest.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(), vec!["b"]);
-    assert!(repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps").is_empty());
-    assert!(!get(repo, "failed").await.result_expired);
+
+    let due = repo.due_for_expiry(T0 + 4, 0, 10).await.expect("lists");
+    assert_eq!(uids(&due), vec!["failed", "canceled", "stopped"]);
+    assert_eq!(
+        uids(&repo.due_for_expiry(T0 + 4, 0, 10).await.expect("lists")),
+        uids(&due),
+        "listing marks nothing: a task stays due until its files are gone"
+    );
+
+    let all = T0 + 1_000_000;
+    let first = repo.due_for_expiry(all, 0, 2).await.expect("lists");
+    assert_eq!(uids(&first), vec!["a", "b"], "limit, in id order");
+    assert!(first[0].result.is_some(), "a due task still names its blobs");
+    let next = repo.due_for_expiry(all, first[1].id, 2).await.expect("lists");
+    assert_eq!(uids(&next), vec!["failed", "canceled"], "after the cursor");
+    let last = repo.due_for_expiry(all, next[1].id, 2).await.expect("lists");
+    assert_eq!(uids(&last), vec!["stopped", "lapsed"]);
+    assert!(repo.due_for_expiry(all, last[1].id, 2).await.expect("lists").is_empty());
+
+    let a = get(repo, "a").await;
+    assert!(!repo.mark_expired(a.id, T0 + 999).await.expect("answers"), "not due yet");
+    assert!(repo.mark_expired(a.id, T0 + 1_000).await.expect("marks"));
+    assert!(!repo.mark_expired(a.id, T0 + 1_001).await.expect("answers"), "once");
+    let a = get(repo, "a").await;
+    assert_eq!((a.result_expired, a.updated_at), (true, T0 + 1_000));
+    let failed = get(repo, "failed").await;
+    assert!(repo.mark_expired(failed.id, T0 + 6).await.expect("marks"));
+    assert!(get(repo, "failed").await.result_expired);
+    let queued = get(repo, "queued").await;
+    assert!(
+        !repo.mark_expired(queued.id, all).await.expect("answers"),
+        "a queued task keeps its files"
+    );
+    assert_eq!(
+        uids(&repo.due_for_expiry(all, 0, 10).await.expect("lists")),
+        vec!["b", "canceled", "stopped", "lapsed"],
+        "marked tasks are no longer due"
+    );
 }
 
 /// Keys: stored by hash, found while active, revoked, credited.

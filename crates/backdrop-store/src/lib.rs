@@ -112,7 +112,10 @@ pub trait TaskRepo: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Ends a running task as `failed` (or `canceled` when `code` is `canceled`) if
-    /// `worker` holds its lease; gives back every reserved credit.
+    /// `worker` holds its lease; gives back every reserved credit. A task that did not
+    /// succeed has nothing to download, so its `expires_at` is `now`: its input, reference
+    /// and any partial results go at the next sweep. Every other way a task fails or is
+    /// canceled does the same.
     async fn fail(
         &self,
         uid: &str,
@@ -132,9 +135,20 @@ pub trait TaskRepo: Send + Sync {
     /// `(requeued, failed)`.
     async fn requeue_expired(&self, max_attempts: u32, now: i64) -> Result<(u64, u64), StoreError>;
 
-    /// Marks the results of finished tasks with `expires_at <= now` as expired and returns
-    /// those tasks so their blobs can be deleted.
-    async fn expire_results(&self, now: i64, limit: u32) -> Result<Vec<Task>, StoreError>;
+    /// Ended tasks whose files are due for deletion: `expires_at <= now` and not yet
+    /// marked expired, with `id > after`, in id order, at most `limit`. Nothing changes:
+    /// the caller deletes the files, then [`TaskRepo::mark_expired`] records it, so files
+    /// whose deletion failed are offered again.
+    async fn due_for_expiry(
+        &self,
+        now: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Records that the files of task `id` were deleted (`result_expired`), if its
+    /// `expires_at` passed; `false` when it is not due or was marked already.
+    async fn mark_expired(&self, id: i64, now: i64) -> Result<bool, StoreError>;
 
     // --- keys and credits ---
 

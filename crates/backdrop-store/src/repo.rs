@@ -283,7 +283,8 @@ where
     }
 
     /// Ends a task that did not succeed (`failed` or `canceled`): every reserved credit goes
-    /// back, the lease is dropped and the change goes to the outbox.
+    /// back, the lease is dropped, its files are due for deletion at once (it has no
+    /// result to serve) and the change goes to the outbox.
     async fn end_unsuccessfully(
         conn: &mut DB::Connection,
         task: &Task,
@@ -294,7 +295,7 @@ where
     ) -> Result<Task, StoreError> {
         let row = sqlx::query(
             "UPDATE tasks SET state = $1, error_code = $2, error_message = $3, finished_at = $4,
-                    updated_at = $4, lease_expires_at = NULL, credits_charged = 0
+                    updated_at = $4, expires_at = $4, lease_expires_at = NULL, credits_charged = 0
              WHERE id = $5 RETURNING *",
         )
         .bind(state.as_str())
@@ -773,22 +774,37 @@ where
         Ok((requeued, ended))
     }
 
-    async fn expire_results(&self, now: i64, limit: u32) -> Result<Vec<Task>, StoreError> {
-        let mut tx = self.write().await?;
+    async fn due_for_expiry(
+        &self,
+        now: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError> {
+        let text = format!(
+            "SELECT * FROM tasks
+             WHERE result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1 AND id > $2
+             ORDER BY id LIMIT $3",
+            DB::FALSE
+        );
+        let rows = sqlx::query(&text)
+            .bind(now)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(sql::task).collect()
+    }
+
+    async fn mark_expired(&self, id: i64, now: i64) -> Result<bool, StoreError> {
         let text = format!(
             "UPDATE tasks SET result_expired = TRUE, updated_at = $1
-             WHERE id IN (SELECT id FROM tasks
-                          WHERE result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1
-                          ORDER BY expires_at, id LIMIT $2{})
-             RETURNING *",
-            DB::FALSE,
-            skip_locked::<DB>()
+             WHERE id = $2 AND result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1
+             RETURNING id",
+            DB::FALSE
         );
-        let rows = sqlx::query(&text).bind(now).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        let mut tasks = rows.iter().map(sql::task).collect::<Result<Vec<_>, _>>()?;
-        tasks.sort_by_key(|t| t.id);
-        Ok(tasks)
+        let marked: Option<i64> =
+            sqlx::query_scalar(&text).bind(now).bind(id).fetch_optional(&self.pool).await?;
+        Ok(marked.is_some())
     }
 
     async fn create_key(&self, new: NewKey, now: i64) -> Result<ApiKey, StoreError> {

@@ -103,9 +103,10 @@ pub struct Task {
     pub finished_at: Option<i64>,
     /// Last change.
     pub updated_at: i64,
-    /// When the results expire.
+    /// When the task's files (input, reference, results) are deleted: set when it ends,
+    /// to the results' lifetime on success and to the end itself otherwise.
     pub expires_at: Option<i64>,
-    /// Whether the results were swept.
+    /// Whether the task's files were deleted.
     pub result_expired: bool,
 }
 
