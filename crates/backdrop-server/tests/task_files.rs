@@ -205,3 +205,20 @@ async fn a_failed_tasks_input_and_partial_results_are_swept() {
     assert_eq!(server.shared.blobs.delete_folder(&folder).await.expect("lists"), 0, "nothing left");
     assert_eq!(view(&server, &client, &key, &id).await["expired"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_upload_slower_than_the_lease_keeps_the_task() {
+    const LEASE_MS: u64 = 500;
+    let faults = Arc::new(Faults::default());
+    // Each result file takes more than two leases to store. Two devices: while one
+    // uploads, the other's claim loop requeues lapsed leases, as another node would.
+    faults.result_put_delay_ms.store(LEASE_MS * 5 / 2, Ordering::SeqCst);
+    let server = faulty_server(2, &faults, |c| c.queue.lease_ms = LEASE_MS as i64).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let id = submit(&server, &client, &key, 1).await;
+    let task = server.wait_terminal(&client, &key, &id).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["attempts"], 1, "the lease held through the upload: {task}");
+    assert_eq!(task["images"].as_array().map(Vec::len), Some(1));
+}

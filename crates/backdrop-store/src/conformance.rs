@@ -7,7 +7,9 @@
 //! backend passes when `run_all` does.
 //!
 //! The cases move the clock themselves (every time is an argument), so none of them
-//! sleeps.
+//! sleeps. Lease expiries follow the database's own clock instead: a case lets a lease
+//! lapse by granting or renewing it for 0 ms, and checks an expiry against this process's
+//! clock, give or take [`CLOCK_SKEW`].
 
 use crate::{
     ApiKey, DeliveryAttempt, Lease, NewKey, NewTask, OutboxEntry, ResultImage, StoreError,
@@ -26,6 +28,10 @@ const T0: i64 = 1_700_000_000_000;
 
 /// The lease most cases claim with.
 const LEASE: i64 = 30_000;
+
+/// How far apart the database's clock and this process's may be (the suite runs against
+/// databases on the same machine).
+pub const CLOCK_SKEW: i64 = 1_000;
 
 /// Limits no case reaches unless it means to.
 const OPEN: SubmitLimits = SubmitLimits { max_queued: 10_000, max_key_images: 10_000 };
@@ -188,6 +194,24 @@ async fn get(repo: &dyn TaskRepo, uid: &str) -> Task {
 }
 
 /// Claims for `worker` and checks that the task claimed is `uid`.
+/// Milliseconds since the Unix epoch by this process's clock.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Checks that `t`'s lease lapses `lease` ms after a moment between `before` and now.
+fn assert_lease(t: &Task, before: i64, lease: i64) {
+    let after = wall_ms();
+    let at = t.lease_expires_at.expect("a lease");
+    assert!(
+        at >= before + lease - CLOCK_SKEW && at <= after + lease + CLOCK_SKEW,
+        "{}: the lease lapses at {at}, not {lease} ms after a moment in {before}..={after}",
+        t.uid
+    );
+}
+
 async fn claim_exact(
     repo: &dyn TaskRepo,
     uid: &str,
@@ -473,6 +497,7 @@ pub async fn claim_order_and_engines(repo: Arc<dyn TaskRepo>) {
     assert_eq!(repo.claim("w", &[EngineName::Diffusion], LEASE, T0).await.expect("claims"), None);
     let b = repo.claim("w1", &[EngineName::Patch], LEASE, T0 + 10).await.expect("claims");
     assert_eq!(b.map(|t| t.uid), Some("b".into()));
+    let before = wall_ms();
     let a = repo
         .claim("w1", &[EngineName::Studio, EngineName::Patch], 5_000, T0 + 20)
         .await
@@ -481,7 +506,7 @@ pub async fn claim_order_and_engines(repo: Arc<dyn TaskRepo>) {
     assert_eq!(a.uid, "a", "oldest first");
     assert_eq!(a.state, TaskState::Running);
     assert_eq!(a.lease_owner.as_deref(), Some("w1"));
-    assert_eq!(a.lease_expires_at, Some(T0 + 5_020));
+    assert_lease(&a, before, 5_000);
     assert_eq!(a.attempts, 1);
     assert_eq!((a.started_at, a.updated_at), (Some(T0 + 20), T0 + 20));
     assert_eq!(get(repo, "a").await, a, "the claim returns the stored task");
@@ -544,22 +569,19 @@ pub async fn heartbeat_and_lost_lease(repo: Arc<dyn TaskRepo>) {
     let repo = &*repo;
     let key = new_key(repo, "beat", None).await;
     create(repo, task("h", key.id, EngineName::Studio, background(1), 0), T0).await;
-    repo.claim("w1", &[EngineName::Studio], 1_000, T0).await.expect("claims").expect("h");
+    // A lease of 0 ms lapses at once, unless renewed.
+    repo.claim("w1", &[EngineName::Studio], 0, T0).await.expect("claims").expect("h");
     let progress = TaskProgress { fraction: 0.5, step: 5, steps: 10 };
-    let lease = repo.heartbeat("h", "w1", 1_000, Some(progress), T0 + 500).await.expect("beats");
+    let before = wall_ms();
+    let lease = repo.heartbeat("h", "w1", LEASE, Some(progress), T0 + 500).await.expect("beats");
     assert_eq!(lease, Lease::Held { cancel_requested: false });
     let t = get(repo, "h").await;
-    assert_eq!(
-        (t.progress, t.lease_expires_at, t.updated_at),
-        (progress, Some(T0 + 1_500), T0 + 500)
-    );
-    repo.heartbeat("h", "w1", 1_000, None, T0 + 600).await.expect("beats");
+    assert_eq!((t.progress, t.updated_at), (progress, T0 + 500));
+    assert_lease(&t, before, LEASE);
+    assert_eq!(repo.requeue_expired(3, T0 + 550).await.expect("sweeps"), (0, 0), "renewed");
+    repo.heartbeat("h", "w1", LEASE, None, T0 + 600).await.expect("beats");
     let t = get(repo, "h").await;
-    assert_eq!(
-        (t.progress, t.lease_expires_at),
-        (progress, Some(T0 + 1_600)),
-        "no progress keeps the last"
-    );
+    assert_eq!(t.progress, progress, "no progress keeps the last");
     assert_eq!(repo.heartbeat("h", "w2", 1_000, None, T0 + 600).await.expect("beats"), Lease::Lost);
     assert_eq!(
         repo.heartbeat("nope", "w1", 1_000, None, T0 + 600).await.expect("beats"),
@@ -567,6 +589,7 @@ pub async fn heartbeat_and_lost_lease(repo: Arc<dyn TaskRepo>) {
     );
 
     // The lease lapses, the sweep requeues it and another worker claims it.
+    repo.heartbeat("h", "w1", 0, None, T0 + 1_500).await.expect("beats");
     assert_eq!(repo.requeue_expired(3, T0 + 1_600).await.expect("sweeps"), (1, 0));
     assert_eq!(
         repo.heartbeat("h", "w1", 1_000, None, T0 + 1_700).await.expect("beats"),
@@ -727,13 +750,14 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
     create(repo, task("a", key.id, EngineName::Studio, background(1), 2), T0).await;
     create(repo, task("b", key.id, EngineName::Patch, expansion(1), 1), T0).await;
     create(repo, task("c", key.id, EngineName::Diffusion, background(1), 3), T0).await;
-    repo.claim("w1", &[EngineName::Studio], 1_000, T0).await.expect("claims").expect("a");
+    repo.claim("w1", &[EngineName::Studio], LEASE, T0).await.expect("claims").expect("a");
 
     assert_eq!(
         repo.requeue_expired(2, T0 + 999).await.expect("sweeps"),
         (0, 0),
         "a live lease stays"
     );
+    repo.heartbeat("a", "w1", 0, None, T0 + 1_000).await.expect("beats");
     assert_eq!(repo.requeue_expired(2, T0 + 1_000).await.expect("sweeps"), (1, 0));
     let a = get(repo, "a").await;
     assert_eq!(
@@ -743,12 +767,9 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
     assert_eq!((a.attempts, a.started_at), (1, Some(T0)));
     assert_eq!(repo.queue_position("a").await.expect("reads"), Some(0));
 
-    repo.claim("w2", &[EngineName::Studio], 1_000, T0 + 2_000)
-        .await
-        .expect("claims")
-        .expect("a again");
-    repo.claim("w3", &[EngineName::Patch], 1_000, T0 + 2_000).await.expect("claims").expect("b");
-    repo.heartbeat("b", "w3", 1_000, None, T0 + 2_900).await.expect("beats");
+    repo.claim("w2", &[EngineName::Studio], 0, T0 + 2_000).await.expect("claims").expect("a again");
+    repo.claim("w3", &[EngineName::Patch], 0, T0 + 2_000).await.expect("claims").expect("b");
+    repo.heartbeat("b", "w3", LEASE, None, T0 + 2_900).await.expect("beats");
     assert_eq!(
         repo.requeue_expired(2, T0 + 3_000).await.expect("sweeps"),
         (0, 1),
@@ -765,11 +786,9 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
         None
     );
 
-    repo.claim("w4", &[EngineName::Diffusion], 1_000, T0 + 4_000)
-        .await
-        .expect("claims")
-        .expect("c");
+    repo.claim("w4", &[EngineName::Diffusion], 0, T0 + 4_000).await.expect("claims").expect("c");
     repo.cancel("c", T0 + 4_100).await.expect("cancels");
+    repo.heartbeat("b", "w3", 0, None, T0 + 4_200).await.expect("beats");
     assert_eq!(
         repo.requeue_expired(5, T0 + 5_000).await.expect("sweeps"),
         (1, 1),
@@ -1028,7 +1047,7 @@ pub async fn outbox_per_state_change(repo: Arc<dyn TaskRepo>) {
     repo.fail("stopped", "w", "canceled", "canceled", T0 + 10).await.expect("ends");
 
     create(repo, studio("lapsed"), T0 + 11).await;
-    repo.claim("w", &[EngineName::Studio], 10, T0 + 11).await.expect("claims").expect("lapsed");
+    repo.claim("w", &[EngineName::Studio], 0, T0 + 11).await.expect("claims").expect("lapsed");
     repo.requeue_expired(5, T0 + 100).await.expect("sweeps");
 
     let outbox = outbox_by_task(repo).await;

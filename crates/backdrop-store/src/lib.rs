@@ -9,7 +9,8 @@
 //!   S3-compatible store), and the HMAC-signed, expiring URLs they are served at.
 //!
 //! All times are milliseconds since the Unix epoch, passed in by the caller so tests can
-//! move the clock.
+//! move the clock; except lease expiries, which the database's own clock sets and checks,
+//! so nodes whose clocks disagree still agree on when a lease lapses.
 
 #![deny(missing_docs)]
 
@@ -76,8 +77,8 @@ pub trait TaskRepo: Send + Sync {
     async fn queue_depths(&self) -> Result<Vec<(EngineName, u64)>, StoreError>;
 
     /// Claims the oldest queued task whose engine is in `engines`: state `running`, lease
-    /// held by `worker` until `now + lease_ms`, `attempts + 1`, `started_at` set on the first
-    /// claim. Safe across processes: two workers never claim the same task. The `running`
+    /// held by `worker` for `lease_ms` by the database's clock, `attempts + 1`,
+    /// `started_at` set on the first claim. Safe across processes: two workers never claim the same task. The `running`
     /// state change goes to the outbox.
     async fn claim(
         &self,
@@ -87,7 +88,8 @@ pub trait TaskRepo: Send + Sync {
         now: i64,
     ) -> Result<Option<Task>, StoreError>;
 
-    /// Renews the lease and records progress. [`Lease::Lost`] when the worker no longer
+    /// Renews the lease for `lease_ms` from now by the database's clock, and records
+    /// progress. [`Lease::Lost`] when the worker no longer
     /// holds it (lapsed and reclaimed, or the task ended).
     async fn heartbeat(
         &self,
@@ -130,7 +132,7 @@ pub trait TaskRepo: Send + Sync {
     /// tasks are returned unchanged.
     async fn cancel(&self, uid: &str, now: i64) -> Result<Option<Task>, StoreError>;
 
-    /// Running tasks whose lease lapsed go back to `queued`, or to `failed` with code
+    /// Running tasks whose lease lapsed by the database's clock go back to `queued`, or to `failed` with code
     /// `retries_exhausted` once `attempts >= max_attempts` (credits given back). Returns
     /// `(requeued, failed)`.
     async fn requeue_expired(&self, max_attempts: u32, now: i64) -> Result<(u64, u64), StoreError>;

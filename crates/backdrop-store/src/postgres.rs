@@ -15,7 +15,7 @@
 //! Locks on key rows are always taken after task rows, and several key rows in id order,
 //! so these transactions cannot deadlock one another.
 
-use crate::repo::{Backend, Lock, SqlRepo, CLAIM};
+use crate::repo::{Backend, Lock, SqlRepo};
 use crate::StoreError;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
@@ -33,14 +33,14 @@ impl Backend for Postgres {
     const FALSE: &'static str = "FALSE";
     const NOW_MS: &'static str = "FLOOR(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT";
 
-    fn claim_statement(engines: &str) -> String {
+    fn claim_statement(set: &str, engines: &str) -> String {
         // Materialized, so the locking select runs once and the update sees only the row
         // it locked.
         format!(
             "WITH next AS MATERIALIZED (
                  SELECT id FROM tasks WHERE state = 'queued' AND engine IN ({engines})
                  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-             UPDATE tasks SET {CLAIM}
+             UPDATE tasks SET {set}
              FROM next WHERE tasks.id = next.id
              RETURNING tasks.*"
         )

@@ -40,8 +40,9 @@ pub(crate) trait Backend: Database<Row: Get> {
     const NOW_MS: &'static str;
 
     /// The statement that claims the oldest queued task whose engine is in `engines` (a
-    /// list of placeholders), setting [`CLAIM`] on it and returning its row.
-    fn claim_statement(engines: &str) -> String;
+    /// list of placeholders), applying `set` (what [`claim_set`] makes) to it and
+    /// returning its row.
+    fn claim_statement(set: &str, engines: &str) -> String;
 
     /// The statement that takes `lock` until the transaction ends, where the database
     /// needs one beyond [`Backend::BEGIN_WRITE`].
@@ -59,11 +60,16 @@ pub(crate) enum Lock {
     Queue,
 }
 
-/// What a claim sets, with the worker bound as `$1`, the lease expiry as `$2` and the
-/// time as `$3`.
-pub(crate) const CLAIM: &str = "state = 'running', lease_owner = $1, lease_expires_at = $2,
-    attempts = attempts + 1, started_at = COALESCE(started_at, $3), updated_at = $3,
-    progress_fraction = 0, progress_step = 0, progress_steps = 0";
+/// What a claim sets, with the worker bound as `$1`, the lease length in milliseconds as
+/// `$2` (counted on the database's clock) and the time as `$3`.
+fn claim_set<DB: Backend>() -> String {
+    format!(
+        "state = 'running', lease_owner = $1, lease_expires_at = {} + $2,
+         attempts = attempts + 1, started_at = COALESCE(started_at, $3), updated_at = $3,
+         progress_fraction = 0, progress_step = 0, progress_steps = 0",
+        DB::NOW_MS
+    )
+}
 
 /// Appended to a `SELECT` of rows the transaction is about to change.
 fn for_update<DB: Backend>() -> &'static str {
@@ -567,9 +573,9 @@ where
         if engines.is_empty() {
             return Ok(None);
         }
-        let text = DB::claim_statement(&sql::placeholders(4, engines.len()));
+        let text = DB::claim_statement(&claim_set::<DB>(), &sql::placeholders(4, engines.len()));
         let mut tx = self.write().await?;
-        let mut query = sqlx::query(&text).bind(worker).bind(now + lease_ms).bind(now);
+        let mut query = sqlx::query(&text).bind(worker).bind(lease_ms).bind(now);
         for engine in engines {
             query = query.bind(engine.as_str());
         }
@@ -588,23 +594,25 @@ where
         progress: Option<TaskProgress>,
         now: i64,
     ) -> Result<Lease, StoreError> {
-        let cancel_requested: Option<bool> = sqlx::query_scalar(
-            "UPDATE tasks SET lease_expires_at = $1, updated_at = $2,
+        let text = format!(
+            "UPDATE tasks SET lease_expires_at = {} + $1, updated_at = $2,
                     progress_fraction = COALESCE($3, progress_fraction),
                     progress_step = COALESCE($4, progress_step),
                     progress_steps = COALESCE($5, progress_steps)
              WHERE uid = $6 AND state = 'running' AND lease_owner = $7
              RETURNING cancel_requested",
-        )
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(progress.map(|p| Self::clamp_fraction(p.fraction)))
-        .bind(progress.map(|p| i64::from(p.step)))
-        .bind(progress.map(|p| i64::from(p.steps)))
-        .bind(uid)
-        .bind(worker)
-        .fetch_optional(&self.pool)
-        .await?;
+            DB::NOW_MS
+        );
+        let cancel_requested: Option<bool> = sqlx::query_scalar(&text)
+            .bind(lease_ms)
+            .bind(now)
+            .bind(progress.map(|p| Self::clamp_fraction(p.fraction)))
+            .bind(progress.map(|p| i64::from(p.step)))
+            .bind(progress.map(|p| i64::from(p.steps)))
+            .bind(uid)
+            .bind(worker)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match cancel_requested {
             Some(cancel_requested) => Lease::Held { cancel_requested },
             None => Lease::Lost,
@@ -707,11 +715,12 @@ where
     async fn requeue_expired(&self, max_attempts: u32, now: i64) -> Result<(u64, u64), StoreError> {
         let mut tx = self.write().await?;
         let text = format!(
-            "SELECT * FROM tasks WHERE state = 'running' AND lease_expires_at <= $1
+            "SELECT * FROM tasks WHERE state = 'running' AND lease_expires_at <= {}
              ORDER BY id{}",
+            DB::NOW_MS,
             skip_locked::<DB>()
         );
-        let rows = sqlx::query(&text).bind(now).fetch_all(&mut *tx).await?;
+        let rows = sqlx::query(&text).fetch_all(&mut *tx).await?;
         // Refunds below change key rows; where rows are locked, taking them all now, in id
         // order, keeps two sweeps that share keys from locking them in opposite orders.
         let mut keys = rows.iter().map(|row| row.i64("key_id")).collect::<Result<Vec<_>, _>>()?;

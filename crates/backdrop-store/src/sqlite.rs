@@ -8,7 +8,7 @@
 //! it never has to upgrade a read lock to a write lock (the upgrade is what fails with
 //! `SQLITE_BUSY` without waiting in WAL mode). Contention waits on `busy_timeout`.
 
-use crate::repo::{Backend, Lock, SqlRepo, CLAIM};
+use crate::repo::{Backend, Lock, SqlRepo};
 use crate::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::Sqlite;
@@ -33,9 +33,9 @@ impl Backend for Sqlite {
     const NOW_MS: &'static str =
         "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
 
-    fn claim_statement(engines: &str) -> String {
+    fn claim_statement(set: &str, engines: &str) -> String {
         format!(
-            "UPDATE tasks SET {CLAIM}
+            "UPDATE tasks SET {set}
              WHERE id = (SELECT id FROM tasks WHERE state = 'queued' AND engine IN ({engines})
                          ORDER BY id LIMIT 1)
              RETURNING *"

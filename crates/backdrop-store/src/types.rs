@@ -81,7 +81,7 @@ pub struct Task {
     pub attempts: u32,
     /// Worker holding the lease.
     pub lease_owner: Option<String>,
-    /// When the lease lapses.
+    /// When the lease lapses, by the database's clock.
     pub lease_expires_at: Option<i64>,
     /// Set when a cancel arrived while running.
     pub cancel_requested: bool,
