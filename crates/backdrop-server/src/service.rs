@@ -149,11 +149,11 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
         JobSpec::Expansion(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
     }
     let uid = uuid::Uuid::new_v4().simple().to_string();
-    let input_blob = format!("tasks/{uid}/input");
+    let input_blob = format!("{}/input", task_folder(&uid));
     shared.blobs.put(&input_blob, sub.input.clone()).await?;
     let reference_blob = match &sub.reference {
         Some(bytes) => {
-            let key = format!("tasks/{uid}/reference");
+            let key = format!("{}/reference", task_folder(&uid));
             shared.blobs.put(&key, bytes.clone()).await?;
             Some(key)
         }
@@ -194,6 +194,12 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
     }
     shared.metrics.submit(sub.surface, "accepted");
     Ok(created)
+}
+
+/// The folder every file of a task is stored under: its input and reference at submit,
+/// its results by the worker; the sweeper deletes all of it.
+pub fn task_folder(uid: &str) -> String {
+    format!("tasks/{uid}")
 }
 
 /// A callback URL must be absolute http(s); where it points is checked at delivery.

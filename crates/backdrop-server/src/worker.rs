@@ -1,16 +1,17 @@
 //! The processing loop.
 //!
 //! A worker claims the oldest queued task whose engine it runs, holding a lease it
-//! renews at a third of the lease length (sending progress with each renewal). The
-//! engine runs on a dedicated OS thread per device, never on the async runtime. The
-//! result files are stored first and the task is completed only while the lease is
-//! still held, so a worker that lost its lease (it stalled, and another claimed the task)
+//! renews at a third of the lease length (sending progress with each renewal) until the
+//! task is completed or failed, result uploads included. The engine runs on a dedicated
+//! OS thread per device, never on the async runtime. The result files are stored first
+//! and the task is completed only while the lease is still held, so a worker that lost its lease (it stalled, and another claimed the task)
 //! cannot finish it a second time. A cancel seen on renewal stops the engine at its next
 //! step.
 //!
 //! Every worker also returns lapsed leases to the queue (`requeue_expired`), so tasks of
 //! a killed process are picked up by whoever is alive, up to the retry limit.
 
+use crate::service::task_folder;
 use crate::{now_ms, Shared};
 use backdrop_core::{CancelToken, EngineOptions, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
@@ -150,34 +151,38 @@ async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task
     ));
 
     let outcome = run_task(shared, device, &task, cancel.clone(), Arc::clone(&progress)).await;
+    let lease_lost = || lost.load(std::sync::atomic::Ordering::SeqCst);
+    // The results are stored while the lease is still renewed: uploading many large
+    // images can take longer than a lease.
+    let stored = match outcome {
+        Ok(_) if lease_lost() => None,
+        Ok(made) => {
+            Some(store_results(shared, &task, made).await.map_err(|e| ("output_failed", e)))
+        }
+        Err(e) => Some(Err((e.code().as_str(), e.to_string()))),
+    };
     let _ = done_tx.send(true);
     let _ = heartbeat.await;
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+    let Some(stored) = stored.filter(|_| !lease_lost()) else {
         tracing::warn!(task = %uid, "lease lost; dropping this attempt's work");
         return;
-    }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let engine = task.engine.as_str();
-    match outcome {
-        Ok(made) => match store_results(shared, &task, made).await {
-            Ok(result) => {
-                let steps = task_steps(&progress);
-                shared.metrics.engine_steps(engine, steps, result.engine_ms / 1000.0);
-                let expires_at = now_ms() + shared.config.results.ttl_secs * 1000;
-                match shared.repo.complete(&uid, worker, result, expires_at, now_ms()).await {
-                    Ok(true) => shared.metrics.task_finished(engine, "succeeded", seconds),
-                    Ok(false) => {
-                        tracing::warn!(task = %uid, "lease lost before completion; result discarded")
-                    }
-                    Err(e) => tracing::error!(task = %uid, "cannot complete: {e}"),
+    match stored {
+        Ok(result) => {
+            let steps = task_steps(&progress);
+            shared.metrics.engine_steps(engine, steps, result.engine_ms / 1000.0);
+            let expires_at = now_ms() + shared.config.results.ttl_secs * 1000;
+            match shared.repo.complete(&uid, worker, result, expires_at, now_ms()).await {
+                Ok(true) => shared.metrics.task_finished(engine, "succeeded", seconds),
+                Ok(false) => {
+                    tracing::warn!(task = %uid, "lease lost before completion; result discarded")
                 }
+                Err(e) => tracing::error!(task = %uid, "cannot complete: {e}"),
             }
-            Err(e) => fail(shared, worker, &uid, engine, "output_failed", &e, seconds).await,
-        },
-        Err(e) => {
-            let code = e.code().as_str();
-            fail(shared, worker, &uid, engine, code, &e.to_string(), seconds).await;
         }
+        Err((code, message)) => fail(shared, worker, &uid, engine, code, &message, seconds).await,
     }
 }
 
@@ -331,7 +336,7 @@ async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskR
     let mut images = Vec::new();
     for (i, rendered) in made.rendered.into_iter().enumerate() {
         let index = i as u32 + 1;
-        let base = format!("tasks/{}/{index}", task.uid);
+        let base = format!("{}/{index}", task_folder(&task.uid));
         let blob = format!("{base}.{ext}");
         shared.blobs.put(&blob, rendered.main.into()).await.map_err(|e| e.to_string())?;
         let preview_blob = match rendered.preview {

@@ -682,6 +682,7 @@ async fn readiness_reports_each_dependency_without_its_error_text() {
     );
     let data_dir = server.shared.config.server.data_dir.to_string_lossy().to_string();
     assert!(!body.contains(&data_dir) && !body.contains("blobs"), "leaks details: {body}");
+}
 
 #[tokio::test]
 async fn the_playground_is_served_with_its_policy_and_caching() {

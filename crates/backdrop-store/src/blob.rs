@@ -12,6 +12,7 @@
 
 use crate::StoreError;
 use bytes::Bytes;
+use futures::TryStreamExt;
 use hmac::{Hmac, Mac};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
@@ -213,6 +214,32 @@ impl BlobStore {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("head", "probes/ready", e)),
         }
+    }
+
+    /// Deletes every blob whose key is under `folder/` and returns how many there were;
+    /// a folder with nothing in it is not an error.
+    pub async fn delete_folder(&self, folder: &str) -> Result<usize, StoreError> {
+        let prefix = object_path(folder)?;
+        let found: Vec<ObjectPath> = self
+            .inner
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.error("list", folder, e))?;
+        for path in &found {
+            match self.inner.delete(path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error("delete", path.as_ref(), e)),
+            }
+        }
+        Ok(found.len())
+    }
+
+    /// The same store with its backend wrapped by `wrap`, which sees every call after the
+    /// key checks (to observe or delay them, or to make them fail in tests).
+    pub fn wrapped(self, wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>) -> Self {
+        BlobStore { inner: wrap(self.inner), describe: self.describe }
     }
 
     fn error(&self, op: &str, key: &str, e: object_store::Error) -> StoreError {
@@ -491,6 +518,24 @@ mod tests {
         store.delete(KEY).await.expect("delete");
         assert!(matches!(store.get(KEY).await, Err(StoreError::BlobNotFound(k)) if k == KEY));
         store.delete(KEY).await.expect("deleting a missing key is fine");
+    }
+
+    #[tokio::test]
+    async fn delete_folder_takes_everything_under_it_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            BlobStore::open(&BlobConfig::Filesystem { root: dir.path().into() }).expect("open");
+        for key in ["tasks/ab/input", "tasks/ab/1.png", "tasks/ab/deep/2.png", "tasks/abc/input"] {
+            store.put(key, Bytes::from_static(b"x")).await.expect("put");
+        }
+        assert_eq!(store.delete_folder("tasks/ab").await.expect("deletes"), 3);
+        for key in ["tasks/ab/input", "tasks/ab/1.png", "tasks/ab/deep/2.png"] {
+            assert!(matches!(store.get(key).await, Err(StoreError::BlobNotFound(_))), "{key}");
+        }
+        assert!(store.get("tasks/abc/input").await.is_ok(), "a longer name is another folder");
+        assert_eq!(store.delete_folder("tasks/ab").await.expect("empty"), 0);
+        assert_eq!(store.delete_folder("tasks/none").await.expect("missing"), 0);
+        assert!(matches!(store.delete_folder("../x").await, Err(StoreError::Blob(_))));
     }
 
     #[tokio::test]

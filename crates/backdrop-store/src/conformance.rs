@@ -7,7 +7,9 @@
 //! backend passes when `run_all` does.
 //!
 //! The cases move the clock themselves (every time is an argument), so none of them
-//! sleeps.
+//! sleeps. Lease expiries follow the database's own clock instead: a case lets a lease
+//! lapse by granting or renewing it for 0 ms, and checks an expiry against this process's
+//! clock, give or take [`CLOCK_SKEW`].
 
 use crate::{
     ApiKey, DeliveryAttempt, Lease, NewKey, NewTask, OutboxEntry, ResultImage, StoreError,
@@ -26,6 +28,10 @@ const T0: i64 = 1_700_000_000_000;
 
 /// The lease most cases claim with.
 const LEASE: i64 = 30_000;
+
+/// How far apart the database's clock and this process's may be (the suite runs against
+/// databases on the same machine).
+pub const CLOCK_SKEW: i64 = 1_000;
 
 /// Limits no case reaches unless it means to.
 const OPEN: SubmitLimits = SubmitLimits { max_queued: 10_000, max_key_images: 10_000 };
@@ -68,7 +74,7 @@ cases!(
     cancel_queued_and_running,
     requeue_expired_and_retry_limit,
     credits_and_ledger,
-    expire_results,
+    expiry_on_every_end_state,
     keys,
     outbox_per_state_change,
     due_callbacks_are_leased,
@@ -188,6 +194,24 @@ async fn get(repo: &dyn TaskRepo, uid: &str) -> Task {
 }
 
 /// Claims for `worker` and checks that the task claimed is `uid`.
+/// Milliseconds since the Unix epoch by this process's clock.
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Checks that `t`'s lease lapses `lease` ms after a moment between `before` and now.
+fn assert_lease(t: &Task, before: i64, lease: i64) {
+    let after = wall_ms();
+    let at = t.lease_expires_at.expect("a lease");
+    assert!(
+        at >= before + lease - CLOCK_SKEW && at <= after + lease + CLOCK_SKEW,
+        "{}: the lease lapses at {at}, not {lease} ms after a moment in {before}..={after}",
+        t.uid
+    );
+}
+
 async fn claim_exact(
     repo: &dyn TaskRepo,
     uid: &str,
@@ -473,6 +497,7 @@ pub async fn claim_order_and_engines(repo: Arc<dyn TaskRepo>) {
     assert_eq!(repo.claim("w", &[EngineName::Diffusion], LEASE, T0).await.expect("claims"), None);
     let b = repo.claim("w1", &[EngineName::Patch], LEASE, T0 + 10).await.expect("claims");
     assert_eq!(b.map(|t| t.uid), Some("b".into()));
+    let before = wall_ms();
     let a = repo
         .claim("w1", &[EngineName::Studio, EngineName::Patch], 5_000, T0 + 20)
         .await
@@ -481,7 +506,7 @@ pub async fn claim_order_and_engines(repo: Arc<dyn TaskRepo>) {
     assert_eq!(a.uid, "a", "oldest first");
     assert_eq!(a.state, TaskState::Running);
     assert_eq!(a.lease_owner.as_deref(), Some("w1"));
-    assert_eq!(a.lease_expires_at, Some(T0 + 5_020));
+    assert_lease(&a, before, 5_000);
     assert_eq!(a.attempts, 1);
     assert_eq!((a.started_at, a.updated_at), (Some(T0 + 20), T0 + 20));
     assert_eq!(get(repo, "a").await, a, "the claim returns the stored task");
@@ -544,22 +569,19 @@ pub async fn heartbeat_and_lost_lease(repo: Arc<dyn TaskRepo>) {
     let repo = &*repo;
     let key = new_key(repo, "beat", None).await;
     create(repo, task("h", key.id, EngineName::Studio, background(1), 0), T0).await;
-    repo.claim("w1", &[EngineName::Studio], 1_000, T0).await.expect("claims").expect("h");
+    // A lease of 0 ms lapses at once, unless renewed.
+    repo.claim("w1", &[EngineName::Studio], 0, T0).await.expect("claims").expect("h");
     let progress = TaskProgress { fraction: 0.5, step: 5, steps: 10 };
-    let lease = repo.heartbeat("h", "w1", 1_000, Some(progress), T0 + 500).await.expect("beats");
+    let before = wall_ms();
+    let lease = repo.heartbeat("h", "w1", LEASE, Some(progress), T0 + 500).await.expect("beats");
     assert_eq!(lease, Lease::Held { cancel_requested: false });
     let t = get(repo, "h").await;
-    assert_eq!(
-        (t.progress, t.lease_expires_at, t.updated_at),
-        (progress, Some(T0 + 1_500), T0 + 500)
-    );
-    repo.heartbeat("h", "w1", 1_000, None, T0 + 600).await.expect("beats");
+    assert_eq!((t.progress, t.updated_at), (progress, T0 + 500));
+    assert_lease(&t, before, LEASE);
+    assert_eq!(repo.requeue_expired(3, T0 + 550).await.expect("sweeps"), (0, 0), "renewed");
+    repo.heartbeat("h", "w1", LEASE, None, T0 + 600).await.expect("beats");
     let t = get(repo, "h").await;
-    assert_eq!(
-        (t.progress, t.lease_expires_at),
-        (progress, Some(T0 + 1_600)),
-        "no progress keeps the last"
-    );
+    assert_eq!(t.progress, progress, "no progress keeps the last");
     assert_eq!(repo.heartbeat("h", "w2", 1_000, None, T0 + 600).await.expect("beats"), Lease::Lost);
     assert_eq!(
         repo.heartbeat("nope", "w1", 1_000, None, T0 + 600).await.expect("beats"),
@@ -567,6 +589,7 @@ pub async fn heartbeat_and_lost_lease(repo: Arc<dyn TaskRepo>) {
     );
 
     // The lease lapses, the sweep requeues it and another worker claims it.
+    repo.heartbeat("h", "w1", 0, None, T0 + 1_500).await.expect("beats");
     assert_eq!(repo.requeue_expired(3, T0 + 1_600).await.expect("sweeps"), (1, 0));
     assert_eq!(
         repo.heartbeat("h", "w1", 1_000, None, T0 + 1_700).await.expect("beats"),
@@ -727,13 +750,14 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
     create(repo, task("a", key.id, EngineName::Studio, background(1), 2), T0).await;
     create(repo, task("b", key.id, EngineName::Patch, expansion(1), 1), T0).await;
     create(repo, task("c", key.id, EngineName::Diffusion, background(1), 3), T0).await;
-    repo.claim("w1", &[EngineName::Studio], 1_000, T0).await.expect("claims").expect("a");
+    repo.claim("w1", &[EngineName::Studio], LEASE, T0).await.expect("claims").expect("a");
 
     assert_eq!(
         repo.requeue_expired(2, T0 + 999).await.expect("sweeps"),
         (0, 0),
         "a live lease stays"
     );
+    repo.heartbeat("a", "w1", 0, None, T0 + 1_000).await.expect("beats");
     assert_eq!(repo.requeue_expired(2, T0 + 1_000).await.expect("sweeps"), (1, 0));
     let a = get(repo, "a").await;
     assert_eq!(
@@ -743,12 +767,9 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
     assert_eq!((a.attempts, a.started_at), (1, Some(T0)));
     assert_eq!(repo.queue_position("a").await.expect("reads"), Some(0));
 
-    repo.claim("w2", &[EngineName::Studio], 1_000, T0 + 2_000)
-        .await
-        .expect("claims")
-        .expect("a again");
-    repo.claim("w3", &[EngineName::Patch], 1_000, T0 + 2_000).await.expect("claims").expect("b");
-    repo.heartbeat("b", "w3", 1_000, None, T0 + 2_900).await.expect("beats");
+    repo.claim("w2", &[EngineName::Studio], 0, T0 + 2_000).await.expect("claims").expect("a again");
+    repo.claim("w3", &[EngineName::Patch], 0, T0 + 2_000).await.expect("claims").expect("b");
+    repo.heartbeat("b", "w3", LEASE, None, T0 + 2_900).await.expect("beats");
     assert_eq!(
         repo.requeue_expired(2, T0 + 3_000).await.expect("sweeps"),
         (0, 1),
@@ -765,11 +786,9 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
         None
     );
 
-    repo.claim("w4", &[EngineName::Diffusion], 1_000, T0 + 4_000)
-        .await
-        .expect("claims")
-        .expect("c");
+    repo.claim("w4", &[EngineName::Diffusion], 0, T0 + 4_000).await.expect("claims").expect("c");
     repo.cancel("c", T0 + 4_100).await.expect("cancels");
+    repo.heartbeat("b", "w3", 0, None, T0 + 4_200).await.expect("beats");
     assert_eq!(
         repo.requeue_expired(5, T0 + 5_000).await.expect("sweeps"),
         (1, 1),
@@ -850,8 +869,10 @@ pub async fn credits_and_ledger(repo: Arc<dyn TaskRepo>) {
     );
 }
 
-/// Results of succeeded tasks are marked expired once, oldest first, `limit` at a time.
-pub async fn expire_results(repo: Arc<dyn TaskRepo>) {
+/// Every ended task's files come due: a succeeded task's at the `expires_at` it was given,
+/// a failed or canceled one's as it ends, however it ends. Due tasks are listed in id
+/// order, `limit` at a time after a cursor, and stay listed until marked, once.
+pub async fn expiry_on_every_end_state(repo: Arc<dyn TaskRepo>) {
     let repo = &*repo;
     let key = new_key(repo, "expiry", None).await;
     let key_id = key.id;
@@ -865,32 +886,77 @@ pub async fn expire_results(repo: Arc<dyn TaskRepo>) {
     };
     finish("a", T0 + 1_000).await;
     finish("b", T0 + 2_000).await;
-    create(repo, task("failed", key.id, EngineName::Studio, background(1), 0), T0).await;
+    create(repo, task("failed", key_id, EngineName::Studio, background(1), 0), T0).await;
     claim_exact(repo, "failed", EngineName::Studio, "w", T0).await;
     repo.fail("failed", "w", "engine_error", "boom", T0 + 1).await.expect("fails");
-    create(repo, task("queued", key.id, EngineName::Patch, expansion(1), 0), T0).await;
+    create(repo, task("canceled", key_id, EngineName::Studio, background(1), 0), T0).await;
+    repo.cancel("canceled", T0 + 2).await.expect("cancels");
+    create(repo, task("stopped", key_id, EngineName::Studio, background(1), 0), T0).await;
+    claim_exact(repo, "stopped", EngineName::Studio, "w", T0).await;
+    repo.cancel("stopped", T0 + 3).await.expect("requests the cancel");
+    repo.fail("stopped", "w", "canceled", "stopped", T0 + 4).await.expect("ends");
+    create(repo, task("lapsed", key_id, EngineName::Studio, background(1), 0), T0).await;
+    // A lease of 0 lapses at once: the worker died, and its one attempt was the last.
+    repo.claim("w", &[EngineName::Studio], 0, T0).await.expect("claims").expect("lapsed");
+    assert_eq!(repo.requeue_expired(1, T0 + 5).await.expect("sweeps"), (0, 1));
+    create(repo, task("queued", key_id, EngineName::Patch, expansion(1), 0), T0).await;
 
-    assert!(repo.expire_results(T0 + 999, 10).await.expect("sweeps").is_empty());
-    let swept = repo.expire_results(T0 + 1_000, 10).await.expect("sweeps");
-    assert_eq!(swept.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(), vec!["a"]);
-    assert!(swept[0].result_expired);
-    assert!(swept[0].result.is_some(), "the returned task still names its blobs");
-    assert!(get(repo, "a").await.result_expired);
-    assert!(!get(repo, "b").await.result_expired);
-    assert!(repo.expire_results(T0 + 1_500, 10).await.expect("sweeps").is_empty(), "never twice");
-
-    finish("c", T0 + 100).await;
-    finish("d", T0 + 200).await;
-    let first = repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps");
+    let uids = |tasks: &[Task]| tasks.iter().map(|t| t.uid.clone()).collect::<Vec<_>>();
+    let mut ends = Vec::new();
+    for uid in ["failed", "canceled", "stopped", "lapsed", "queued"] {
+        let t = get(repo, uid).await;
+        ends.push((uid, t.state, t.expires_at));
+    }
+    use TaskState::*;
     assert_eq!(
-        first.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(),
-        vec!["c", "d"],
-        "limit, earliest first"
+        ends,
+        vec![
+            ("failed", Failed, Some(T0 + 1)),
+            ("canceled", Canceled, Some(T0 + 2)),
+            ("stopped", Canceled, Some(T0 + 4)),
+            ("lapsed", Failed, Some(T0 + 5)),
+            ("queued", Queued, None),
+        ],
+        "a task that did not succeed is due as it ends"
     );
-    let rest = repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps");
-    assert_eq!(rest.iter().map(|t| t.uid.as_str()).collect::<Vec<_>>(), vec!["b"]);
-    assert!(repo.expire_results(T0 + 1_000_000, 2).await.expect("sweeps").is_empty());
-    assert!(!get(repo, "failed").await.result_expired);
+
+    let due = repo.due_for_expiry(T0 + 4, 0, 10).await.expect("lists");
+    assert_eq!(uids(&due), vec!["failed", "canceled", "stopped"]);
+    assert_eq!(
+        uids(&repo.due_for_expiry(T0 + 4, 0, 10).await.expect("lists")),
+        uids(&due),
+        "listing marks nothing: a task stays due until its files are gone"
+    );
+
+    let all = T0 + 1_000_000;
+    let first = repo.due_for_expiry(all, 0, 2).await.expect("lists");
+    assert_eq!(uids(&first), vec!["a", "b"], "limit, in id order");
+    assert!(first[0].result.is_some(), "a due task still names its blobs");
+    let next = repo.due_for_expiry(all, first[1].id, 2).await.expect("lists");
+    assert_eq!(uids(&next), vec!["failed", "canceled"], "after the cursor");
+    let last = repo.due_for_expiry(all, next[1].id, 2).await.expect("lists");
+    assert_eq!(uids(&last), vec!["stopped", "lapsed"]);
+    assert!(repo.due_for_expiry(all, last[1].id, 2).await.expect("lists").is_empty());
+
+    let a = get(repo, "a").await;
+    assert!(!repo.mark_expired(a.id, T0 + 999).await.expect("answers"), "not due yet");
+    assert!(repo.mark_expired(a.id, T0 + 1_000).await.expect("marks"));
+    assert!(!repo.mark_expired(a.id, T0 + 1_001).await.expect("answers"), "once");
+    let a = get(repo, "a").await;
+    assert_eq!((a.result_expired, a.updated_at), (true, T0 + 1_000));
+    let failed = get(repo, "failed").await;
+    assert!(repo.mark_expired(failed.id, T0 + 6).await.expect("marks"));
+    assert!(get(repo, "failed").await.result_expired);
+    let queued = get(repo, "queued").await;
+    assert!(
+        !repo.mark_expired(queued.id, all).await.expect("answers"),
+        "a queued task keeps its files"
+    );
+    assert_eq!(
+        uids(&repo.due_for_expiry(all, 0, 10).await.expect("lists")),
+        vec!["b", "canceled", "stopped", "lapsed"],
+        "marked tasks are no longer due"
+    );
 }
 
 /// Keys: stored by hash, found while active, revoked, credited.
@@ -981,7 +1047,7 @@ pub async fn outbox_per_state_change(repo: Arc<dyn TaskRepo>) {
     repo.fail("stopped", "w", "canceled", "canceled", T0 + 10).await.expect("ends");
 
     create(repo, studio("lapsed"), T0 + 11).await;
-    repo.claim("w", &[EngineName::Studio], 10, T0 + 11).await.expect("claims").expect("lapsed");
+    repo.claim("w", &[EngineName::Studio], 0, T0 + 11).await.expect("claims").expect("lapsed");
     repo.requeue_expired(5, T0 + 100).await.expect("sweeps");
 
     let outbox = outbox_by_task(repo).await;

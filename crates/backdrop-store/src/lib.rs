@@ -1,24 +1,28 @@
 //! Backdrop's persistence.
 //!
 //! - [`TaskRepo`]: tasks, API keys, the credit ledger and the callback outbox, behind one
-//!   trait with two implementations: [`sqlite::SqliteRepo`] (the embedded default) and
-//!   [`postgres::PgRepo`] (many API nodes and workers; claiming with
-//!   `FOR UPDATE SKIP LOCKED`). One conformance suite ([`conformance`]) runs against both.
+//!   trait implemented once over SQL ([`SqlRepo`]) for two databases:
+//!   [`sqlite::SqliteRepo`] (the embedded default) and [`postgres::PgRepo`] (many API
+//!   nodes and workers; claiming with `FOR UPDATE SKIP LOCKED`). One conformance suite
+//!   ([`conformance`]) runs against both.
 //! - [`blob`]: result and input images in a [`blob::BlobStore`] (local disk or any
 //!   S3-compatible store), and the HMAC-signed, expiring URLs they are served at.
 //!
 //! All times are milliseconds since the Unix epoch, passed in by the caller so tests can
-//! move the clock.
+//! move the clock; except lease expiries, which the database's own clock sets and checks,
+//! so nodes whose clocks disagree still agree on when a lease lapses.
 
 #![deny(missing_docs)]
 
 pub mod blob;
 pub mod conformance;
 pub mod postgres;
+mod repo;
 mod sql;
 pub mod sqlite;
 mod types;
 
+pub use repo::SqlRepo;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -73,8 +77,8 @@ pub trait TaskRepo: Send + Sync {
     async fn queue_depths(&self) -> Result<Vec<(EngineName, u64)>, StoreError>;
 
     /// Claims the oldest queued task whose engine is in `engines`: state `running`, lease
-    /// held by `worker` until `now + lease_ms`, `attempts + 1`, `started_at` set on the first
-    /// claim. Safe across processes: two workers never claim the same task. The `running`
+    /// held by `worker` for `lease_ms` by the database's clock, `attempts + 1`,
+    /// `started_at` set on the first claim. Safe across processes: two workers never claim the same task. The `running`
     /// state change goes to the outbox.
     async fn claim(
         &self,
@@ -84,7 +88,8 @@ pub trait TaskRepo: Send + Sync {
         now: i64,
     ) -> Result<Option<Task>, StoreError>;
 
-    /// Renews the lease and records progress. [`Lease::Lost`] when the worker no longer
+    /// Renews the lease for `lease_ms` from now by the database's clock, and records
+    /// progress. [`Lease::Lost`] when the worker no longer
     /// holds it (lapsed and reclaimed, or the task ended).
     async fn heartbeat(
         &self,
@@ -109,7 +114,10 @@ pub trait TaskRepo: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Ends a running task as `failed` (or `canceled` when `code` is `canceled`) if
-    /// `worker` holds its lease; gives back every reserved credit.
+    /// `worker` holds its lease; gives back every reserved credit. A task that did not
+    /// succeed has nothing to download, so its `expires_at` is `now`: its input, reference
+    /// and any partial results go at the next sweep. Every other way a task fails or is
+    /// canceled does the same.
     async fn fail(
         &self,
         uid: &str,
@@ -124,14 +132,25 @@ pub trait TaskRepo: Send + Sync {
     /// tasks are returned unchanged.
     async fn cancel(&self, uid: &str, now: i64) -> Result<Option<Task>, StoreError>;
 
-    /// Running tasks whose lease lapsed go back to `queued`, or to `failed` with code
+    /// Running tasks whose lease lapsed by the database's clock go back to `queued`, or to `failed` with code
     /// `retries_exhausted` once `attempts >= max_attempts` (credits given back). Returns
     /// `(requeued, failed)`.
     async fn requeue_expired(&self, max_attempts: u32, now: i64) -> Result<(u64, u64), StoreError>;
 
-    /// Marks the results of finished tasks with `expires_at <= now` as expired and returns
-    /// those tasks so their blobs can be deleted.
-    async fn expire_results(&self, now: i64, limit: u32) -> Result<Vec<Task>, StoreError>;
+    /// Ended tasks whose files are due for deletion: `expires_at <= now` and not yet
+    /// marked expired, with `id > after`, in id order, at most `limit`. Nothing changes:
+    /// the caller deletes the files, then [`TaskRepo::mark_expired`] records it, so files
+    /// whose deletion failed are offered again.
+    async fn due_for_expiry(
+        &self,
+        now: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Task>, StoreError>;
+
+    /// Records that the files of task `id` were deleted (`result_expired`), if its
+    /// `expires_at` passed; `false` when it is not due or was marked already.
+    async fn mark_expired(&self, id: i64, now: i64) -> Result<bool, StoreError>;
 
     // --- keys and credits ---
 

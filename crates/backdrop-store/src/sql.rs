@@ -1,9 +1,8 @@
-//! What the two SQL backends share: reading stored rows back into records, the credit
-//! arithmetic of a finished task, and small helpers for building statements.
+//! What the SQL repository's steps share: reading stored rows back into records, the
+//! credit arithmetic of a finished task, and small helpers for building statements.
 //!
 //! Both schemas use the same column names and compatible types (64-bit integers, text for
-//! JSON, booleans), so a row of either database decodes through the same code; only the
-//! statements that lock and claim differ, and those live in each backend.
+//! JSON, booleans), so a row of either database decodes through the same code.
 
 use crate::{
     ApiKey, Delivery, LedgerEntry, OutboxEntry, StoreError, Task, TaskProgress, TaskResult,

@@ -81,7 +81,7 @@ pub struct Task {
     pub attempts: u32,
     /// Worker holding the lease.
     pub lease_owner: Option<String>,
-    /// When the lease lapses.
+    /// When the lease lapses, by the database's clock.
     pub lease_expires_at: Option<i64>,
     /// Set when a cancel arrived while running.
     pub cancel_requested: bool,
@@ -103,9 +103,10 @@ pub struct Task {
     pub finished_at: Option<i64>,
     /// Last change.
     pub updated_at: i64,
-    /// When the results expire.
+    /// When the task's files (input, reference, results) are deleted: set when it ends,
+    /// to the results' lifetime on success and to the end itself otherwise.
     pub expires_at: Option<i64>,
-    /// Whether the results were swept.
+    /// Whether the task's files were deleted.
     pub result_expired: bool,
 }
 

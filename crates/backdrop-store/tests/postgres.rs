@@ -11,7 +11,7 @@ mod common;
 
 use backdrop_store::postgres::PgRepo;
 use backdrop_store::{conformance, TaskRepo};
-use common::{check_each_once, drain, queue_tasks};
+use common::{check_each_once, drain_from_two, queue_tasks};
 use futures::FutureExt;
 use sqlx::postgres::PgPool;
 use std::panic::AssertUnwindSafe;
@@ -117,19 +117,7 @@ async fn postgres_two_repos_process_each_task_once() {
             let first: Arc<dyn TaskRepo> = Arc::new(PgRepo::open(&url).await.expect("opens"));
             let second: Arc<dyn TaskRepo> = Arc::new(PgRepo::open(&url).await.expect("opens"));
             queue_tasks(&*first).await;
-            let mut workers = Vec::new();
-            for i in 0..8 {
-                let repo = if i % 2 == 0 { first.clone() } else { second.clone() };
-                let name = format!("repo{}-worker{i}", i % 2);
-                workers.push(tokio::spawn(async move {
-                    let done = drain(repo, name.clone()).await;
-                    done.into_iter().map(|uid| (uid, name.clone())).collect::<Vec<_>>()
-                }));
-            }
-            let mut claims = Vec::new();
-            for w in workers {
-                claims.extend(w.await.expect("a worker finished"));
-            }
+            let claims = drain_from_two(first.clone(), second).await;
             check_each_once(&*first, &claims).await;
         })
         .await;

@@ -5,7 +5,7 @@ mod common;
 
 use backdrop_store::sqlite::SqliteRepo;
 use backdrop_store::{conformance, TaskRepo};
-use common::{check_each_once, drain, queue_tasks};
+use common::{check_each_once, drain, drain_from_two, queue_tasks};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -33,22 +33,9 @@ async fn sqlite_two_repos_on_one_file_process_each_task_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = url(&dir.path().join("shared.db"));
     queue_tasks(&SqliteRepo::open(&url).await.expect("opens")).await;
-    // Two independent repositories (two pools, as two processes would have).
     let first: Arc<dyn TaskRepo> = Arc::new(SqliteRepo::open(&url).await.expect("opens"));
     let second: Arc<dyn TaskRepo> = Arc::new(SqliteRepo::open(&url).await.expect("opens"));
-    let mut workers = Vec::new();
-    for i in 0..8 {
-        let repo = if i % 2 == 0 { first.clone() } else { second.clone() };
-        let name = format!("repo{}-worker{i}", i % 2);
-        workers.push(tokio::spawn(async move {
-            let done = drain(repo, name.clone()).await;
-            done.into_iter().map(|uid| (uid, name.clone())).collect::<Vec<_>>()
-        }));
-    }
-    let mut claims = Vec::new();
-    for w in workers {
-        claims.extend(w.await.expect("a worker finished"));
-    }
+    let claims = drain_from_two(first, second).await;
     check_each_once(&SqliteRepo::open(&url).await.expect("opens"), &claims).await;
 }
 

@@ -4,6 +4,7 @@
 
 use backdrop_engines::Engines;
 use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
+use backdrop_store::blob::BlobStore;
 use base64::Engine as _;
 use image::{Rgba, RgbaImage};
 use serde_json::Value;
@@ -31,6 +32,16 @@ impl Drop for TestServer {
 
 /// Starts a server; `workers` also runs a worker loop.
 pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
+    start_with(usize::from(workers), adjust, |blobs| blobs).await
+}
+
+/// Starts a server running `devices` worker loops (none when 0) over the blob store that
+/// `blobs` makes of the configured one.
+pub async fn start_with(
+    devices: usize,
+    adjust: impl FnOnce(&mut ServiceConfig),
+    blobs: impl FnOnce(BlobStore) -> BlobStore,
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tmp");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -40,7 +51,9 @@ pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> Te
     config.queue.poll_ms = 20;
     config.callbacks.backoff_ms = 50;
     adjust(&mut config);
-    let shared = Arc::new(Shared::open(config, Engines::weight_free()).await.expect("open"));
+    let mut shared = Shared::open(config, Engines::weight_free()).await.expect("open");
+    shared.blobs = blobs(shared.blobs.clone());
+    let shared = Arc::new(shared);
     let (stop, stopped) = watch::channel(false);
     let app = backdrop_server::router(Arc::clone(&shared));
     let mut shutdown = stopped.clone();
@@ -51,8 +64,10 @@ pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> Te
             })
             .await;
     });
-    if workers {
-        tokio::spawn(worker::run(Arc::clone(&shared), "test-worker".into(), 1, stopped.clone()));
+    if devices > 0 {
+        let worker =
+            worker::run(Arc::clone(&shared), "test-worker".into(), devices, stopped.clone());
+        tokio::spawn(worker);
     }
     tokio::spawn(callbacks::run(Arc::clone(&shared), stopped));
     TestServer { base: format!("http://{addr}"), shared, stop, _dir: dir }

@@ -83,6 +83,29 @@ pub async fn drain(repo: Arc<dyn TaskRepo>, worker: String) -> Vec<String> {
     done
 }
 
+/// Drains the queue with eight workers, half on `first` and half on `second` (two
+/// independent pools, as two processes would have); returns `(task uid, worker)` for
+/// every task a worker finished.
+pub async fn drain_from_two(
+    first: Arc<dyn TaskRepo>,
+    second: Arc<dyn TaskRepo>,
+) -> Vec<(String, String)> {
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let repo = if i % 2 == 0 { first.clone() } else { second.clone() };
+        let name = format!("repo{}-worker{i}", i % 2);
+        workers.push(tokio::spawn(async move {
+            let done = drain(repo, name.clone()).await;
+            done.into_iter().map(|uid| (uid, name.clone())).collect::<Vec<_>>()
+        }));
+    }
+    let mut claims = Vec::new();
+    for w in workers {
+        claims.extend(w.await.expect("a worker finished"));
+    }
+    claims
+}
+
 /// Checks that every task was processed by exactly one worker and is stored as such:
 /// `claims` are `(task uid, worker)` for every task a worker finished.
 pub async fn check_each_once(repo: &dyn TaskRepo, claims: &[(String, String)]) {
