@@ -11,13 +11,14 @@
 
 use crate::Engines;
 use backdrop_core::{
-    BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions, ErrorCode,
-    ExpansionSpec, JobKind, Progress, SpecError,
+    BackgroundSpec, CancelToken, CutoutMode, EngineError, EngineInput, EngineName, EngineOptions,
+    ErrorCode, ExpansionSpec, JobKind, Progress, SpecError,
 };
 use backdrop_imaging::canvas::{background_canvas, expansion_canvas};
 use backdrop_imaging::composite::{composite, default_feather, Seam};
 use backdrop_imaging::decode::check_cutout;
 use backdrop_imaging::mask::generation_mask;
+use backdrop_imaging::matte::{apply_matte, has_transparency};
 use backdrop_imaging::preview::preview;
 use backdrop_imaging::watermark::watermark;
 use backdrop_imaging::{encode, DecodedImage, InputError, OutputFormat};
@@ -67,6 +68,8 @@ pub struct Timings {
     pub engine_ms: f64,
     /// Composite and seam.
     pub composite_ms: f64,
+    /// Automatic cut-out of a photo (0 when the input was a cut-out).
+    pub segment_ms: f64,
 }
 
 /// What a run made.
@@ -134,9 +137,11 @@ pub fn run_background(
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
     job.spec.validate()?;
-    check_cutout(job.cutout)?;
     let started = Instant::now();
-    let canvas = background_canvas(&job.cutout.image, job.spec.size, job.spec.resize_mode);
+    let cut = photo_cutout(engines, job.cutout, job.spec.cutout, cancel)?;
+    let cutout = cut.as_ref().map_or(job.cutout, |c| &c.image);
+    check_cutout(cutout)?;
+    let canvas = background_canvas(&cutout.image, job.spec.size, job.spec.resize_mode);
     let mask = generation_mask(&canvas, job.mask_grow);
     let reference = job.reference.map(|r| {
         let (w, h) = canvas.dimensions();
@@ -163,7 +168,12 @@ pub fn run_background(
         n: job.spec.n,
         options: &options,
     };
-    run(engines, job.engine, &input, Seam::AlphaOnly, started, progress, cancel)
+    let mut output = run(engines, job.engine, &input, Seam::AlphaOnly, started, progress, cancel)?;
+    if let Some(cut) = cut {
+        output.notes.push(("cutout".into(), cut.model));
+        output.timings.segment_ms = cut.segment_ms;
+    }
+    Ok(output)
 }
 
 /// Runs an expansion job.
@@ -235,8 +245,65 @@ fn run(
         seed: input.seed,
         images,
         notes: output.notes,
-        timings: Timings { prepare_ms, engine_ms, composite_ms: ms(composite_started) },
+        timings: Timings {
+            prepare_ms,
+            engine_ms,
+            composite_ms: ms(composite_started),
+            ..Timings::default()
+        },
     })
+}
+
+/// A photo cut out by the segmenter.
+#[derive(Debug, Clone)]
+pub struct Cutout {
+    /// The photo with the matte as alpha: its opaque pixels are the photo's, exactly.
+    pub image: DecodedImage,
+    /// The segmentation model that ran.
+    pub model: String,
+    /// Time spent segmenting.
+    pub segment_ms: f64,
+}
+
+/// Cuts the most salient object out of a photo: the photo with a refined alpha matte.
+/// A matte holding no object is refused ([`backdrop_core::NoObject`]).
+pub fn cut_out(
+    engines: &Engines,
+    photo: &DecodedImage,
+    model: Option<&str>,
+    cancel: &CancelToken,
+) -> Result<Cutout, JobError> {
+    let segmenter = engines.segmenter()?;
+    let started = Instant::now();
+    let matte = segmenter.segment(&photo.image, model, cancel)?;
+    backdrop_core::cutout::check_matte(&matte).map_err(InputError::from)?;
+    let image = apply_matte(&photo.image, &matte);
+    Ok(Cutout {
+        image: DecodedImage { image, format: photo.format, has_alpha: true },
+        model: model.map_or_else(|| segmenter.default_model(), str::to_string),
+        segment_ms: ms(started),
+    })
+}
+
+/// The automatic cut-out of a background job's input, when its mode asks for one. `auto`
+/// segments a photo (no transparent pixel) only when a segmenter is available; without
+/// one the input is checked as a cut-out as before, so the refusal names what is missing.
+fn photo_cutout(
+    engines: &Engines,
+    input: &DecodedImage,
+    mode: CutoutMode,
+    cancel: &CancelToken,
+) -> Result<Option<Cutout>, JobError> {
+    let wanted = mode.segments(has_transparency(&input.image));
+    if !wanted || (mode == CutoutMode::Auto && !engines.has_segmenter()) {
+        return Ok(None);
+    }
+    cut_out(engines, input, None, cancel).map(Some)
+}
+
+/// Encodes a cut-out (PNG, with its alpha).
+pub fn encode_cutout(image: &RgbaImage) -> Result<Vec<u8>, JobError> {
+    backdrop_imaging::encode::encode_cutout(image).map_err(|e| JobError::Encode(e.to_string()))
 }
 
 /// Fits a reference background to the canvas size.

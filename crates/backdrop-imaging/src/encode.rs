@@ -8,7 +8,7 @@
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
-use image::{ExtendedColorType, ImageEncoder, RgbImage};
+use image::{ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 
 /// JPEG quality used for results.
 pub const JPEG_QUALITY: u8 = 92;
@@ -40,6 +40,15 @@ pub fn encode(image: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, image::
             ExtendedColorType::Rgb8,
         )?,
     }
+    Ok(out)
+}
+
+/// Encodes a transparent cut-out as PNG, the format every consumer reads with alpha.
+pub fn encode_cutout(image: &RgbaImage) -> Result<Vec<u8>, image::ImageError> {
+    let mut out = Vec::new();
+    let (w, h) = image.dimensions();
+    PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive)
+        .write_image(image.as_raw(), w, h, ExtendedColorType::Rgba8)?;
     Ok(out)
 }
 
