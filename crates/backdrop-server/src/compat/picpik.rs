@@ -94,8 +94,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use backdrop_core::{
-    BackgroundSpec, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec, ResizeMode,
-    TaskPayload, TaskState,
+    BackgroundSpec, CutoutMode, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec,
+    ResizeMode, TaskPayload, TaskState,
 };
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
@@ -604,6 +604,8 @@ async fn generate(
         model: model.clone(),
         loras,
         reference,
+        // The surface documents transparent PNG input; photos stay refused.
+        cutout: CutoutMode::Never,
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine = engine;

@@ -31,6 +31,15 @@ impl Drop for TestServer {
 
 /// Starts a server; `workers` also runs a worker loop.
 pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
+    start_with(Engines::weight_free(), workers, adjust).await
+}
+
+/// Starts a server with the given engines.
+pub async fn start_with(
+    engines: Engines,
+    workers: bool,
+    adjust: impl FnOnce(&mut ServiceConfig),
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tmp");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -40,7 +49,7 @@ pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> Te
     config.queue.poll_ms = 20;
     config.callbacks.backoff_ms = 50;
     adjust(&mut config);
-    let shared = Arc::new(Shared::open(config, Engines::weight_free()).await.expect("open"));
+    let shared = Arc::new(Shared::open(config, engines).await.expect("open"));
     let (stop, stopped) = watch::channel(false);
     let app = backdrop_server::router(Arc::clone(&shared));
     let mut shutdown = stopped.clone();
