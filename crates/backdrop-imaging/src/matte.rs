@@ -14,7 +14,6 @@
 //! bit-identical from the photo) while its edge stays soft.
 
 use crate::blur::box_blur;
-use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbaImage};
 use rayon::prelude::*;
 
@@ -51,24 +50,64 @@ pub fn refine_matte(
     height: usize,
     params: &MatteParams,
 ) -> GrayImage {
+    let small = working_image(photo, params);
+    refine_matte_with(photo, small.as_ref().unwrap_or(photo), coarse, width, height, params)
+}
+
+/// The photo at the working resolution, when it is larger: shrunk by a whole factor,
+/// each pixel the mean of its block, in one pass (a segmenter also feeds its network
+/// from it, so a large photo is read once). `None` when the photo is small enough.
+pub fn working_image(photo: &RgbaImage, params: &MatteParams) -> Option<RgbaImage> {
+    let (pw, ph) = photo.dimensions();
+    let factor = pw.max(ph).div_ceil(params.work_side.max(1));
+    if factor <= 1 {
+        return None;
+    }
+    let (w, h) = (pw.div_ceil(factor), ph.div_ceil(factor));
+    let source = photo.as_raw();
+    let mut out = vec![0u8; (w * h * 4) as usize];
+    out.par_chunks_mut((w * 4) as usize).enumerate().for_each(|(y, row)| {
+        let y0 = y as u32 * factor;
+        let y1 = (y0 + factor).min(ph);
+        for (x, pixel) in row.chunks_exact_mut(4).enumerate() {
+            let x0 = x as u32 * factor;
+            let x1 = (x0 + factor).min(pw);
+            let mut sum = [0u32; 4];
+            for sy in y0..y1 {
+                let line = &source[((sy * pw + x0) * 4) as usize..((sy * pw + x1) * 4) as usize];
+                for p in line.chunks_exact(4) {
+                    for c in 0..4 {
+                        sum[c] += u32::from(p[c]);
+                    }
+                }
+            }
+            let count = (y1 - y0) * (x1 - x0);
+            for c in 0..4 {
+                pixel[c] = ((sum[c] + count / 2) / count) as u8;
+            }
+        }
+    });
+    RgbaImage::from_raw(w, h, out)
+}
+
+/// [`refine_matte`] with the working-resolution guide already made (the photo itself, or
+/// [`working_image`]'s result).
+pub fn refine_matte_with(
+    photo: &RgbaImage,
+    guide: &RgbaImage,
+    coarse: &[f32],
+    width: usize,
+    height: usize,
+    params: &MatteParams,
+) -> GrayImage {
     let (pw, ph) = photo.dimensions();
     if pw == 0 || ph == 0 || width == 0 || height == 0 || coarse.len() != width * height {
         return GrayImage::new(pw, ph);
     }
-    let scale = (f64::from(params.work_side) / f64::from(pw.max(ph))).min(1.0);
-    let ww = ((f64::from(pw) * scale).round() as u32).max(1);
-    let wh = ((f64::from(ph) * scale).round() as u32).max(1);
-    let small;
-    let guide_image = if (ww, wh) == (pw, ph) {
-        photo
-    } else {
-        small = imageops::resize(photo, ww, wh, FilterType::Triangle);
-        &small
-    };
-    let (w, h) = (ww as usize, wh as usize);
-    let guide = planes(guide_image);
+    let (w, h) = (guide.width() as usize, guide.height() as usize);
+    let planes = planes(guide);
     let mask = resample(coarse, width, height, w, h);
-    let coefficients = fit(&guide, &mask, w, h, params);
+    let coefficients = fit(&planes, &mask, w, h, params);
     apply(photo, &coefficients, w, h, params.levels)
 }
 
@@ -213,18 +252,22 @@ fn apply(
     let mut out = vec![0u8; pw * ph];
     let source = photo.as_raw();
     out.par_chunks_mut(pw).zip(ys.par_iter()).enumerate().for_each(|(y, (row, &(y0, y1, fy)))| {
+        // The coefficients of this row at the working width: one vertical blend per row.
+        let lines: Vec<Vec<f32>> = coefficients
+            .iter()
+            .map(|plane| {
+                let (r0, r1) = (&plane[y0 * w..][..w], &plane[y1 * w..][..w]);
+                r0.iter().zip(r1).map(|(a, b)| a + (b - a) * fy).collect()
+            })
+            .collect();
         let pixels = &source[y * pw * 4..][..pw * 4];
-        for (x, (alpha, &(x0, x1, fx))) in row.iter_mut().zip(&xs).enumerate() {
-            let sample = |plane: &[f32]| {
-                let top = plane[y0 * w + x0] + (plane[y0 * w + x1] - plane[y0 * w + x0]) * fx;
-                let bottom = plane[y1 * w + x0] + (plane[y1 * w + x1] - plane[y1 * w + x0]) * fx;
-                top + (bottom - top) * fy
-            };
-            let rgb = &pixels[x * 4..x * 4 + 3];
-            let q = sample(&coefficients[0]) * f32::from(rgb[0]) / 255.0
-                + sample(&coefficients[1]) * f32::from(rgb[1]) / 255.0
-                + sample(&coefficients[2]) * f32::from(rgb[2]) / 255.0
-                + sample(&coefficients[3]);
+        for ((alpha, &(x0, x1, fx)), rgb) in row.iter_mut().zip(&xs).zip(pixels.chunks_exact(4)) {
+            let at = |line: &[f32]| line[x0] + (line[x1] - line[x0]) * fx;
+            let q = (at(&lines[0]) * f32::from(rgb[0])
+                + at(&lines[1]) * f32::from(rgb[1])
+                + at(&lines[2]) * f32::from(rgb[2]))
+                / 255.0
+                + at(&lines[3]);
             *alpha = (((q - low) / span).clamp(0.0, 1.0) * 255.0).round() as u8;
         }
     });

@@ -29,7 +29,7 @@ use crate::model::{run, tensor};
 use crate::runtime::{session, RuntimeConfig};
 use crate::DiffusionError;
 use backdrop_core::{CancelToken, EngineError, Segmenter};
-use backdrop_imaging::matte::{refine_matte, MatteParams};
+use backdrop_imaging::matte::{refine_matte_with, working_image, MatteParams};
 use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbaImage};
 use ort::session::Session;
@@ -133,7 +133,8 @@ impl OnnxSegmenter {
         Ok(network)
     }
 
-    /// The network's probability map for a photo: `(values, width, height)`.
+    /// The network's probability map for a photo: `(values, width, height)`. `photo` may
+    /// be the working-resolution copy of the photo (see [`working_image`]).
     pub fn probabilities(
         &self,
         photo: &RgbaImage,
@@ -209,9 +210,12 @@ impl Segmenter for OnnxSegmenter {
         cancel: &CancelToken,
     ) -> Result<GrayImage, EngineError> {
         cancel.check()?;
-        let (coarse, w, h) = self.probabilities(photo, model).map_err(|e| engine_error(NAME, e))?;
+        // A large photo is shrunk once; the network and the refinement both read that.
+        let small = working_image(photo, &self.matte);
+        let guide = small.as_ref().unwrap_or(photo);
+        let (coarse, w, h) = self.probabilities(guide, model).map_err(|e| engine_error(NAME, e))?;
         cancel.check()?;
-        Ok(refine_matte(photo, &coarse, w, h, &self.matte))
+        Ok(refine_matte_with(photo, guide, &coarse, w, h, &self.matte))
     }
 }
 
