@@ -174,16 +174,13 @@ fn fit(
     let n = w * h;
     let radius = params.radius;
     // Window means of I, p, I*I (six distinct products) and I*p, all box filtered at once.
-    let mut sums: Vec<Vec<f32>> = Vec::with_capacity(13);
-    for c in 0..3 {
-        sums.push(guide[c].clone());
-    }
+    let mut sums: Vec<Vec<f32>> = guide.to_vec();
     sums.push(mask.to_vec());
     for (i, j) in [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)] {
         sums.push(guide[i].iter().zip(&guide[j]).map(|(a, b)| a * b).collect());
     }
-    for c in 0..3 {
-        sums.push(guide[c].iter().zip(mask).map(|(a, b)| a * b).collect());
+    for channel in guide {
+        sums.push(channel.iter().zip(mask).map(|(a, b)| a * b).collect());
     }
     sums.par_iter_mut().for_each(|plane| box_blur(plane, w, h, radius));
     let eps = params.epsilon;
