@@ -330,6 +330,18 @@ mod tests {
     }
 
     #[test]
+    fn a_large_photo_is_shrunk_by_a_whole_factor_to_block_means() {
+        let params = MatteParams { work_side: 2, ..MatteParams::default() };
+        let photo = RgbaImage::from_fn(5, 4, |x, y| Rgba([(x * 10) as u8, (y * 10) as u8, 7, 255]));
+        let small = working_image(&photo, &params).expect("larger than the working side");
+        // Factor 3: blocks of 3x3, the last column and row partial.
+        assert_eq!(small.dimensions(), (2, 2));
+        assert_eq!(small.get_pixel(0, 0).0, [10, 10, 7, 255]);
+        assert_eq!(small.get_pixel(1, 1).0, [35, 30, 7, 255]);
+        assert!(working_image(&photo, &MatteParams::default()).is_none());
+    }
+
+    #[test]
     fn the_cutout_keeps_colours_and_never_grows_alpha() {
         let photo = RgbaImage::from_fn(4, 1, |x, _| {
             Rgba([x as u8 * 50, 1, 2, if x == 3 { 10 } else { 255 }])
