@@ -25,6 +25,8 @@ pub enum JobKind {
     Background,
     /// Extend a photo outward.
     Expansion,
+    /// Cut the product out of a photo (segmentation; no engine run).
+    Cutout,
 }
 
 impl fmt::Display for JobKind {
@@ -32,6 +34,7 @@ impl fmt::Display for JobKind {
         f.write_str(match self {
             JobKind::Background => "background",
             JobKind::Expansion => "expansion",
+            JobKind::Cutout => "cutout",
         })
     }
 }
@@ -252,11 +255,13 @@ pub enum EngineName {
     Patch,
     /// Stable Diffusion inpainting.
     Diffusion,
+    /// Salient-object segmentation (cut-out tasks).
+    Segment,
 }
 
 impl EngineName {
     /// Every name, as accepted by [`FromStr`].
-    pub const NAMES: &'static [&'static str] = &["auto", "studio", "patch", "diffusion"];
+    pub const NAMES: &'static [&'static str] = &["auto", "studio", "patch", "diffusion", "segment"];
 
     /// The name as users write it.
     pub fn as_str(self) -> &'static str {
@@ -265,6 +270,7 @@ impl EngineName {
             EngineName::Studio => "studio",
             EngineName::Patch => "patch",
             EngineName::Diffusion => "diffusion",
+            EngineName::Segment => "segment",
         }
     }
 
@@ -272,10 +278,12 @@ impl EngineName {
     /// are.
     pub fn resolve(self, kind: JobKind, model_configured: bool) -> EngineName {
         match self {
+            EngineName::Auto if kind == JobKind::Cutout => EngineName::Segment,
             EngineName::Auto if model_configured => EngineName::Diffusion,
             EngineName::Auto => match kind {
                 JobKind::Background => EngineName::Studio,
                 JobKind::Expansion => EngineName::Patch,
+                JobKind::Cutout => EngineName::Segment,
             },
             other => other,
         }
@@ -296,6 +304,7 @@ impl FromStr for EngineName {
             "studio" => Ok(EngineName::Studio),
             "patch" => Ok(EngineName::Patch),
             "diffusion" => Ok(EngineName::Diffusion),
+            "segment" => Ok(EngineName::Segment),
             _ => Err(format!(
                 "unknown engine '{s}' (expected one of {})",
                 EngineName::NAMES.join(", ")
@@ -314,6 +323,7 @@ mod tests {
         assert_eq!(EngineName::Auto.resolve(JobKind::Expansion, false), EngineName::Patch);
         assert_eq!(EngineName::Auto.resolve(JobKind::Expansion, true), EngineName::Diffusion);
         assert_eq!(EngineName::Patch.resolve(JobKind::Background, true), EngineName::Patch);
+        assert_eq!(EngineName::Auto.resolve(JobKind::Cutout, true), EngineName::Segment);
     }
 
     #[test]

@@ -103,6 +103,9 @@ error_codes! {
     FullyOpaque => "fully_opaque",
     /// A background job's input has no opaque foreground.
     FullyTransparent => "fully_transparent",
+    // --- automatic cut-out ---
+    /// Segmentation found no object in the photo (the mask is empty or covers it all).
+    NoObjectFound => "no_object_found",
     // --- running ---
     /// The task was canceled.
     Canceled => "canceled",

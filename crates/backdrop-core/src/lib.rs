@@ -17,9 +17,12 @@
 //! - [`pricing`]: [`PriceTable`], credits per surface.
 //! - [`engine`]: the [`Engine`] trait (the port engines implement), its input and output,
 //!   progress reporting and cancellation, and [`EngineName`] selection.
+//! - [`cutout`]: automatic cut-out: the [`Segmenter`] port, [`CutoutMode`] of background
+//!   jobs, the [`CutoutSpec`] job, and when a matte holds no object ([`NoObject`]).
 
 #![deny(missing_docs)]
 
+pub mod cutout;
 pub mod engine;
 pub mod error;
 pub mod framing;
@@ -29,6 +32,7 @@ pub mod secret;
 pub mod spec;
 pub mod task;
 
+pub use cutout::{CutoutMode, CutoutSpec, NoObject, Segmenter};
 pub use engine::{
     CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions, EngineOutput,
     JobKind, Progress, StepProgress,

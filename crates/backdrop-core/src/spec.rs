@@ -373,6 +373,11 @@ pub struct BackgroundSpec {
     /// specs stored before it existed, which keep today's behaviour.
     #[serde(default)]
     pub framing: Framing,
+    /// When the input is cut out automatically first (see [`crate::cutout`]). Tasks
+    /// stored before this field existed read as `auto`, which leaves their (transparent)
+    /// inputs as they were.
+    #[serde(default)]
+    pub cutout: crate::cutout::CutoutMode,
 }
 
 impl Default for BackgroundSpec {
@@ -390,6 +395,7 @@ impl Default for BackgroundSpec {
             loras: Vec::new(),
             reference: None,
             framing: Framing::default(),
+            cutout: crate::cutout::CutoutMode::default(),
         }
     }
 }
@@ -427,11 +433,7 @@ impl BackgroundSpec {
                 return Err(SpecError::StepsOutOfRange { max: MAX_STEPS, got: steps });
             }
         }
-        if let Some(model) = &self.model {
-            if !valid_name(model) {
-                return Err(SpecError::InvalidModelId { id: model.clone() });
-            }
-        }
+        check_model_id(self.model.as_deref())?;
         for lora in &self.loras {
             if !valid_name(&lora.name) {
                 return Err(SpecError::InvalidLora {
@@ -610,6 +612,14 @@ fn check_count(n: u32, max: u32) -> Result<(), SpecError> {
         Ok(())
     } else {
         Err(SpecError::ImageCountOutOfRange { min: 1, max, got: n })
+    }
+}
+
+/// Refuses a malformed model id.
+pub(crate) fn check_model_id(model: Option<&str>) -> Result<(), SpecError> {
+    match model {
+        Some(id) if !valid_name(id) => Err(SpecError::InvalidModelId { id: id.to_string() }),
+        _ => Ok(()),
     }
 }
 

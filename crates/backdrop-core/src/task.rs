@@ -11,6 +11,7 @@
 //! options. It is typed (a tagged enum), so a worker never parses ad-hoc JSON. Vendor
 //! surfaces keep their own extra fields beside it in the store, never in here.
 
+use crate::cutout::CutoutSpec;
 use crate::engine::{EngineName, JobKind};
 use crate::spec::{BackgroundSpec, ExpansionSpec, SpecError};
 use serde::{Deserialize, Serialize};
@@ -135,6 +136,8 @@ pub enum JobSpec {
     Background(BackgroundSpec),
     /// An expansion job.
     Expansion(ExpansionSpec),
+    /// A cut-out job.
+    Cutout(CutoutSpec),
 }
 
 impl JobSpec {
@@ -143,6 +146,7 @@ impl JobSpec {
         match self {
             JobSpec::Background(_) => JobKind::Background,
             JobSpec::Expansion(_) => JobKind::Expansion,
+            JobSpec::Cutout(_) => JobKind::Cutout,
         }
     }
 
@@ -151,6 +155,7 @@ impl JobSpec {
         match self {
             JobSpec::Background(s) => s.n,
             JobSpec::Expansion(s) => s.n,
+            JobSpec::Cutout(_) => 1,
         }
     }
 
@@ -159,6 +164,7 @@ impl JobSpec {
         match self {
             JobSpec::Background(s) => s.seed,
             JobSpec::Expansion(s) => s.seed,
+            JobSpec::Cutout(_) => None,
         }
     }
 
@@ -167,6 +173,7 @@ impl JobSpec {
         match self {
             JobSpec::Background(s) => s.validate(),
             JobSpec::Expansion(s) => s.validate(),
+            JobSpec::Cutout(s) => s.validate(),
         }
     }
 }

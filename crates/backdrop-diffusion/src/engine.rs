@@ -63,10 +63,15 @@ impl std::fmt::Debug for DiffusionEngine {
 }
 
 fn failed(e: DiffusionError) -> EngineError {
+    engine_error(NAME, e)
+}
+
+/// An error of an engine of this crate, as the pipeline sees it.
+pub(crate) fn engine_error(engine: &'static str, e: DiffusionError) -> EngineError {
     match e {
         DiffusionError::Canceled => EngineError::Canceled,
-        DiffusionError::Unsupported(reason) => EngineError::Unsupported { engine: NAME, reason },
-        other => EngineError::Failed { engine: NAME, reason: other.to_string() },
+        DiffusionError::Unsupported(reason) => EngineError::Unsupported { engine, reason },
+        other => EngineError::Failed { engine, reason: other.to_string() },
     }
 }
 
@@ -129,6 +134,11 @@ impl DiffusionEngine {
             JobKind::Expansion => {
                 options.reference_strength.unwrap_or(self.config.expansion_strength)
             }
+            JobKind::Cutout => {
+                return Err(DiffusionError::Unsupported(
+                    "cut-outs run on the segment engine".into(),
+                ))
+            }
         };
         if !(strength > 0.0 && strength <= 1.0) {
             return Err(DiffusionError::Unsupported(format!(
@@ -168,11 +178,15 @@ impl DiffusionEngine {
         let (w, h) = canvas.dimensions();
         let backdrop: RgbImage = match (input.kind, input.reference) {
             (JobKind::Expansion, _) => prefill(input),
-            (JobKind::Background, Some(reference)) => RgbImage::from_fn(w, h, |x, y| {
-                let p = reference.get_pixel(x, y);
-                Rgb([p[0], p[1], p[2]])
-            }),
-            (JobKind::Background, None) => RgbImage::from_pixel(w, h, Rgb([128, 128, 128])),
+            (JobKind::Background | JobKind::Cutout, Some(reference)) => {
+                RgbImage::from_fn(w, h, |x, y| {
+                    let p = reference.get_pixel(x, y);
+                    Rgb([p[0], p[1], p[2]])
+                })
+            }
+            (JobKind::Background | JobKind::Cutout, None) => {
+                RgbImage::from_pixel(w, h, Rgb([128, 128, 128]))
+            }
         };
         let image = RgbImage::from_fn(w, h, |x, y| {
             let p = canvas.get_pixel(x, y);

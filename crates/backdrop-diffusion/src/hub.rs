@@ -1,5 +1,7 @@
 //! Where a named model's files are: a local folder, the local Hugging Face cache (used in
 //! place, never copied), or a download from the Hugging Face hub (`backdrop models pull`).
+//! Diffusion models are ONNX Stable Diffusion folders; segmentation models
+//! ([`crate::segment`]) are single ONNX networks, pulled the same way.
 //!
 //! Downloads go through the `hf-hub` crate into the standard cache, so a later run finds
 //! them there. Offline (`HF_HUB_OFFLINE=1`, or the hub does not answer within a few
@@ -24,10 +26,14 @@ fn repo(id: &str, revision: Option<&str>) -> Repo {
 
 /// The snapshot folder of a repo in the local Hugging Face cache, when it is complete.
 pub fn cached(id: &str, revision: Option<&str>) -> Option<PathBuf> {
-    let cache = Cache::from_env();
-    let index = cache.repo(repo(id, revision)).get("model_index.json")?;
+    let index = cached_file(id, revision, "model_index.json")?;
     let folder = index.parent()?.to_path_buf();
     missing_files(&folder).is_empty().then_some(folder)
+}
+
+/// One file of a repo in the local Hugging Face cache.
+pub fn cached_file(id: &str, revision: Option<&str>, file: &str) -> Option<PathBuf> {
+    Cache::from_env().repo(repo(id, revision)).get(file).filter(|p| p.is_file())
 }
 
 /// The local folder of a model entry.
@@ -96,10 +102,12 @@ pub fn pull(
         .map_err(|e| DiffusionError::Model(format!("hub client: {e}")))?;
     let remote = api.repo(repo(id, revision));
     let info = remote.info().map_err(|e| DiffusionError::Model(format!("{id}: {e}")))?;
-    let files: Vec<String> = info
-        .siblings
+    let names: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
+    if !names.iter().any(|f| f == "unet/model.onnx") && names.iter().any(|f| f.ends_with(".onnx")) {
+        return pull_networks(id, &remote, &names, report);
+    }
+    let files: Vec<String> = names
         .into_iter()
-        .map(|s| s.rfilename)
         .filter(|f| f == "model_index.json" || LAYOUT_PREFIXES.iter().any(|p| f.starts_with(p)))
         .collect();
     if !files.iter().any(|f| f == "unet/model.onnx") {
@@ -124,6 +132,27 @@ pub fn pull(
         return Err(DiffusionError::Model(format!("{id} lacks {}", missing.join(", "))));
     }
     Ok(folder)
+}
+
+/// Downloads the ONNX networks of a repo that is not a Stable Diffusion export (a
+/// segmentation model: `model.onnx`, `onnx/model.onnx`, ... with external weights) and
+/// returns the snapshot folder.
+fn pull_networks(
+    id: &str,
+    remote: &hf_hub::api::sync::ApiRepo,
+    names: &[String],
+    report: &dyn Fn(&str),
+) -> Result<PathBuf, DiffusionError> {
+    let mut root = None;
+    for file in names.iter().filter(|f| f.ends_with(".onnx") || f.ends_with(".onnx_data")) {
+        report(file);
+        let local =
+            remote.get(file).map_err(|e| DiffusionError::Model(format!("{id}/{file}: {e}")))?;
+        // The snapshot root: the local file minus the repo-relative path.
+        let depth = file.split('/').count();
+        root = root.or_else(|| local.ancestors().nth(depth).map(PathBuf::from));
+    }
+    root.ok_or_else(|| DiffusionError::Model(format!("{id} has no .onnx file")))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Backdrop's diffusion engine: Stable Diffusion inpainting whose networks run on ONNX
-//! Runtime, with everything around them in Rust, reproducing diffusers' results for the
-//! same model, prompt and seed.
+//! Backdrop's engines on ONNX Runtime: Stable Diffusion inpainting, with everything around
+//! the networks in Rust, reproducing diffusers' results for the same model, prompt and
+//! seed; and, beside it on the same runtime and model store, salient-object segmentation
+//! for automatic cut-outs ([`segment`]).
 //!
 //! A short tour:
 //! - [`DiffusionEngine`] (in [`engine`]) implements [`backdrop_core::Engine`] for
@@ -12,6 +13,8 @@
 //! - [`tokenizer`] is the CLIP tokenizer; [`scheduler`] holds DDIM, Euler ancestral,
 //!   DPM-Solver++ 2M (Karras) and LCM; [`rng`] reproduces PyTorch's CPU generator.
 //! - [`DiffusionConfig`] (in [`config`]) is the `[diffusion]` configuration section.
+//! - [`segment`] is the segmentation engine ([`segment::OnnxSegmenter`]) and its
+//!   `[segmentation]` section.
 
 #![deny(missing_docs)]
 
@@ -23,6 +26,7 @@ pub mod model;
 pub mod rng;
 pub mod runtime;
 pub mod scheduler;
+pub mod segment;
 pub mod tokenizer;
 
 pub use config::{DiffusionConfig, ModelEntry};

@@ -291,7 +291,7 @@ fn shape_of(dims: &[usize]) -> Vec<i64> {
     dims.iter().map(|&d| d as i64).collect()
 }
 
-fn tensor<T>(shape: Vec<i64>, data: Vec<T>) -> Result<DynValue, DiffusionError>
+pub(crate) fn tensor<T>(shape: Vec<i64>, data: Vec<T>) -> Result<DynValue, DiffusionError>
 where
     T: ort::tensor::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
 {
@@ -301,7 +301,7 @@ where
 }
 
 /// Runs a session and returns its first output as f32.
-fn run(
+pub(crate) fn run(
     session: &Mutex<Session>,
     what: &str,
     inputs: Vec<(&str, DynValue)>,

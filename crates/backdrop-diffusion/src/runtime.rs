@@ -163,13 +163,20 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
     found.pop()
 }
 
-/// Python site-packages folders, project-local venvs first.
-fn site_packages_dirs() -> Vec<PathBuf> {
+/// Python site-packages folders, project-local venvs first: those of the working
+/// directory and its parents, then those of the checkout the running binary sits in
+/// (`target/debug/backdrop` finds the venv `tools/test` made beside `target/`).
+pub(crate) fn site_packages_dirs() -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        for dir in cwd.ancestors() {
+    let cwd = std::env::current_dir().ok();
+    let exe = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from));
+    for start in [cwd, exe].into_iter().flatten() {
+        for dir in start.ancestors() {
             for name in [".venv-ort", ".venv", "venv"] {
-                roots.push(dir.join(name));
+                let root = dir.join(name);
+                if !roots.contains(&root) {
+                    roots.push(root);
+                }
             }
         }
     }

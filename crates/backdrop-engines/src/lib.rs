@@ -8,7 +8,8 @@
 //! - [`Engines`]: the engines one process offers. The weight-free ones are always there;
 //!   a diffusion engine (its own crate, heavy dependencies) is added by the binary when a
 //!   model is configured, which is also what makes `auto` pick it.
-//! - [`pipeline`]: one job from decoded input to encoded files, shared by every surface.
+//! - [`pipeline`]: one job from decoded input to encoded files, shared by every surface,
+//!   including the automatic cut-out of photos by the set's [`Segmenter`].
 
 #![deny(missing_docs)]
 
@@ -18,7 +19,7 @@ pub mod pipeline;
 mod rng;
 pub mod studio;
 
-use backdrop_core::{Engine, EngineError, EngineName, JobKind};
+use backdrop_core::{Engine, EngineError, EngineName, JobKind, Segmenter};
 use std::sync::Arc;
 
 /// The engines a process offers.
@@ -29,11 +30,16 @@ pub struct Engines {
     diffusion: Option<Arc<dyn Engine>>,
     /// Whether `auto` picks the diffusion engine (a default model is configured).
     diffusion_auto: bool,
+    /// Salient-object segmentation for cut-outs, when a model is available.
+    segmenter: Option<Arc<dyn Segmenter>>,
 }
 
 impl std::fmt::Debug for Engines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engines").field("diffusion", &self.diffusion.is_some()).finish()
+        f.debug_struct("Engines")
+            .field("diffusion", &self.diffusion.is_some())
+            .field("segmenter", &self.segmenter.is_some())
+            .finish()
     }
 }
 
@@ -51,6 +57,7 @@ impl Engines {
             patch: Arc::new(patch::PatchEngine::default()),
             diffusion: None,
             diffusion_auto: false,
+            segmenter: None,
         }
     }
 
@@ -69,6 +76,42 @@ impl Engines {
         self
     }
 
+    /// Adds salient-object segmentation: cut-out tasks, and backgrounds from photos.
+    pub fn with_segmenter(mut self, segmenter: Arc<dyn Segmenter>) -> Self {
+        self.segmenter = Some(segmenter);
+        self
+    }
+
+    /// The segmenter, or why there is none.
+    pub fn segmenter(&self) -> Result<Arc<dyn Segmenter>, EngineError> {
+        self.segmenter.clone().ok_or_else(|| EngineError::Unsupported {
+            engine: "segment",
+            reason: "no segmentation model is available for automatic cut-out (see the \
+                     README's Cut-out section)"
+                .into(),
+        })
+    }
+
+    /// Whether a segmenter is configured.
+    pub fn has_segmenter(&self) -> bool {
+        self.segmenter.is_some()
+    }
+
+    /// The concrete engine name a task of `kind` asking for `name` runs on (what it is
+    /// queued and claimed under); refuses a name that cannot serve the job.
+    pub fn resolve(&self, name: EngineName, kind: JobKind) -> Result<EngineName, EngineError> {
+        match (kind, name) {
+            (JobKind::Cutout, EngineName::Auto | EngineName::Segment) => {
+                self.segmenter().map(|_| EngineName::Segment)
+            }
+            (JobKind::Cutout, other) => Err(EngineError::Unsupported {
+                engine: other.as_str(),
+                reason: "cut-outs run on the segment engine".into(),
+            }),
+            _ => self.get(name, kind).map(|(resolved, _)| resolved),
+        }
+    }
+
     /// Whether a diffusion engine is configured.
     pub fn has_diffusion(&self) -> bool {
         self.diffusion.is_some()
@@ -79,6 +122,9 @@ impl Engines {
         let mut names = vec![EngineName::Studio, EngineName::Patch];
         if self.has_diffusion() {
             names.push(EngineName::Diffusion);
+        }
+        if self.has_segmenter() {
+            names.push(EngineName::Segment);
         }
         names
     }
@@ -105,6 +151,14 @@ impl Engines {
                 return Err(EngineError::Unsupported {
                     engine: "auto",
                     reason: "auto did not resolve".into(),
+                })
+            }
+            EngineName::Segment => {
+                return Err(EngineError::Unsupported {
+                    engine: "segment",
+                    reason: "the segment engine only cuts out (POST /v1/cutouts, `backdrop \
+                             cutout`); it does not generate"
+                        .into(),
                 })
             }
         };

@@ -12,13 +12,14 @@
 use crate::framing::FloorEffects;
 use crate::Engines;
 use backdrop_core::{
-    Backdrop, BackgroundSpec, CancelToken, EngineError, EngineInput, EngineName, EngineOptions,
-    ErrorCode, ExpansionSpec, JobKind, Progress, SpecError, StepProgress,
+    Backdrop, BackgroundSpec, CancelToken, CutoutMode, EngineError, EngineInput, EngineName,
+    EngineOptions, ErrorCode, ExpansionSpec, JobKind, Progress, SpecError, StepProgress,
 };
 use backdrop_imaging::canvas::{background_canvas, expansion_canvas};
 use backdrop_imaging::composite::{composite, default_feather, Seam};
 use backdrop_imaging::decode::check_cutout;
 use backdrop_imaging::mask::generation_mask;
+use backdrop_imaging::matte::{apply_matte, has_transparency};
 use backdrop_imaging::placement::place;
 use backdrop_imaging::preview::preview_image;
 use backdrop_imaging::watermark::watermark;
@@ -69,6 +70,8 @@ pub struct Timings {
     pub engine_ms: f64,
     /// Composite and seam.
     pub composite_ms: f64,
+    /// Automatic cut-out of a photo (0 when the input was a cut-out).
+    pub segment_ms: f64,
 }
 
 /// What a run made.
@@ -137,16 +140,18 @@ pub fn run_background(
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
     job.spec.validate()?;
-    check_cutout(job.cutout)?;
     let started = Instant::now();
+    let cut = photo_cutout(engines, job.cutout, job.spec.cutout, cancel)?;
+    let cutout = cut.as_ref().map_or(job.cutout, |c| &c.image);
+    check_cutout(cutout)?;
     let framing = &job.spec.framing;
     let canvas = match &framing.placement {
         Some(placement) => {
-            let (w, h) = job.cutout.image.dimensions();
+            let (w, h) = cutout.image.dimensions();
             let size = job.spec.size.map_or((w, h), |s| (s.width, s.height));
-            place(&job.cutout.image, size.0, size.1, placement)?
+            place(&cutout.image, size.0, size.1, placement)?
         }
-        None => background_canvas(&job.cutout.image, job.spec.size, job.spec.resize_mode),
+        None => background_canvas(&cutout.image, job.spec.size, job.spec.resize_mode),
     };
     let mask = generation_mask(&canvas, job.mask_grow);
     let effects = framing.has_floor_effects().then(|| FloorEffects::new(&canvas, framing));
@@ -154,7 +159,7 @@ pub fn run_background(
         (&effects, framing.backdrop)
     {
         let (engine, _) = engines.get(job.engine, JobKind::Background)?;
-        return Ok(backdrop_only(
+        let output = backdrop_only(
             effects,
             framing.backdrop,
             &canvas,
@@ -163,7 +168,8 @@ pub fn run_background(
             engine,
             started,
             progress,
-        ));
+        );
+        return Ok(with_cutout_notes(output, cut));
     }
     let reference = job.reference.map(|r| {
         let (w, h) = canvas.dimensions();
@@ -192,7 +198,26 @@ pub fn run_background(
         n: job.spec.n,
         options: &options,
     };
-    run(engines, job.engine, &input, Seam::AlphaOnly, effects.as_ref(), started, progress, cancel)
+    let output = run(
+        engines,
+        job.engine,
+        &input,
+        Seam::AlphaOnly,
+        effects.as_ref(),
+        started,
+        progress,
+        cancel,
+    )?;
+    Ok(with_cutout_notes(output, cut))
+}
+
+/// Reports an automatic cut-out (its model and time) in a job's output.
+fn with_cutout_notes(mut output: JobOutput, cut: Option<Cutout>) -> JobOutput {
+    if let Some(cut) = cut {
+        output.notes.push(("cutout".into(), cut.model));
+        output.timings.segment_ms = cut.segment_ms;
+    }
+    output
 }
 
 /// A job whose backdrop is a plain colour or nothing: no engine runs; the product, its
@@ -227,7 +252,12 @@ fn backdrop_only(
         seed: job.spec.seed.unwrap_or_else(random_seed),
         images: vec![image; n as usize],
         notes: vec![("backdrop".to_string(), note)],
-        timings: Timings { prepare_ms, engine_ms: 0.0, composite_ms: ms(composite_started) },
+        timings: Timings {
+            prepare_ms,
+            engine_ms: 0.0,
+            composite_ms: ms(composite_started),
+            ..Timings::default()
+        },
     }
 }
 
@@ -308,8 +338,65 @@ fn run(
         seed: input.seed,
         images,
         notes: output.notes,
-        timings: Timings { prepare_ms, engine_ms, composite_ms: ms(composite_started) },
+        timings: Timings {
+            prepare_ms,
+            engine_ms,
+            composite_ms: ms(composite_started),
+            ..Timings::default()
+        },
     })
+}
+
+/// A photo cut out by the segmenter.
+#[derive(Debug, Clone)]
+pub struct Cutout {
+    /// The photo with the matte as alpha: its opaque pixels are the photo's, exactly.
+    pub image: DecodedImage,
+    /// The segmentation model that ran.
+    pub model: String,
+    /// Time spent segmenting.
+    pub segment_ms: f64,
+}
+
+/// Cuts the most salient object out of a photo: the photo with a refined alpha matte.
+/// A matte holding no object is refused ([`backdrop_core::NoObject`]).
+pub fn cut_out(
+    engines: &Engines,
+    photo: &DecodedImage,
+    model: Option<&str>,
+    cancel: &CancelToken,
+) -> Result<Cutout, JobError> {
+    let segmenter = engines.segmenter()?;
+    let started = Instant::now();
+    let matte = segmenter.segment(&photo.image, model, cancel)?;
+    backdrop_core::cutout::check_matte(&matte).map_err(InputError::from)?;
+    let image = apply_matte(&photo.image, &matte);
+    Ok(Cutout {
+        image: DecodedImage { image, format: photo.format, has_alpha: true },
+        model: model.map_or_else(|| segmenter.default_model(), str::to_string),
+        segment_ms: ms(started),
+    })
+}
+
+/// The automatic cut-out of a background job's input, when its mode asks for one. `auto`
+/// segments a photo (no transparent pixel) only when a segmenter is available; without
+/// one the input is checked as a cut-out as before, so the refusal names what is missing.
+fn photo_cutout(
+    engines: &Engines,
+    input: &DecodedImage,
+    mode: CutoutMode,
+    cancel: &CancelToken,
+) -> Result<Option<Cutout>, JobError> {
+    let wanted = mode.segments(has_transparency(&input.image));
+    if !wanted || (mode == CutoutMode::Auto && !engines.has_segmenter()) {
+        return Ok(None);
+    }
+    cut_out(engines, input, None, cancel).map(Some)
+}
+
+/// Encodes a cut-out (PNG, with its alpha).
+pub fn encode_cutout(image: &RgbaImage) -> Result<Vec<u8>, JobError> {
+    backdrop_imaging::encode::encode_cutout(image).map_err(|e| JobError::Encode(e.to_string()))
 }
 
 /// Fits a reference background to the canvas size.

@@ -156,6 +156,9 @@ pub enum InputError {
     /// A cut-out with no opaque pixel.
     #[error("image is fully transparent: there is no foreground to keep")]
     FullyTransparent,
+    /// A photo in which automatic cut-out found no object.
+    #[error(transparent)]
+    NoObject(#[from] backdrop_core::NoObject),
 }
 
 impl InputError {
@@ -171,6 +174,7 @@ impl InputError {
             InputError::NoAlphaChannel => ErrorCode::NoAlphaChannel,
             InputError::FullyOpaque => ErrorCode::FullyOpaque,
             InputError::FullyTransparent => ErrorCode::FullyTransparent,
+            InputError::NoObject(e) => e.code(),
         }
     }
 }

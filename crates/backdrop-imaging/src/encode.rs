@@ -8,7 +8,7 @@
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::codecs::webp::WebPEncoder;
-use image::{DynamicImage, ExtendedColorType, ImageEncoder, RgbImage};
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, RgbImage, RgbaImage};
 
 /// JPEG quality used for results.
 pub const JPEG_QUALITY: u8 = 92;
@@ -60,6 +60,12 @@ fn encode_raw(
         OutputFormat::WebP => WebPEncoder::new_lossless(&mut out).write_image(raw, w, h, colour)?,
     }
     Ok(out)
+}
+
+/// Encodes a transparent cut-out as PNG, the format every consumer reads with alpha.
+pub fn encode_cutout(image: &RgbaImage) -> Result<Vec<u8>, image::ImageError> {
+    let (w, h) = image.dimensions();
+    encode_raw(image.as_raw(), w, h, ExtendedColorType::Rgba8, OutputFormat::Png)
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //!   seam harmonized on the generated side only.
 //! - [`encode`], [`preview`], [`watermark`]: what is written out.
 //! - [`blur`]: fast separable blurs shared by the steps above and by engines.
+//! - [`matte`]: a segmentation mask refined to the photo's size along its edges (guided
+//!   filter), and the transparent cut-out made from it.
 //!
 //! Every refusal is an [`InputError`] naming the limit, with a stable
 //! [`backdrop_core::ErrorCode`].
@@ -23,6 +25,7 @@ pub mod composite;
 pub mod decode;
 pub mod encode;
 pub mod mask;
+pub mod matte;
 pub mod placement;
 pub mod preview;
 pub mod watermark;

@@ -7,9 +7,10 @@
 
 use crate::error::ApiError;
 use crate::{now_ms, Shared};
-use backdrop_core::{JobSpec, TaskPayload, TaskState};
+use backdrop_core::{CutoutMode, JobSpec, TaskPayload, TaskState};
 use backdrop_engines::pipeline::random_seed;
 use backdrop_imaging::decode::check_cutout;
+use backdrop_imaging::matte::has_transparency;
 use backdrop_imaging::{decode, DecodeLimits};
 use backdrop_store::{ApiKey, Created, NewTask, SubmitLimits, Task};
 use base64::Engine as _;
@@ -116,14 +117,29 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
     let job = sub.payload.job.clone();
     let input = sub.input.clone();
     let limits = sub.limits;
+    let segmenter = shared.engines.has_segmenter();
+    if matches!(&job, JobSpec::Background(spec) if spec.cutout == CutoutMode::Always) {
+        shared
+            .engines
+            .segmenter()
+            .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
+    }
     tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let decoded = decode(&input, &limits)?;
         match &job {
-            JobSpec::Background(_) => check_cutout(&decoded)?,
+            // A photo is accepted when it will be cut out (automatic cut-out, a segmenter
+            // present); anything else must be a transparent cut-out, as before.
+            JobSpec::Background(spec) => {
+                let cut = spec.cutout.segments(has_transparency(&decoded.image));
+                if !(cut && segmenter) {
+                    check_cutout(&decoded)?;
+                }
+            }
             JobSpec::Expansion(spec) => {
                 let (w, h) = decoded.image.dimensions();
                 spec.ratios.pixels(w, h)?;
             }
+            JobSpec::Cutout(_) => {}
         }
         Ok(())
     })
@@ -139,14 +155,15 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
         .map_err(|e| ApiError::bad_request(e.code().as_str(), format!("reference image: {e}")))?;
     }
     let kind = sub.payload.job.kind();
-    let (engine, _) = shared
+    let engine = shared
         .engines
-        .get(sub.payload.engine, kind)
+        .resolve(sub.payload.engine, kind)
         .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
     // Fix the seed now so a retried attempt (after a crash) makes the same images.
     match &mut sub.payload.job {
         JobSpec::Background(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
         JobSpec::Expansion(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
+        JobSpec::Cutout(_) => {}
     }
     let uid = uuid::Uuid::new_v4().simple().to_string();
     let input_blob = format!("{}/input", task_folder(&uid));

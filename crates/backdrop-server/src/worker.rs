@@ -15,8 +15,8 @@ use crate::service::task_folder;
 use crate::{now_ms, Shared};
 use backdrop_core::{CancelToken, EngineOptions, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
-    render, run_background, run_expansion, BackgroundJob, ExpansionJob, JobError, JobOutput,
-    RenderOptions, RenderedImage,
+    cut_out, encode_cutout, render, run_background, run_expansion, BackgroundJob, ExpansionJob,
+    JobError, JobOutput, RenderOptions, RenderedImage, Timings,
 };
 use backdrop_imaging::mask::{DEFAULT_BACKGROUND_GROW, DEFAULT_EXPANSION_GROW};
 use backdrop_imaging::{decode, DecodeLimits};
@@ -130,6 +130,8 @@ async fn claim_loop(
 struct Made {
     output: JobOutput,
     rendered: Vec<RenderedImage>,
+    /// Width and height of the results.
+    size: (u32, u32),
 }
 
 async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task) {
@@ -302,6 +304,21 @@ async fn run_task(
                 };
                 run_expansion(&engines, &job, &report, &cancel)?
             }
+            JobSpec::Cutout(spec) => {
+                let cut = cut_out(&engines, &decoded, spec.model.as_deref(), &cancel)?;
+                report(StepProgress { image: 0, images: 1, step: 1, steps: 1 });
+                let main = encode_cutout(&cut.image.image)?;
+                let size = cut.image.image.dimensions();
+                let output = JobOutput {
+                    engine,
+                    seed: 0,
+                    images: Vec::new(),
+                    notes: vec![("model".into(), cut.model)],
+                    timings: Timings { engine_ms: cut.segment_ms, ..Timings::default() },
+                };
+                let rendered = vec![RenderedImage { main, preview: None, watermarked: None }];
+                return Ok(Made { output, rendered, size });
+            }
         };
         if let Some(max) = payload.max_output_side {
             for image in &mut output.images {
@@ -324,7 +341,8 @@ async fn run_task(
                 watermark: payload.watermark,
             },
         )?;
-        Ok(Made { output, rendered })
+        let size = output.images.first().map_or((0, 0), |img| img.dimensions());
+        Ok(Made { output, rendered, size })
     };
     device.run(run).await.unwrap_or_else(|| {
         Err(JobError::Encode("the engine stopped unexpectedly on this task".into()))
@@ -363,7 +381,7 @@ async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskR
             watermarked_blob,
         });
     }
-    let (width, height) = made.output.images.first().map_or((0, 0), |img| img.dimensions());
+    let (width, height) = made.size;
     Ok(TaskResult {
         engine: made.output.engine.as_str().to_string(),
         seed: made.output.seed,

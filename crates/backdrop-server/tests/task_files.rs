@@ -121,7 +121,7 @@ async fn faulty_server(
     adjust: impl FnOnce(&mut backdrop_server::ServiceConfig),
 ) -> TestServer {
     let faults = Arc::clone(faults);
-    start_with(devices, adjust, move |blobs| {
+    start_with(backdrop_engines::Engines::weight_free(), devices, adjust, move |blobs| {
         blobs.wrapped(|inner| Arc::new(Faulty { inner, faults }))
     })
     .await

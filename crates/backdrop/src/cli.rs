@@ -25,6 +25,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Expand a photo outward by up/down/left/right ratios.
     Expand(ExpandArgs),
+    /// Cut the product out of a photo: a transparent PNG of the same size.
+    Cutout(CutoutArgs),
     /// List, inspect or download diffusion models.
     #[command(subcommand)]
     Models(crate::models::ModelsCommand),
@@ -102,6 +104,10 @@ pub struct GenerateArgs {
     /// Do not cast a contact shadow (studio engine).
     #[arg(long)]
     pub no_shadow: bool,
+    /// Cut the product out of the input first: auto (when it has no transparent pixel),
+    /// always, never.
+    #[arg(long, default_value = "auto")]
+    pub cutout: backdrop_core::CutoutMode,
     /// Flags shared with `expand`.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -196,4 +202,20 @@ pub struct ExpandArgs {
     /// Flags shared with `generate`.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// `backdrop cutout`.
+#[derive(Debug, Args)]
+pub struct CutoutArgs {
+    /// The photo: PNG, JPEG or WebP.
+    pub input: PathBuf,
+    /// Output directory (created if missing); the result is `cutout-1.png`.
+    #[arg(long, short = 'o', default_value = ".")]
+    pub out: PathBuf,
+    /// Segmentation model id (default: the configured default, else the bundled u2netp).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print a machine-readable JSON summary on standard output.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,6 +10,11 @@
 //! Runtime (`library`, `provider` = cpu | cuda | tensorrt, `device_id`, `threads`,
 //! `optimization` = disable | basic | extended | all, `memory_arena`). The full annotated
 //! example is in the README's "Models" section.
+//!
+//! `[segmentation]` configures automatic cut-out: named models (`[segmentation.models.ID]`
+//! with `path` or `repo`, `layout` = u2net | isnet | birefnet, `size`, `mean`, `std`) and
+//! `default_model`; without it the bundled u2netp is used when installed (see the README's
+//! "Cut-out" section).
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -26,6 +31,14 @@ pub struct Config {
     #[cfg(not(feature = "diffusion"))]
     #[serde(default)]
     pub diffusion: Option<toml::Value>,
+    /// The segmentation engine (automatic cut-out; runs on `[diffusion.runtime]`).
+    #[cfg(feature = "diffusion")]
+    #[serde(default)]
+    pub segmentation: backdrop_diffusion::segment::SegmentationConfig,
+    /// Accepted and ignored when built without the ONNX Runtime engines.
+    #[cfg(not(feature = "diffusion"))]
+    #[serde(default)]
+    pub segmentation: Option<toml::Value>,
     /// `[server]`: listening address, data directory, public URL, URL-signing secret.
     #[serde(default)]
     pub server: backdrop_server::config::ServerSection,
@@ -102,6 +115,8 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
         #[cfg(feature = "diffusion")]
         config.diffusion.validate()?;
+        #[cfg(feature = "diffusion")]
+        config.segmentation.validate()?;
         Ok(config)
     }
 }

@@ -1,6 +1,6 @@
-//! Diffusion models on the command line: the `--model/--steps/--guidance/--scheduler/
-//! --strength` flags, the `models list|show|pull` subcommand, and building the engine set
-//! from the configuration.
+//! Models on the command line: the diffusion `--model/--steps/--guidance/--scheduler/
+//! --strength` flags, the `models list|show|pull` subcommand (diffusion and segmentation
+//! models), and building the engine set from the configuration.
 
 use crate::config::Config;
 use backdrop_core::EngineOptions;
@@ -61,24 +61,37 @@ pub enum ModelsCommand {
 }
 
 /// The engines this process offers: the diffusion engine joins the weight-free ones when
-/// the configuration names any model.
+/// the configuration names any model, and segmentation (automatic cut-out) when any
+/// segmentation model is available.
 pub fn engines(config: &Config) -> Result<Engines, String> {
     #[cfg(feature = "diffusion")]
     {
+        let mut engines = Engines::weight_free();
         if !config.diffusion.models.is_empty() {
             let engine = backdrop_diffusion::DiffusionEngine::new(config.diffusion.clone())
                 .map_err(|e| e.to_string())?;
-            let engines = Engines::weight_free();
             // `auto` picks diffusion only with a default model.
-            return Ok(if config.diffusion.has_default_model() {
+            engines = if config.diffusion.has_default_model() {
                 engines.with_diffusion(std::sync::Arc::new(engine))
             } else {
                 engines.with_named_diffusion(std::sync::Arc::new(engine))
-            });
+            };
         }
+        let segmenter = backdrop_diffusion::segment::OnnxSegmenter::new(
+            config.segmentation.clone(),
+            config.diffusion.runtime.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        if let Some(segmenter) = segmenter {
+            engines = engines.with_segmenter(std::sync::Arc::new(segmenter));
+        }
+        Ok(engines)
     }
-    let _ = config;
-    Ok(Engines::weight_free())
+    #[cfg(not(feature = "diffusion"))]
+    {
+        let _ = config;
+        Ok(Engines::weight_free())
+    }
 }
 
 /// Runs `backdrop models ...`; returns the lines to print.
@@ -88,12 +101,14 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
     let diffusion = &config.diffusion;
     match command {
         ModelsCommand::List => {
+            let mut lines = segmentation_lines(&config.segmentation);
             if diffusion.models.is_empty() {
-                return Ok(vec![
+                lines.insert(0,
                     "no models configured: add [diffusion.models.ID] to backdrop.toml (see the README's Models section)".into(),
-                ]);
+                );
+                return Ok(lines);
             }
-            Ok(diffusion
+            let mut listed: Vec<String> = diffusion
                 .models
                 .iter()
                 .map(|(id, entry)| {
@@ -117,7 +132,12 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
                         entry.description.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
                     format!("{id}{default}  {status}  {source}{description}")
                 })
-                .collect())
+                .collect();
+            listed.append(&mut lines);
+            Ok(listed)
+        }
+        ModelsCommand::Show { id } if !diffusion.models.contains_key(&id) => {
+            show_segmentation(config, &id)
         }
         ModelsCommand::Show { id } => {
             let entry = diffusion.models.get(&id).ok_or_else(|| {
@@ -169,12 +189,60 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
             let folder =
                 hub::pull(&repo, revision.as_deref(), &|file| eprintln!("downloading {file}"))
                     .map_err(|e| e.to_string())?;
+            let section = if folder.join("model_index.json").is_file() {
+                "diffusion"
+            } else {
+                "segmentation"
+            };
             Ok(vec![
                 format!("pulled {repo} into {}", folder.display()),
-                format!("use it with:  [diffusion.models.NAME]  repo = \"{repo}\""),
+                format!("use it with:  [{section}.models.NAME]  repo = \"{repo}\""),
             ])
         }
     }
+}
+
+/// `models list` lines for the segmentation models.
+#[cfg(feature = "diffusion")]
+fn segmentation_lines(config: &backdrop_diffusion::segment::SegmentationConfig) -> Vec<String> {
+    use backdrop_diffusion::segment::store;
+    let default = store::default_model(config);
+    let mut lines = vec!["segmentation (cut-out):".to_string()];
+    for id in store::known_models(config) {
+        let mark = if default.as_deref() == Some(id.as_str()) { " (default)" } else { "" };
+        let line = match store::resolve(config, &id) {
+            Ok(model) => format!("{id}{mark}  ready  {}", model.file.display()),
+            Err(e) => format!("{id}{mark}  missing  {e}"),
+        };
+        lines.push(line);
+    }
+    lines
+}
+
+/// `models show ID` for a segmentation model: its file, layout and input.
+#[cfg(feature = "diffusion")]
+fn show_segmentation(config: &Config, id: &str) -> Result<Vec<String>, String> {
+    use backdrop_diffusion::segment::{store, OnnxSegmenter};
+    let known = store::known_models(&config.segmentation);
+    if !known.iter().any(|k| k == id) {
+        return Err(format!(
+            "unknown model '{id}' (diffusion: {}; segmentation: {})",
+            config.diffusion.models.keys().cloned().collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        ));
+    }
+    let resolved = store::resolve(&config.segmentation, id).map_err(|e| e.to_string())?;
+    let segmenter =
+        OnnxSegmenter::new(config.segmentation.clone(), config.diffusion.runtime.clone())
+            .map_err(|e| e.to_string())?
+            .ok_or_else(store::install_hint)?;
+    let (_, pre, (w, h)) = segmenter.open(Some(id)).map_err(|e| e.to_string())?;
+    Ok(vec![
+        format!("model: {id} (segmentation)"),
+        format!("file: {}", resolved.file.display()),
+        format!("input: {w}x{h}, mean {:?}, std {:?}", pre.mean, pre.std),
+        format!("output: {}", if pre.logits { "logits" } else { "probabilities" }),
+    ])
 }
 
 /// Without the diffusion engine there are no models.

@@ -1,14 +1,14 @@
 //! Running the subcommands.
 
-use crate::cli::{Cli, Command, CommonArgs, ExpandArgs, GenerateArgs};
+use crate::cli::{Cli, Command, CommonArgs, CutoutArgs, ExpandArgs, GenerateArgs};
 use crate::output::StagedOutput;
 use backdrop_core::{
-    BackgroundSpec, CancelToken, EngineOptions, ErrorCode, ExpansionRatios, ExpansionSpec,
-    StepProgress, SCENES,
+    BackgroundSpec, CancelToken, CutoutSpec, EngineOptions, ErrorCode, ExpansionRatios,
+    ExpansionSpec, StepProgress, SCENES,
 };
 use backdrop_engines::pipeline::{
-    render, run_background, run_expansion, BackgroundJob, ExpansionJob, JobError, JobOutput,
-    RenderOptions,
+    cut_out, encode_cutout, render, run_background, run_expansion, BackgroundJob, ExpansionJob,
+    JobError, JobOutput, RenderOptions,
 };
 use backdrop_engines::Engines;
 use backdrop_imaging::preview::DEFAULT_PREVIEW_SIDE;
@@ -74,6 +74,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Generate(args) => generate(args, &engines()?),
         Command::Expand(args) => expand(args, &engines()?),
+        Command::Cutout(args) => cutout(args, &engines()?),
         Command::Models(command) => {
             let lines = crate::models::run(&config, command).map_err(|e| Failure {
                 message: e,
@@ -130,6 +131,7 @@ fn generate(args: GenerateArgs, engines: &Engines) -> Result<(), Failure> {
         size: args.size,
         resize_mode: args.resize_mode,
         framing: args.framing.framing().map_err(JobError::from)?,
+        cutout: args.cutout,
         ..Default::default()
     };
     // Refuse bad parameters before touching the input or the output directory.
@@ -192,6 +194,48 @@ fn expand(args: ExpandArgs, engines: &Engines) -> Result<(), Failure> {
     bar.finish_and_clear();
     let summary = finish("expansion", &args.common, &mut out, output, decode_ms, started)?;
     publish(out, &args.common, &summary)
+}
+
+/// `backdrop cutout`: the photo with the product's alpha matte, as `cutout-1.png`.
+fn cutout(args: CutoutArgs, engines: &Engines) -> Result<(), Failure> {
+    let started = Instant::now();
+    CutoutSpec { model: args.model.clone() }.validate().map_err(JobError::from)?;
+    let decoded = read_image(&args.input)?;
+    let mut out = stage(&args.out)?;
+    let decode_ms = ms(started);
+    let cut = cut_out(engines, &decoded, args.model.as_deref(), &CancelToken::new())?;
+    let encode_started = Instant::now();
+    let bytes = encode_cutout(&cut.image.image)?;
+    let encode_ms = ms(encode_started);
+    let write_started = Instant::now();
+    let name = "cutout-1.png";
+    let path = out.add(name, &bytes).map_err(|e| {
+        Failure::output(format!("cannot write {name} to {}: {e}", args.out.display()))
+    })?;
+    out.commit()
+        .map_err(|e| Failure::output(format!("cannot write to {}: {e}", args.out.display())))?;
+    let (width, height) = cut.image.image.dimensions();
+    if args.json {
+        let summary = json!({
+            "job": "cutout",
+            "model": cut.model,
+            "width": width,
+            "height": height,
+            "images": [{"index": 1, "path": path.display().to_string()}],
+            "timings_ms": {
+                "decode": round(decode_ms),
+                "segment": round(cut.segment_ms),
+                "encode": round(encode_ms),
+                "write": round(ms(write_started)),
+                "total": round(ms(started)),
+            },
+        });
+        println!("{summary}");
+    } else {
+        println!("model: {}  size: {width}x{height}  time: {} ms", cut.model, round(ms(started)));
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Reads and decodes an input file, refusing an oversize file without reading it whole.
@@ -340,6 +384,7 @@ fn finish(
             "prepare": round(t.prepare_ms),
             "engine": round(t.engine_ms),
             "composite": round(t.composite_ms),
+            "segment": round(t.segment_ms),
             "encode": round(encode_ms),
             "write": round(ms(write_started)),
             "total": round(ms(started)),

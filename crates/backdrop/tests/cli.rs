@@ -322,12 +322,33 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             vec!["generate".into(), p("bomb.png"), "--prompt".into(), "a".into()],
             "image is 100000x100000; the limit is 8192x8192",
         ),
-        (vec!["generate".into(), p("opaque.png"), "--prompt".into(), "a".into()], "fully_opaque"),
+        // `--cutout never`: with the default `auto` a photo would be cut out first.
+        (
+            vec![
+                "generate".into(),
+                p("opaque.png"),
+                "--prompt".into(),
+                "a".into(),
+                "--cutout".into(),
+                "never".into(),
+            ],
+            "fully_opaque",
+        ),
         (
             vec!["generate".into(), p("clear.png"), "--prompt".into(), "a".into()],
             "fully_transparent",
         ),
-        (vec!["generate".into(), ph.clone(), "--prompt".into(), "a".into()], "no_alpha_channel"),
+        (
+            vec![
+                "generate".into(),
+                ph.clone(),
+                "--prompt".into(),
+                "a".into(),
+                "--cutout".into(),
+                "never".into(),
+            ],
+            "no_alpha_channel",
+        ),
         (
             vec!["generate".into(), p("tiny.png"), "--prompt".into(), "a".into()],
             "each side must be at least 16x16",

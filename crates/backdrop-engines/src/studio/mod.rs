@@ -81,6 +81,10 @@ impl Engine for StudioEngine {
         match input.kind {
             JobKind::Background => background(input, progress, cancel),
             JobKind::Expansion => expansion(input, progress, cancel),
+            JobKind::Cutout => Err(EngineError::Unsupported {
+                engine: "studio",
+                reason: "cut-outs run on the segment engine".into(),
+            }),
         }
     }
 }

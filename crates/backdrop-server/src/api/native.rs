@@ -1,6 +1,6 @@
 //! The native v1 API.
 //!
-//! Submit (`POST /v1/backgrounds`, `POST /v1/expansions`) with JSON (images as
+//! Submit (`POST /v1/backgrounds`, `POST /v1/expansions`, `POST /v1/cutouts`) with JSON (images as
 //! `image_url` or `image_base64`) or multipart (`image` file part, other fields as text
 //! parts of the same names); the answer is 202 with the task id and its status URL once
 //! the task is committed. `Idempotency-Key` (or `client_task_id`) makes a retried submit
@@ -22,9 +22,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use backdrop_core::framing::{parse_offset, FramingRequest};
 use backdrop_core::{
-    BackgroundSpec, EngineName, ErrorCode, ExpansionRatios, ExpansionSpec, Framing, JobKind,
-    JobSpec, LoraRef, OutputFormat, OutputSize, Padding, ReferenceSpec, ResizeMode, TaskPayload,
-    TaskState, SCENES,
+    BackgroundSpec, CutoutSpec, EngineName, ErrorCode, ExpansionRatios, ExpansionSpec, Framing,
+    JobKind, JobSpec, LoraRef, OutputFormat, OutputSize, Padding, ReferenceSpec, ResizeMode,
+    TaskPayload, TaskState, SCENES,
 };
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{Task, TaskFilter};
@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/backgrounds", post(submit_background))
         .route("/v1/expansions", post(submit_expansion))
+        .route("/v1/cutouts", post(submit_cutout))
         .route("/v1/tasks", get(list_tasks))
         .route("/v1/tasks/{id}", get(get_task).delete(cancel_task))
         .route("/v1/tasks/{id}/events", get(task_events))
@@ -131,6 +132,8 @@ pub struct BackgroundRequest {
     pub reflection: Option<f32>,
     /// `transparent` or `#RRGGBB` skips generation (product and shadow only).
     pub backdrop: Option<String>,
+    /// `auto` (default: cut a photo without transparency out first), `always`, `never`.
+    pub cutout: Option<String>,
 }
 
 /// `POST /v1/expansions`.
@@ -198,7 +201,7 @@ pub struct ErrorBody {
 pub struct TaskView {
     /// Task id.
     pub id: String,
-    /// `background` or `expansion`.
+    /// `background`, `expansion` or `cutout`.
     pub kind: String,
     /// `queued`, `running`, `succeeded`, `failed`, `canceled`.
     pub state: String,
@@ -299,6 +302,7 @@ const STRING_FIELDS: &[&str] = &[
     "align",
     "shadow",
     "backdrop",
+    "cutout",
 ];
 
 impl<S: Send + Sync> FromRequest<S> for SubmitBody {
@@ -473,6 +477,7 @@ async fn submit_background(
             resize_mode: ResizeMode::CropAndResize,
         }),
         framing,
+        cutout: parse_opt(req.cutout.as_deref(), "invalid_parameter")?.unwrap_or_default(),
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine =
@@ -626,6 +631,53 @@ async fn submit_expansion(
     payload.job.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
+    submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
+}
+
+/// `POST /v1/cutouts`: a photo in, the product as a transparent PNG of the same size.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CutoutRequest {
+    /// Photo to fetch.
+    pub image_url: Option<String>,
+    /// Photo as base64.
+    pub image_base64: Option<String>,
+    /// Segmentation model id (`GET /v1/models`); default: the configured default.
+    pub model: Option<String>,
+    /// POSTed on every state change.
+    pub callback_url: Option<String>,
+    /// Your id for the task.
+    pub client_task_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/cutouts", request_body = CutoutRequest,
+    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn submit_cutout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: SubmitBody,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state.repo.as_ref(), &headers).await?;
+    check_rate(&state, &key.id.to_string())?;
+    let SubmitBody::Fields(fields, mut files) = body;
+    let req: CutoutRequest = parse_fields(fields)?;
+    let mut payload = TaskPayload::new(JobSpec::Cutout(CutoutSpec { model: req.model }));
+    // The result is a transparent PNG; previews and watermarks are for backgrounds.
+    payload.format = OutputFormat::Png;
+    payload.preview_side = None;
+    let idempotency_key = idempotency(&headers, req.client_task_id)?;
+    let source =
+        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "image_required",
+                    "send the photo as image_url, image_base64 or an 'image' file part",
+                )
+            })?;
+    payload.job.validate()?;
+    let input = load_image(&state, source, "image").await?;
+    let credits = state.config.prices.native(1);
     submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
 }
 
@@ -796,7 +848,7 @@ async fn cancel_task(
 pub struct ListQuery {
     /// Only this state.
     pub state: Option<String>,
-    /// Only `background` or `expansion`.
+    /// Only `background`, `expansion` or `cutout`.
     pub kind: Option<String>,
     /// Page size, 1..=100 (default 20).
     pub limit: Option<u32>,
@@ -821,10 +873,11 @@ async fn list_tasks(
             None => None,
             Some("background") => Some(JobKind::Background),
             Some("expansion") => Some(JobKind::Expansion),
+            Some("cutout") => Some(JobKind::Cutout),
             Some(other) => {
                 return Err(ApiError::bad_request(
                     "invalid_parameter",
-                    format!("unknown kind '{other}' (expected background or expansion)"),
+                    format!("unknown kind '{other}' (expected background, expansion or cutout)"),
                 ))
             }
         },

@@ -13,6 +13,7 @@ use utoipa::OpenApi;
     paths(
         native::submit_background,
         native::submit_expansion,
+        native::submit_cutout,
         native::get_task,
         native::cancel_task,
         native::list_tasks
@@ -20,6 +21,7 @@ use utoipa::OpenApi;
     components(schemas(
         native::BackgroundRequest,
         native::ExpansionRequest,
+        native::CutoutRequest,
         native::Accepted,
         native::ErrorBody,
         native::TaskView,

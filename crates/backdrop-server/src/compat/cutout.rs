@@ -65,7 +65,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use backdrop_core::scene::DEFAULT_SCENE;
-use backdrop_core::{BackgroundSpec, JobSpec, TaskPayload, TaskState};
+use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState};
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, Task};
 use serde_json::{json, Value};
@@ -279,6 +279,8 @@ async fn paint_async(
         scene: text.is_none().then(|| DEFAULT_SCENE.to_string()),
         prompt: text.clone(),
         n: 1,
+        // The surface documents transparent PNG input; photos stay refused.
+        cutout: CutoutMode::Never,
         ..BackgroundSpec::default()
     };
     let payload = TaskPayload::new(JobSpec::Background(spec));

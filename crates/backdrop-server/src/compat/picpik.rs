@@ -94,8 +94,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use backdrop_core::{
-    BackgroundSpec, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec, ResizeMode,
-    TaskPayload, TaskState,
+    BackgroundSpec, CutoutMode, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec,
+    ResizeMode, TaskPayload, TaskState,
 };
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
@@ -607,6 +607,8 @@ async fn generate(
         // PicPik carries no placement or shadow fields: `Width`/`Height`/`ResizeMode`
         // map onto size and resize mode, and the product keeps the engine's shadow.
         framing: Default::default(),
+        // The surface documents transparent PNG input; photos stay refused.
+        cutout: CutoutMode::Never,
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine = engine;

@@ -49,7 +49,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use backdrop_core::{BackgroundSpec, JobSpec, TaskPayload, TaskState, SCENES};
+use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState, SCENES};
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::Task;
 use base64::Engine as _;
@@ -381,6 +381,8 @@ async fn create(
         scene: scene.map(str::to_string),
         negative_prompt,
         n: batch_size as u32,
+        // The surface documents transparent PNG input; photos stay refused.
+        cutout: CutoutMode::Never,
         ..BackgroundSpec::default()
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));

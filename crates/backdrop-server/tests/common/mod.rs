@@ -32,12 +32,13 @@ impl Drop for TestServer {
 
 /// Starts a server; `workers` also runs a worker loop.
 pub async fn start(workers: bool, adjust: impl FnOnce(&mut ServiceConfig)) -> TestServer {
-    start_with(usize::from(workers), adjust, |blobs| blobs).await
+    start_with(Engines::weight_free(), usize::from(workers), adjust, |blobs| blobs).await
 }
 
-/// Starts a server running `devices` worker loops (none when 0) over the blob store that
-/// `blobs` makes of the configured one.
+/// Starts a server with `engines`, running `devices` worker loops (none when 0) over the
+/// blob store that `blobs` makes of the configured one.
 pub async fn start_with(
+    engines: Engines,
     devices: usize,
     adjust: impl FnOnce(&mut ServiceConfig),
     blobs: impl FnOnce(BlobStore) -> BlobStore,
@@ -51,7 +52,7 @@ pub async fn start_with(
     config.queue.poll_ms = 20;
     config.callbacks.backoff_ms = 50;
     adjust(&mut config);
-    let mut shared = Shared::open(config, Engines::weight_free()).await.expect("open");
+    let mut shared = Shared::open(config, engines).await.expect("open");
     shared.blobs = blobs(shared.blobs.clone());
     let shared = Arc::new(shared);
     let (stop, stopped) = watch::channel(false);
