@@ -10,6 +10,9 @@
 //!   nothing overflows at phone width, and the console holds no error but the one the
 //!   bad file's 400 causes. Screenshots of both modes at desktop and phone width go to
 //!   `target/playground-screenshots/`.
+//! - `a_product_photo_becomes_a_background_in_chromium`: a photo without transparency
+//!   dropped in Background mode is cut out by the server (`cutout` defaults to `auto`)
+//!   and comes back on a generated background.
 //! - `a_queued_task_is_canceled_in_chromium`: on a server with no worker, the page shows
 //!   the queue position from the task's event stream, and Cancel cancels the task.
 //!
@@ -382,4 +385,25 @@ fn a_queued_task_is_canceled_in_chromium() {
     );
     let errors = console_errors(s);
     assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+#[test]
+fn a_product_photo_becomes_a_background_in_chromium() {
+    let Some(browser) = browser() else { return };
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let pg = open_playground(&browser, &[]);
+    let s = &pg.session;
+    s.upload("#bg-file", &example("coffee.jpg"));
+    assert_eq!(wait_images(s, "#bg-preview", 1), [(600, 400)]);
+    s.send_keys("#bg-prompt", "cup on pastel pink");
+    s.click("#panel-background details summary");
+    s.fill("#bg-n", "1");
+    s.click("#bg-engine option[value='studio']");
+    assert_eq!(generate(s, 1), [(600, 400)]);
+    let tasks = pg.api.get_ok("/v1/tasks");
+    let id = tasks["tasks"][0]["id"].as_str().expect("the task's id").to_string();
+    let task = pg.api.get_ok(&format!("/v1/tasks/{id}"));
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert!(task.to_string().contains("u2netp"), "the photo was cut out: {task}");
+    assert!(console_errors(s).is_empty(), "console errors: {:?}", console_errors(s));
 }
