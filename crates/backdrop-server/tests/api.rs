@@ -755,3 +755,30 @@ async fn the_playground_is_served_with_its_policy_and_caching() {
     let unknown = client.get(server.url("/v1/scenes/nope/thumbnail")).send().await.expect("get");
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
+
+/// What axum's extractors refuse on their own (a query or path segment that does not
+/// parse) still answers in the native API's `{code, message}` shape.
+#[tokio::test]
+async fn extractor_rejections_answer_in_the_error_shape() {
+    let server = start(false, |_| {}).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    for path in
+        ["/v1/tasks?limit=-5", "/v1/tasks?limit=many", "/v1/tasks/%FF%FE", "/v1/tasks/%FF/events"]
+    {
+        let resp = client.get(server.url(path)).bearer_auth(&key).send().await.expect("get");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let body = resp.text().await.expect("body");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(content_type.starts_with("application/json"), "{path}: {content_type} {body}");
+        let error: Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(error["code"], "invalid_parameter", "{path}: {body}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+}

@@ -23,7 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/files/{*key}", get(files::serve))
-        .merge(native::routes())
+        .merge(native::routes().layer(axum::middleware::map_response(json_errors)))
         .merge(playground::routes())
         .merge(crate::compat::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -36,6 +36,44 @@ pub fn router(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The native API answers every error as `{code, message}`. Axum's extractors answer
+/// some on their own in plain text (a path segment or a query such as `limit=-5` that
+/// does not parse, a body of the wrong media type); this rewrites those, keeping the
+/// status and the extractor's explanation as the message.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    // Extractor messages are one short line; anything longer is cut, not buffered.
+    let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_body",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_parameter",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("request refused").to_string()
+    } else {
+        text
+    };
+    let mut response = ApiError::new(status, code, message).into_response();
+    if let Some(value) = retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
