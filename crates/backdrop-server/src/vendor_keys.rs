@@ -63,6 +63,17 @@ pub fn key_id(server_secret: &[u8], access_key: &str) -> Option<i64> {
     (expected.access_key == access_key).then_some(id)
 }
 
+/// The longest a signed credential may stay valid, counted from now: a signature with an
+/// expiry further ahead (a Cutout.pro `signExpireTime`, a Kling JWT `exp`) is refused, so
+/// a leaked one cannot work for ever.
+pub const MAX_SIGNATURE_LIFETIME_SECS: i64 = 24 * 60 * 60;
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths (signature
+/// comparisons must not tell an attacker how many leading bytes were right).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -149,7 +149,10 @@ async fn signed_form_valid_wrong_and_expired() {
     let past = (now_ms() / 1000 - 10).to_string();
     let expired = sign(&creds.access_key, &creds.secret_key, &past);
     let other = vendor_keys::credentials(&server.shared.server_secret, id + 1);
+    let far = (now_ms() / 1000 + 366 * 86_400).to_string();
+    let forever = sign(&creds.access_key, &creds.secret_key, &far);
     let cases = [
+        (creds.access_key.clone(), far, forever, 1002),
         (creds.access_key.clone(), expire.clone(), wrong, 1002),
         (creds.access_key.clone(), expire.clone(), with_plain, 1002),
         (creds.access_key.clone(), past, expired, 1003),

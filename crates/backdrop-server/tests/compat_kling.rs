@@ -252,6 +252,12 @@ async fn auth_failures_have_their_codes() {
     let early =
         jwt(&json!({"iss": pair.access_key, "exp": now + 1800, "nbf": now + 60}), &pair.secret_key);
     assert_eq!(code(send(client.get(&list).bearer_auth(early)).await), (401, Some(1003)));
+    // A token that would stay valid for a year is refused; one for the next 23 hours works.
+    let forever =
+        jwt(&json!({"iss": pair.access_key, "exp": now + 365 * 86_400}), &pair.secret_key);
+    assert_eq!(code(send(client.get(&list).bearer_auth(forever)).await), (401, Some(1002)));
+    let day = jwt(&json!({"iss": pair.access_key, "exp": now + 23 * 3600}), &pair.secret_key);
+    assert_eq!(code(send(client.get(&list).bearer_auth(day)).await), (200, Some(0)));
     let no_exp = jwt(&json!({"iss": pair.access_key, "nbf": now - 5}), &pair.secret_key);
     assert_eq!(code(send(client.get(&list).bearer_auth(no_exp)).await), (401, Some(1002)));
     let stranger = jwt(&json!({"iss": "ak999x000000000000", "exp": now + 60}), "x");

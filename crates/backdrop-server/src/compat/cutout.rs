@@ -13,7 +13,8 @@
 //!   `sign = sha256_hex(uid + secret_key + signExpireTime)` where `secret_key` is the
 //!   key's vendor secret key (the server stores only a hash of the plaintext key, so it
 //!   cannot verify a signature made with it). A signature whose `signExpireTime` is in the
-//!   past is refused. The header wins when both are sent.
+//!   past, or more than 24 hours ahead, is refused; signatures are compared in constant
+//!   time. The header wins when both are sent.
 //! - **Submit body.** JSON `imgUrl`, `imgBase64` (a `data:` prefix is accepted) and
 //!   `text`. When both images are given `imgBase64` is used (no download needed); the
 //!   vendor only says "at least one". Unknown fields are ignored, as the vendor does.
@@ -34,7 +35,7 @@
 //! | code | HTTP | meaning |
 //! | --- | --- | --- |
 //! | 1001 | 401 | no credentials, or an unknown or revoked key |
-//! | 1002 | 401 | signed form: wrong `sign`, unknown `uid` or missing parameter |
+//! | 1002 | 401 | signed form: wrong `sign`, unknown `uid`, missing parameter, or `signExpireTime` more than 24 h ahead |
 //! | 1003 | 401 | signed form: `signExpireTime` has passed |
 //! | 1004 | 429 | more submits per second than the key may make (`Retry-After`) |
 //! | 1005 | 402 | not enough credits |
@@ -55,7 +56,7 @@ use crate::error::ApiError;
 use crate::service::{
     check_rate, load_image, percent, signed_url, submit, ImageSource, Submission,
 };
-use crate::vendor_keys::{credentials, key_id};
+use crate::vendor_keys::{constant_time_eq, credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, Shared};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -200,11 +201,16 @@ async fn cutout_key(
         expire.trim().parse().map_err(|_| bad_sign("signExpireTime must be unix seconds"))?;
     let id = key_id(&shared.server_secret, uid).ok_or_else(|| bad_sign("unknown uid"))?;
     let secret = credentials(&shared.server_secret, id).secret_key;
-    if !sign(uid, &secret, expire).eq_ignore_ascii_case(given.trim()) {
+    let expected = sign(uid, &secret, expire);
+    if !constant_time_eq(expected.as_bytes(), given.trim().to_ascii_lowercase().as_bytes()) {
         return Err(bad_sign("the sign does not match"));
     }
-    if expire_secs < now_ms() / 1000 {
+    let now = now_ms() / 1000;
+    if expire_secs < now {
         return Err(CutoutError::new(StatusCode::UNAUTHORIZED, 1003, "the signature has expired"));
+    }
+    if expire_secs > now + MAX_SIGNATURE_LIFETIME_SECS {
+        return Err(bad_sign("signExpireTime may be at most 24 hours ahead"));
     }
     match shared.repo.key(id).await.map_err(ApiError::from)? {
         Some(key) if key.revoked_at.is_none() => Ok(key),

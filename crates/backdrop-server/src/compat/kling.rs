@@ -21,7 +21,7 @@
 //! | failure | HTTP / code |
 //! |---|---|
 //! | no `Authorization` header, or an empty bearer token | 401 / 1001 |
-//! | not a JWT, not HS256, bad signature, no `iss` or no `exp` | 401 / 1002 |
+//! | not a JWT, not HS256, bad signature, no `iss` or no `exp`, `exp` more than 24 h ahead | 401 / 1002 |
 //! | `nbf` in the future | 401 / 1003 |
 //! | `exp` in the past | 401 / 1004 |
 //! | `iss` not an access key this server issued, or its key revoked | 401 / 1000 |
@@ -63,7 +63,7 @@
 
 use crate::error::ApiError;
 use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
-use crate::vendor_keys::{credentials, key_id};
+use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, CallbackRenderer, Shared};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -268,6 +268,9 @@ async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, Kl
     }
     if exp < (now - CLOCK_LEEWAY_SECS) as f64 {
         return Err(KlingError::auth(1004, "Authorization has expired (exp)"));
+    }
+    if exp > (now + MAX_SIGNATURE_LIFETIME_SECS + CLOCK_LEEWAY_SECS) as f64 {
+        return Err(invalid("exp may be at most 24 hours ahead"));
     }
     Ok(key)
 }
