@@ -449,9 +449,12 @@ async fn image_by_url_is_fetched() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{created}");
+    // No external_task_id given: an empty string, as Kling answers, not null.
+    assert_eq!(created["data"]["task_info"]["external_task_id"], "", "{created}");
     let task = created["data"]["task_id"].as_str().expect("task_id").to_string();
     let done = poll_done(&client, &server, id, &task).await;
     assert_eq!(done["task_status"], "succeed", "{done}");
+    assert_eq!(done["task_info"]["external_task_id"], "", "{done}");
     assert!(done["task_result"]["images"][0].get("watermark_url").is_none());
     // A URL that does not answer with an image is a bad value.
     let (status, err) = send(

@@ -452,8 +452,13 @@ pub fn status_name(state: TaskState) -> &'static str {
     }
 }
 
+/// The task's `external_task_id`; `""` when none was given, as Kling's own answers
+/// have it (clients that read it as a string would fail on `null`).
 fn external_id(task: &Task) -> Value {
-    task.surface_meta.get("external_task_id").cloned().unwrap_or(Value::Null)
+    match task.surface_meta.get("external_task_id") {
+        Some(Value::String(id)) => Value::String(id.clone()),
+        _ => Value::String(String::new()),
+    }
 }
 
 /// The Kling task object of `task` as it stood on entering `entered`.
