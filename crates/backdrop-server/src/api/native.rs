@@ -642,7 +642,8 @@ pub struct CutoutRequest {
     pub image_url: Option<String>,
     /// Photo as base64.
     pub image_base64: Option<String>,
-    /// Segmentation model id (`GET /v1/models`); default: the configured default.
+    /// Segmentation model id (a `[segmentation.models]` entry); default: the configured
+    /// default model.
     pub model: Option<String>,
     /// POSTed on every state change.
     pub callback_url: Option<String>,
