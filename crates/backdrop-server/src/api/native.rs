@@ -14,7 +14,8 @@ use crate::service::{
     self, check_rate, load_image, owned_task, percent, signed_url, ImageSource, Submission,
 };
 use crate::{AppState, Shared};
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -275,10 +276,63 @@ pub struct TaskPage {
     pub next_cursor: Option<String>,
 }
 
-/// A request body: JSON or multipart, read under the body limit.
+/// The caller's key, authenticated and rate-checked from the headers alone. Submit
+/// handlers take it before [`SubmitBody`], so a request without a valid key is refused
+/// before a byte of its body is read: what an unauthenticated client can make the
+/// server hold is one request head.
+pub struct SubmitKey(pub backdrop_store::ApiKey);
+
+impl FromRequestParts<AppState> for SubmitKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = authenticate(state.repo.as_ref(), &parts.headers).await?;
+        check_rate(state, &key.id.to_string())?;
+        Ok(SubmitKey(key))
+    }
+}
+
+/// A request body, read under the body limit: JSON kept as bytes until it is parsed
+/// straight into the route's typed request (no `serde_json::Value` tree, whose size can
+/// be many times the body's), or multipart text fields plus uploaded files.
 pub enum SubmitBody {
-    /// Parsed JSON fields, plus uploaded files by field name.
-    Fields(Map<String, Value>, Vec<(String, Bytes)>),
+    /// A JSON body.
+    Json(Bytes),
+    /// Multipart text fields (as JSON values), plus uploaded files by field name.
+    Form(Map<String, Value>, Vec<(String, Bytes)>),
+}
+
+impl SubmitBody {
+    /// The typed request and the uploaded files.
+    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<(T, Vec<(String, Bytes)>), ApiError> {
+        match self {
+            SubmitBody::Json(body) => Ok((parse_json(&body)?, Vec::new())),
+            SubmitBody::Form(fields, files) => {
+                let req = serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
+                Ok((req, files))
+            }
+        }
+    }
+}
+
+/// Parses a JSON body into `T`: a body that is not JSON, or not an object, is
+/// `invalid_json`; a field of the wrong type or an unknown field is `invalid_parameter`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some() && first != Some(&b'{') {
+        // Tell "not an object" apart from "not JSON" the way a client would.
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Ok(_) => ApiError::bad_request("invalid_json", "the body must be a JSON object"),
+            Err(e) => ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")),
+        });
+    }
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            ApiError::bad_request("invalid_parameter", e.to_string())
+        }
+        _ => ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")),
+    })
 }
 
 /// Fields of multipart requests that stay strings even when they look like numbers.
@@ -343,7 +397,7 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                     fields.insert(name, value);
                 }
             }
-            Ok(SubmitBody::Fields(fields, files))
+            Ok(SubmitBody::Form(fields, files))
         } else if content_type.starts_with("application/json") || content_type.is_empty() {
             let body = Bytes::from_request(req, state).await.map_err(|e| {
                 if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -352,15 +406,10 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                     ApiError::bad_request("invalid_body", e.body_text())
                 }
             })?;
-            match serde_json::from_slice::<Value>(&body) {
-                Ok(Value::Object(fields)) => Ok(SubmitBody::Fields(fields, Vec::new())),
-                Ok(_) => {
-                    Err(ApiError::bad_request("invalid_json", "the body must be a JSON object"))
-                }
-                Err(e) => {
-                    Err(ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
-                }
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::bad_request("invalid_json", "the body is empty"));
             }
+            Ok(SubmitBody::Json(body))
         } else {
             Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -377,11 +426,6 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     } else {
         ApiError::bad_request("invalid_multipart", e.body_text())
     }
-}
-
-fn parse_fields<T: serde::de::DeserializeOwned>(fields: Map<String, Value>) -> Result<T, ApiError> {
-    serde_json::from_value(Value::Object(fields))
-        .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))
 }
 
 fn parse_opt<T: std::str::FromStr<Err = String>>(
@@ -436,12 +480,10 @@ fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Option<Bytes> {
 async fn submit_background(
     State(state): State<AppState>,
     headers: HeaderMap,
+    SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    check_rate(&state, &key.id.to_string())?;
-    let SubmitBody::Fields(fields, mut files) = body;
-    let req: BackgroundRequest = parse_fields(fields)?;
+    let (req, mut files) = body.parse::<BackgroundRequest>()?;
     let size = match (req.width, req.height) {
         (Some(width), Some(height)) => Some(OutputSize { width, height }),
         (None, None) => None,
@@ -594,12 +636,10 @@ fn check_padding_room(job: &JobSpec, input: &Bytes) -> Result<(), ApiError> {
 async fn submit_expansion(
     State(state): State<AppState>,
     headers: HeaderMap,
+    SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    check_rate(&state, &key.id.to_string())?;
-    let SubmitBody::Fields(fields, mut files) = body;
-    let req: ExpansionRequest = parse_fields(fields)?;
+    let (req, mut files) = body.parse::<ExpansionRequest>()?;
     let spec = ExpansionSpec {
         ratios: ExpansionRatios {
             up: req.up.unwrap_or(0.0),
@@ -657,12 +697,10 @@ pub struct CutoutRequest {
 async fn submit_cutout(
     State(state): State<AppState>,
     headers: HeaderMap,
+    SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    check_rate(&state, &key.id.to_string())?;
-    let SubmitBody::Fields(fields, mut files) = body;
-    let req: CutoutRequest = parse_fields(fields)?;
+    let (req, mut files) = body.parse::<CutoutRequest>()?;
     let mut payload = TaskPayload::new(JobSpec::Cutout(CutoutSpec { model: req.model }));
     // The result is a transparent PNG; previews and watermarks are for backgrounds.
     payload.format = OutputFormat::Png;
@@ -916,11 +954,14 @@ async fn task_events(
 ) -> Result<Response, ApiError> {
     let key = authenticate(state.repo.as_ref(), &headers).await?;
     owned_task(&state, &key, &id).await?;
+    // The slot lives in the stream's state: it comes back when the stream ends or the
+    // client goes away.
+    let slot = service::hold_stream(&state, &key.id.to_string())?;
     // Poll the shared database rather than in-process state, so the events are right
     // whichever node or worker runs the task.
     let stream = futures::stream::unfold(
-        (state, id, None::<String>, false),
-        |(state, id, last, done)| async move {
+        (state, id, None::<String>, false, slot),
+        |(state, id, last, done, slot)| async move {
             if done {
                 return None;
             }
@@ -941,7 +982,7 @@ async fn task_events(
                         .data(text.clone());
                     return Some((
                         Ok::<Event, Infallible>(event),
-                        (state, id, Some(text), terminal),
+                        (state, id, Some(text), terminal, slot),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
