@@ -60,6 +60,14 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     /// Secret for signing result URLs; generated and kept in `data_dir/secret` if unset.
     pub secret: Option<Secret>,
+    /// Open connections at once; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// Seconds a request head may take to arrive (trickling or silent clients are
+    /// disconnected after it).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request may take until its response starts (body upload included);
+    /// longer ones get 408 `request_timeout`. Above PicWish's longest `sync=1` wait.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ServerSection {
@@ -69,6 +77,9 @@ impl Default for ServerSection {
             data_dir: PathBuf::from("backdrop-data"),
             public_url: None,
             secret: None,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 300,
         }
     }
 }
@@ -95,6 +106,10 @@ pub struct LimitsSection {
     pub max_queued: u64,
     /// Largest request body in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// Long-lived requests a key may hold at once: event streams
+    /// (`GET /v1/tasks/{id}/events`) and PicWish `sync=1` waits (429 `too_many_streams`
+    /// beyond), so a few keys cannot tie up the database pool with polling.
+    pub max_key_streams: u32,
 }
 
 impl Default for LimitsSection {
@@ -105,6 +120,7 @@ impl Default for LimitsSection {
             max_key_images: 64,
             max_queued: 1000,
             max_body_bytes: 48 * 1024 * 1024,
+            max_key_streams: 8,
         }
     }
 }

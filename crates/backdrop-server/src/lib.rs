@@ -23,6 +23,7 @@ pub mod callbacks;
 pub mod compat;
 pub mod config;
 pub mod error;
+pub mod listen;
 pub mod metrics;
 pub mod ratelimit;
 pub mod service;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub engines: Engines,
     /// Submit rate limits.
     pub limiter: ratelimit::RateLimiter,
+    /// Event streams and synchronous waits each key holds.
+    pub streams: Arc<ratelimit::StreamSlots>,
     /// Metrics.
     pub metrics: metrics::Metrics,
     /// Callback bodies per surface (`native` is always there).
@@ -118,6 +121,7 @@ impl Shared {
             config.limits.submits_per_second,
             config.limits.submit_burst,
         );
+        let streams = ratelimit::StreamSlots::new(config.limits.max_key_streams);
         let mut callback_renderers: HashMap<String, CallbackRenderer> = HashMap::new();
         callback_renderers.insert("native".into(), Arc::new(api::native::callback_body));
         compat::register_callbacks(&mut callback_renderers);
@@ -129,6 +133,7 @@ impl Shared {
             fetcher,
             engines,
             limiter,
+            streams,
             metrics: metrics::Metrics::default(),
             callback_renderers,
             models: Vec::new(),

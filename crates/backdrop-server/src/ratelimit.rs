@@ -1,4 +1,5 @@
-//! Per-key submit rate limits: a token bucket per key, in this process.
+//! Per-key limits kept in this process: submit rates (a token bucket per key) and the
+//! long-lived requests a key holds at once ([`StreamSlots`]).
 //!
 //! Each key's bucket holds up to `burst` tokens and refills at `rate` per second; a
 //! submit takes one. An empty bucket answers with the seconds until the next token, which
@@ -7,7 +8,7 @@
 //! in the database, stay global.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Token buckets keyed by key id (or any other id, such as a vendor account).
@@ -56,6 +57,57 @@ impl RateLimiter {
     }
 }
 
+/// Counts the long-lived requests (event streams, synchronous waits) each key holds, up
+/// to a cap per key. Each one polls the database while it lasts, so without a cap a few
+/// keys could tie up the pool. Per process, like the rate buckets.
+#[derive(Debug)]
+pub struct StreamSlots {
+    cap: u32,
+    held: Mutex<HashMap<String, u32>>,
+}
+
+/// One held slot; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    id: String,
+}
+
+impl StreamSlots {
+    /// At most `cap` slots per id (at least 1).
+    pub fn new(cap: u32) -> Arc<Self> {
+        Arc::new(StreamSlots { cap: cap.max(1), held: Mutex::new(HashMap::new()) })
+    }
+
+    /// The per-id cap.
+    pub fn cap(&self) -> u32 {
+        self.cap
+    }
+
+    /// Takes a slot for `id`, or `None` when it holds `cap` already.
+    pub fn take(self: &Arc<Self>, id: &str) -> Option<StreamSlot> {
+        let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = held.entry(id.to_string()).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot { slots: Arc::clone(self), id: id.to_string() })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = held.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.id);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +122,16 @@ mod tests {
         assert_eq!(limiter.check_at("k", t0), Err(1));
         assert!(limiter.check_at("other", t0).is_ok(), "keys are independent");
         assert!(limiter.check_at("k", t0 + Duration::from_millis(600)).is_ok());
+    }
+
+    #[test]
+    fn stream_slots_cap_each_key_and_come_back_when_dropped() {
+        let slots = StreamSlots::new(2);
+        let a1 = slots.take("a").expect("first");
+        let _a2 = slots.take("a").expect("second");
+        assert!(slots.take("a").is_none(), "a third slot for one key is refused");
+        assert!(slots.take("b").is_some(), "other keys are not affected");
+        drop(a1);
+        assert!(slots.take("a").is_some(), "a dropped slot is free again");
     }
 }

@@ -101,6 +101,24 @@ pub fn check_rate(shared: &Shared, bucket: &str) -> Result<(), ApiError> {
     })
 }
 
+/// Takes one of the key's long-lived request slots (an event stream or a synchronous
+/// wait), held until the returned guard drops; 429 `too_many_streams` at the cap.
+pub fn hold_stream(
+    shared: &Shared,
+    key_id: &str,
+) -> Result<crate::ratelimit::StreamSlot, ApiError> {
+    shared.streams.take(key_id).ok_or_else(|| {
+        ApiError::too_many(
+            "too_many_streams",
+            format!(
+                "this key already holds {} event streams or synchronous waits; close one first",
+                shared.streams.cap()
+            ),
+            1,
+        )
+    })
+}
+
 /// Validates, stores and queues a task. The task is committed before this returns.
 pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, ApiError> {
     if let Some(idem) = &sub.idempotency_key {

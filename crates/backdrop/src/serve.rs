@@ -253,7 +253,8 @@ pub fn serve(config: &Config, engines: Engines, args: ServeArgs) -> Result<(), S
             stopped.clone(),
         )));
         let app = backdrop_server::router(Arc::clone(&shared));
-        let served = axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await;
+        let limits = backdrop_server::listen::ConnectionLimits::of(&shared.config);
+        let served = backdrop_server::listen::serve(listener, app, limits, shutdown_signal()).await;
         let _ = stop.send(true);
         for task in tasks {
             let _ = task.await;

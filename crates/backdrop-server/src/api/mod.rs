@@ -35,7 +35,29 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), time_limit))
         .with_state(state)
+}
+
+/// Bounds how long a request may take until its response starts, body upload included,
+/// so a client trickling its body cannot hold a connection (and a handler) for ever.
+/// Streaming bodies (event streams, downloads) are not cut: the limit ends when the
+/// response head is ready.
+pub async fn time_limit(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let secs = state.config.server.request_timeout_secs;
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request did not complete within {secs} s"),
+        )
+        .into_response(),
+    }
 }
 
 /// The native API answers every error as `{code, message}`. Axum's extractors answer

@@ -58,13 +58,10 @@ pub async fn start_with(
     let (stop, stopped) = watch::channel(false);
     let app = backdrop_server::router(Arc::clone(&shared));
     let mut shutdown = stopped.clone();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await;
-    });
+    let limits = backdrop_server::listen::ConnectionLimits::of(&shared.config);
+    tokio::spawn(backdrop_server::listen::serve(listener, app, limits, async move {
+        let _ = shutdown.changed().await;
+    }));
     if devices > 0 {
         let worker =
             worker::run(Arc::clone(&shared), "test-worker".into(), devices, stopped.clone());
