@@ -359,3 +359,73 @@ async fn img_url_is_downloaded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn the_java_sdk_signs_with_the_numeric_uid_and_reads_its_balance() {
+    let server = start(false, |_| {}).await;
+    let (key, plaintext) =
+        backdrop_server::auth::create_key(server.shared.repo.as_ref(), "sdk", Some(50), now_ms())
+            .await
+            .expect("key");
+    let secret = vendor_keys::credentials(&server.shared.server_secret, key.id).secret_key;
+    let client = reqwest::Client::new();
+    // As the SDK signs: `uid` is a Long, printed in decimal.
+    let uid = key.id.to_string();
+    let expire = (now_ms() / 1000 + 300).to_string();
+    let signed = |uid: &str, secret: &str| {
+        vec![
+            ("uid".to_string(), uid.to_string()),
+            ("signExpireTime".to_string(), expire.clone()),
+            ("sign".to_string(), sign(uid, secret, &expire)),
+        ]
+    };
+
+    let r = client
+        .post(server.url("/api/v1/paintAsync"))
+        .query(&signed(&uid, &secret))
+        .json(&json!({"imgBase64": cutout_b64(), "text": "pink"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::OK);
+    let created: Value = r.json().await.expect("json");
+    assert_envelope(&created, 0);
+    let task_id = created["data"].as_i64().expect("id").to_string();
+    let mut query = signed(&uid, &secret);
+    query.push(("taskId".into(), task_id));
+    let r = client.get(server.url("/api/v1/getPaintResult")).query(&query).send().await;
+    let polled: Value = r.expect("get").json().await.expect("json");
+    assert_envelope(&polled, 0);
+
+    // mySubscription in the SDK's fields: 3 credits of 50 reserved for the task.
+    let r = client.get(server.url("/api/v1/mySubscription")).query(&signed(&uid, &secret)).send();
+    let body: Value = r.await.expect("get").json().await.expect("json");
+    assert_envelope(&body, 0);
+    let data = &body["data"];
+    assert_eq!(data["userId"], key.id, "the uid, as the user learns it: {body}");
+    assert_eq!(data["imageBalance"], 47, "{body}");
+    assert_eq!(data["apiCredits"], 47, "{body}");
+    assert_eq!((&data["monthBalance"], &data["videoBalance"]), (&json!(0), &json!(0)), "{body}");
+    for date in ["monthStartDate", "monthExpireDate"] {
+        assert!(data.get(date).is_some_and(Value::is_null), "{date}: {body}");
+    }
+    // With the header too, and for an unmetered key the balance is null.
+    let unmetered = server.key(None).await;
+    let r = client.get(server.url("/api/v1/mySubscription")).header("APIKEY", &unmetered).send();
+    let body: Value = r.await.expect("get").json().await.expect("json");
+    assert_eq!(body["data"]["imageBalance"], Value::Null, "{body}");
+    assert_eq!(body["data"]["monthBalance"], 0, "{body}");
+
+    // Another key's numeric id, a sign made with the plaintext key, a uid of no key.
+    let other = (key.id + 1).to_string();
+    for (uid, secret) in [
+        (other.as_str(), secret.as_str()),
+        (uid.as_str(), plaintext.as_str()),
+        ("0", secret.as_str()),
+    ] {
+        let r = client.get(server.url("/api/v1/mySubscription")).query(&signed(uid, secret));
+        let r = r.send().await.expect("get");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uid}");
+        assert_envelope(&r.json().await.expect("json"), 1002);
+    }
+}

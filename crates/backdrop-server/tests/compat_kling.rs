@@ -466,3 +466,49 @@ async fn image_by_url_is_fetched() {
     .await;
     assert_eq!((status.as_u16(), err["code"].as_u64()), (400, Some(1201)), "{err}");
 }
+
+#[tokio::test]
+async fn a_plain_api_key_authenticates_beside_the_jwt() {
+    let server = start(false, fast).await;
+    let (key, plaintext) =
+        auth::create_key(server.shared.repo.as_ref(), "kling", Some(10), now_ms())
+            .await
+            .expect("key");
+    let client = reqwest::Client::new();
+    let code = |(status, body): (StatusCode, Value)| (status.as_u16(), body["code"].as_u64());
+    let body = json!({
+        "image": b64(&photo(300, 300)), "up_expansion_ratio": 0.1, "down_expansion_ratio": 0,
+        "left_expansion_ratio": 0, "right_expansion_ratio": 0, "external_task_id": "plain-1",
+    });
+
+    // `Authorization: Bearer <API key>`, as Kling's current documents send it.
+    let (status, created) =
+        send(client.post(server.url(EXPAND)).bearer_auth(&plaintext).json(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["code"], 0);
+    let task = created["data"]["task_id"].as_str().expect("task_id").to_string();
+    for id in [task.as_str(), "plain-1"] {
+        let path = format!("{EXPAND}/{id}");
+        let (status, found) = send(client.get(server.url(&path)).bearer_auth(&plaintext)).await;
+        assert_eq!((status, &found["data"]["task_id"]), (StatusCode::OK, &json!(task)), "{found}");
+    }
+    // The JWT of the same key sees the same task.
+    let (status, listed) =
+        send(client.get(server.url(EXPAND)).bearer_auth(token(&server, key.id))).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["data"][0]["task_id"], task.as_str());
+    let after = server.shared.repo.key(key.id).await.expect("repo").expect("key");
+    assert_eq!(after.balance, Some(9), "charged to the key");
+
+    // An unknown key, and a revoked one, are refused in Kling's envelope.
+    let list = server.url(EXPAND);
+    let unknown = send(client.get(&list).bearer_auth("bd_notakeyofthisserver")).await;
+    assert!(unknown.1["request_id"].is_string(), "{}", unknown.1);
+    assert_eq!(code(unknown), (401, Some(1000)));
+    server.shared.repo.revoke_key(key.id, now_ms()).await.expect("revoke");
+    assert_eq!(code(send(client.get(&list).bearer_auth(&plaintext)).await), (401, Some(1000)));
+    assert_eq!(
+        code(send(client.get(&list).bearer_auth(token(&server, key.id))).await),
+        (401, Some(1000))
+    );
+}

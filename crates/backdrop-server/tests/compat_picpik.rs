@@ -3,9 +3,11 @@
 
 mod common;
 
-use backdrop_server::compat::picpik::signature;
+use backdrop_core::EngineName;
+use backdrop_server::compat::picpik::{signature, STATUS_WORDS, TERMINAL_STATUS_WORDS};
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
+use backdrop_store::{ResultImage, TaskResult};
 use base64::Engine as _;
 use common::{cutout_b64, png, start, TestServer};
 use image::{Rgba, RgbaImage};
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 struct Client {
     http: reqwest::Client,
     url: String,
+    id: i64,
     public: String,
     private: String,
 }
@@ -30,6 +33,7 @@ impl Client {
         Client {
             http: reqwest::Client::new(),
             url: server.url("/"),
+            id: key.id,
             public: pair.access_key,
             private: pair.secret_key,
         }
@@ -119,13 +123,13 @@ async fn generate_poll_download() {
         assert_eq!(answer["RetCode"], 0, "{answer}");
         let detail = answer["TaskDetailList"][0].clone();
         assert_eq!(detail["TaskUID"], uid.as_str());
-        if matches!(detail["Status"].as_str(), Some("Success" | "Failed")) {
+        if matches!(detail["Status"].as_str(), Some("Finished" | "Error")) {
             break detail;
         }
         assert!(Instant::now() < deadline, "not done: {detail}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(detail["Status"], "Success", "{detail}");
+    assert_eq!(detail["Status"], "Finished", "{detail}");
     assert_eq!(detail["Action"], "GenerateBackgrounds");
     assert_eq!(detail["Seed"], 42);
     assert_eq!(detail["ErrorCode"], 0);
@@ -224,6 +228,165 @@ async fn rate_limit_has_its_ret_code() {
     })
     .await;
     let client = Client::new(&server, None).await;
+    assert_eq!(client.call(generate(json!({"request_uuid": "first"}))).await["RetCode"], 0);
+    assert_eq!(client.call(generate(json!({"request_uuid": "second"}))).await["RetCode"], 290);
+}
+
+#[tokio::test]
+async fn a_lowercase_signature_field_is_accepted_and_never_signed() {
+    let server = start(false, fast).await;
+    let client = Client::new(&server, None).await;
+    let mut params = json!({"Action": "ListRunningTasks", "PublicKey": client.public});
+    let sig = signature(params.as_object().expect("object"), &client.private);
+    params["signature"] = json!(sig);
+    let answer = client.raw(&params).await;
+    assert_eq!(answer["RetCode"], 0, "{answer}");
+    assert_eq!(answer["TaskUIDList"], json!([]));
+
+    // Either name, it is checked: a wrong one is refused.
+    params["signature"] = json!(signature(params.as_object().expect("object"), "guess"));
+    assert_eq!(client.raw(&params).await["RetCode"], 171);
+    // Both names at once: `Signature` is the one checked, and neither is signed.
+    params["Signature"] = json!(sig);
+    params["signature"] = json!("anything");
+    assert_eq!(client.raw(&params).await["RetCode"], 0);
+}
+
+#[tokio::test]
+async fn a_replayed_body_returns_its_task_and_charges_once() {
+    // One submit per 100 s: a replay that made a new task would also hit the rate limit.
+    let server = start(false, |c| {
+        c.limits.submits_per_second = 0.01;
+        c.limits.submit_burst = 1;
+    })
+    .await;
+    let client = Client::new(&server, Some(10)).await;
+    let mut body = generate(json!({"request_uuid": "6f1c2b1e-replayed", "BatchSize": 2}));
+    body["PublicKey"] = json!(client.public);
+    body["Signature"] = json!(signature(body.as_object().expect("object"), &client.private));
+
+    let first = client.raw(&body).await;
+    assert_eq!(first["RetCode"], 0, "{first}");
+    let uid = first["TaskUID"].as_str().expect("TaskUID").to_string();
+    for _ in 0..3 {
+        let again = client.raw(&body).await;
+        assert_eq!(again["RetCode"], 0, "{again}");
+        assert_eq!(again["TaskUID"], uid.as_str(), "the same task");
+        assert_eq!(again["request_uuid"], "6f1c2b1e-replayed");
+    }
+    let key = server.shared.repo.key(client.id).await.expect("repo").expect("key");
+    assert_eq!(key.balance, Some(8), "2 images reserved once");
+    let filter = backdrop_store::TaskFilter { limit: 100, ..Default::default() };
+    let tasks = server.shared.repo.list_tasks(client.id, &filter).await.expect("list");
+    assert_eq!(tasks.len(), 1, "one task");
+
+    // The same request_uuid on a different request is the client's bug, not a replay.
+    let other = client.call(generate(json!({"request_uuid": "6f1c2b1e-replayed"}))).await;
+    assert_eq!(other["RetCode"], 230, "{other}");
+    assert!(other["Message"].as_str().expect("Message").contains("request_uuid"), "{other}");
+    // Another key may use the same request_uuid for its own task.
+    let stranger = Client::new(&server, None).await;
+    let theirs = stranger.call(generate(json!({"request_uuid": "6f1c2b1e-replayed"}))).await;
+    assert_eq!(theirs["RetCode"], 0, "{theirs}");
+    assert_ne!(theirs["TaskUID"], uid.as_str());
+}
+
+#[tokio::test]
+async fn every_status_word_and_ended_tasks_are_terminal() {
+    let server = start(false, fast).await;
+    let client = Client::new(&server, None).await;
+    let repo = &server.shared.repo;
+    let engines = [EngineName::Studio, EngineName::Patch, EngineName::Diffusion];
+    let submit = |uuid: &'static str| {
+        let client = &client;
+        async move {
+            let answer = client.call(generate(json!({"request_uuid": uuid}))).await;
+            assert_eq!(answer["RetCode"], 0, "{answer}");
+            answer["TaskUID"].as_str().expect("TaskUID").to_string()
+        }
+    };
+    let detail = |uid: String| {
+        let client = &client;
+        async move {
+            let answer =
+                client.call(json!({"Action": "ListTasksDetails", "TaskUIDList": [uid]})).await;
+            assert_eq!(answer["RetCode"], 0, "{answer}");
+            answer["TaskDetailList"][0].clone()
+        }
+    };
+    let words = |d: &Value| {
+        (d["Status"].as_str().map(str::to_string), d["ErrorCode"].as_i64(), d["ImgList"].clone())
+    };
+    let none = json!([]);
+
+    // Queued, running, then failed.
+    let failing = submit("status-failed").await;
+    assert_eq!(
+        words(&detail(failing.clone()).await),
+        (Some("Queuing".into()), Some(0), none.clone())
+    );
+    let claimed = repo.claim("w", &engines, 60_000, now_ms()).await.expect("claim").expect("task");
+    assert_eq!(claimed.uid, failing);
+    assert_eq!(
+        words(&detail(failing.clone()).await),
+        (Some("Running".into()), Some(0), none.clone())
+    );
+    assert!(repo.fail(&failing, "w", "engine_failed", "boom", now_ms()).await.expect("fail"));
+    let failed = detail(failing).await;
+    assert_eq!(words(&failed), (Some("Error".into()), Some(500), none.clone()));
+    assert_eq!(failed["ErrorMassage"], "boom");
+
+    // Canceled while queued.
+    let canceling = submit("status-canceled").await;
+    repo.cancel(&canceling, now_ms()).await.expect("cancel").expect("task");
+    assert_eq!(words(&detail(canceling).await), (Some("Error".into()), Some(499), none.clone()));
+
+    // Succeeded, then its results expire.
+    let succeeding = submit("status-finished").await;
+    let claimed = repo.claim("w", &engines, 60_000, now_ms()).await.expect("claim").expect("task");
+    assert_eq!(claimed.uid, succeeding);
+    let result = TaskResult {
+        engine: "studio".into(),
+        seed: 7,
+        width: 96,
+        height: 96,
+        images: vec![ResultImage {
+            index: 1,
+            seed: 7,
+            blob: format!("tasks/{succeeding}/1.png"),
+            preview_blob: None,
+            watermarked_blob: None,
+        }],
+        notes: Vec::new(),
+        engine_ms: 1.0,
+    };
+    let now = now_ms();
+    assert!(repo.complete(&succeeding, "w", result, now, now).await.expect("complete"));
+    let (status, code, images) = words(&detail(succeeding.clone()).await);
+    assert_eq!((status.as_deref(), code), (Some("Finished"), Some(0)));
+    assert_eq!(images.as_array().map(Vec::len), Some(1), "{images}");
+    let id = repo.task(&succeeding).await.expect("task").expect("task").id;
+    assert!(repo.mark_expired(id, now + 1).await.expect("expire"));
+    assert_eq!(words(&detail(succeeding).await), (Some("Finished".into()), Some(0), none));
+
+    // Every word given is documented, and only ended tasks have a terminal word.
+    for word in ["Queuing", "Running"] {
+        assert!(STATUS_WORDS.contains(&word) && !TERMINAL_STATUS_WORDS.contains(&word));
+    }
+    for word in ["Finished", "Error"] {
+        assert!(STATUS_WORDS.contains(&word) && TERMINAL_STATUS_WORDS.contains(&word));
+    }
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_in_the_envelope() {
+    let server = start(false, |c| c.limits.max_body_bytes = 64 * 1024).await;
+    let client = Client::new(&server, None).await;
+    let large = generate(json!({"ImageList": [b64(&vec![7u8; 128 * 1024])]}));
+    let answer = client.call(large).await;
+    assert_eq!(answer["RetCode"], 100, "{answer}");
+    let message = answer["Message"].as_str().expect("Message");
+    assert!(message.contains("larger than the limit of 65536 bytes"), "{message}");
+    // Under the limit the same call is read, signed and answered.
     assert_eq!(client.call(generate(json!({}))).await["RetCode"], 0);
-    assert_eq!(client.call(generate(json!({}))).await["RetCode"], 290);
 }

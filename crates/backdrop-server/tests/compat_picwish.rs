@@ -411,3 +411,46 @@ async fn image_url_in_a_plain_form() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(data.get("image_2").is_none());
 }
+
+#[tokio::test]
+async fn expired_results_keep_their_image_keys_as_null() {
+    // Results live 0 s: due for the sweep as soon as they are made.
+    let server = start(true, |c| {
+        c.results.ttl_secs = 0;
+        c.limits.submits_per_second = 1000.0;
+        c.limits.submit_burst = 1000;
+    })
+    .await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for return_type in ["1", "2"] {
+        let form =
+            file_form(cutout(256, 256)).text("scene_type", "101").text("return_type", return_type);
+        let (status, body) = create(&client, &server.base, &key, form).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let task_id = body["data"]["task_id"].as_str().expect("task_id").to_string();
+        let data = poll_done(&client, &server.base, &key, &task_id).await;
+        assert_eq!(data["state"], 1, "{data}");
+        assert!(data["image_1"].is_string() && data["image_2"].is_string(), "{data}");
+        tasks.push(task_id);
+    }
+
+    assert_eq!(backdrop_server::sweeper::sweep_once(&server.shared).await, 2);
+    for task_id in &tasks {
+        let r = client
+            .get(format!("{}{PATH}/{task_id}", server.base))
+            .header("X-API-KEY", &key)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::OK);
+        let body: Value = r.json().await.expect("json");
+        let data = &body["data"];
+        assert_eq!(data["state"], 1, "still done: {body}");
+        for field in ["image_1", "image_2"] {
+            assert!(data.get(field).is_some_and(Value::is_null), "{field}: {body}");
+        }
+        assert!(data.get("image_3").is_none(), "{body}");
+    }
+}

@@ -8,13 +8,22 @@
 //! # Wire choices
 //!
 //! - **Auth.** Header `APIKEY: <native key>`. Without the header, the signed form of the
-//!   official SDK: query `uid` (the key's vendor access key, see
-//!   [`crate::vendor_keys`]), `signExpireTime` (unix seconds) and
+//!   official SDK: query `uid`, `signExpireTime` (unix seconds) and
 //!   `sign = sha256_hex(uid + secret_key + signExpireTime)` where `secret_key` is the
 //!   key's vendor secret key (the server stores only a hash of the plaintext key, so it
-//!   cannot verify a signature made with it). A signature whose `signExpireTime` is in the
-//!   past, or more than 24 hours ahead, is refused; signatures are compared in constant
-//!   time. The header wins when both are sent.
+//!   cannot verify a signature made with it). `uid` is the key's numeric id (the official
+//!   Java SDK's `uid` is a `Long`; `backdrop keys show ID` prints it, and
+//!   `mySubscription` answers it as `userId`) or the key's vendor access key (see
+//!   [`crate::vendor_keys`]); `sign` covers the `uid` exactly as sent. A signature whose
+//!   `signExpireTime` is in the past, or more than 24 hours ahead, is refused; signatures
+//!   are compared in constant time. The header wins when both are sent.
+//! - **Balance.** `mySubscription` answers the fields the official SDK reads, mapped from
+//!   the key's single balance, which never lapses and is what the vendor calls
+//!   pay-as-you-go credits: `imageBalance` = the balance; `monthBalance` 0 and
+//!   `monthStartDate` / `monthExpireDate` `null` (Backdrop has no monthly plan);
+//!   `videoBalance` 0 (no video service). Also `userId` (the numeric `uid`) and
+//!   `apiCredits` (the balance). An unmetered key's `imageBalance` and `apiCredits` are
+//!   `null`.
 //! - **Submit body.** JSON `imgUrl`, `imgBase64` (a `data:` prefix is accepted) and
 //!   `text`. When both images are given `imgBase64` is used (no download needed); the
 //!   vendor only says "at least one". Unknown fields are ignored, as the vendor does.
@@ -170,6 +179,16 @@ pub fn sign(uid: &str, secret_key: &str, expire_time: &str) -> String {
     hex::encode(Sha256::digest(format!("{uid}{secret_key}{expire_time}").as_bytes()))
 }
 
+/// The key id a signed form's `uid` names: the key's numeric id (what the official SDK
+/// sends, a `Long`), or its vendor access key. Either way the signature must be made
+/// with the key's secret key, so a guessed id gains nothing.
+fn uid_key_id(server_secret: &[u8], uid: &str) -> Option<i64> {
+    if !uid.is_empty() && uid.bytes().all(|b| b.is_ascii_digit()) {
+        return uid.parse().ok().filter(|id| *id > 0);
+    }
+    key_id(server_secret, uid)
+}
+
 /// The key a request carries: header `APIKEY`, else the signed query form.
 async fn cutout_key(
     shared: &Shared,
@@ -199,7 +218,7 @@ async fn cutout_key(
     };
     let expire_secs: i64 =
         expire.trim().parse().map_err(|_| bad_sign("signExpireTime must be unix seconds"))?;
-    let id = key_id(&shared.server_secret, uid).ok_or_else(|| bad_sign("unknown uid"))?;
+    let id = uid_key_id(&shared.server_secret, uid).ok_or_else(|| bad_sign("unknown uid"))?;
     let secret = credentials(&shared.server_secret, id).secret_key;
     let expected = sign(uid, &secret, expire);
     if !constant_time_eq(expected.as_bytes(), given.trim().to_ascii_lowercase().as_bytes()) {
@@ -391,14 +410,30 @@ async fn get_paint_result(
     Ok(ok(paint_view(&state, &task).await?))
 }
 
-/// `GET /api/v1/mySubscription`: the key's balance (`null` when unmetered).
+/// `GET /api/v1/mySubscription`: the key's balance, in the fields the official SDK reads
+/// and in Backdrop's own (see the module doc for the mapping).
 async fn my_subscription(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, CutoutError> {
     let key = cutout_key(&state, &headers, &query).await?;
-    Ok(ok(json!({"userId": key.id, "apiCredits": key.balance})))
+    Ok(ok(subscription(&key)))
+}
+
+/// The `mySubscription` data of a key. A Backdrop key has one balance that does not lapse,
+/// which is what the vendor calls pay-as-you-go credits (`imageBalance`); there is no
+/// monthly plan (`monthBalance` 0, no dates) and no video service (`videoBalance` 0).
+fn subscription(key: &ApiKey) -> Value {
+    json!({
+        "userId": key.id,
+        "apiCredits": key.balance,
+        "monthBalance": 0,
+        "imageBalance": key.balance,
+        "videoBalance": 0,
+        "monthStartDate": null,
+        "monthExpireDate": null,
+    })
 }
 
 #[cfg(test)]
@@ -412,6 +447,17 @@ mod tests {
             sign("a", "b", "c"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_uid_is_a_numeric_key_id_or_an_access_key() {
+        let secret = b"server";
+        assert_eq!(uid_key_id(secret, "42"), Some(42));
+        let pair = credentials(secret, 42);
+        assert_eq!(uid_key_id(secret, &pair.access_key), Some(42));
+        for bad in ["", "0", "-42", "+42", "4 2", "42x", "99999999999999999999", "ak42x0"] {
+            assert_eq!(uid_key_id(secret, bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Kling Image Expansion, wire-compatible: a Kling client works against Backdrop by
-//! changing its base URL and its access key / secret key pair.
+//! changing its base URL and its credentials (an access key / secret key pair, or an API
+//! key).
 //!
 //! This module owns the Kling routes, the Kling JWT check, the translation of a Kling
 //! expansion request onto the native [`ExpansionSpec`], the Kling task object (answers,
@@ -13,10 +14,15 @@
 //!   first (`pageNum` 1..=1000, `pageSize` 1..=500, defaults 1 and 30).
 //!
 //! # Auth
-//! `Authorization: Bearer <JWT>`, HS256, signed with the key's vendor secret key
-//! ([`crate::vendor_keys`]); `iss` is the vendor access key. `exp` is required, `nbf` is
-//! checked when present; both get [`CLOCK_LEEWAY_SECS`] of leeway for clock skew. The
-//! signature is checked before the time claims, so an unsigned token learns nothing.
+//! Either form of Kling's `Authorization: Bearer <token>`:
+//! - a JWT (Kling's access key / secret key form, which third-party clients still use):
+//!   HS256, signed with the key's vendor secret key ([`crate::vendor_keys`]); `iss` is
+//!   the vendor access key. `exp` is required, `nbf` is checked when present; both get
+//!   [`CLOCK_LEEWAY_SECS`] of leeway for clock skew. The signature is checked before the
+//!   time claims, so an unsigned token learns nothing.
+//! - a plain API key (the form Kling's current documents describe): the Backdrop key
+//!   itself, the same one the native API takes, checked the same way. A token without a
+//!   `.` is read as a key, since every JWT has two.
 //!
 //! | failure | HTTP / code |
 //! |---|---|
@@ -25,6 +31,7 @@
 //! | `nbf` in the future | 401 / 1003 |
 //! | `exp` in the past | 401 / 1004 |
 //! | `iss` not an access key this server issued, or its key revoked | 401 / 1000 |
+//! | an API key that is unknown or revoked | 401 / 1000 |
 //!
 //! # Envelope and codes
 //! Every answer is `{code, message, request_id, data}`; `code` 0 and `message`
@@ -61,6 +68,7 @@
 //!   every Backdrop callback (`Backdrop-Signature`, see [`crate::callbacks`]).
 //! - Credits: [`backdrop_core::PriceTable::kling`] of `n`, reserved at submit.
 
+use crate::auth::hash_key;
 use crate::error::ApiError;
 use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
 use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
@@ -217,7 +225,8 @@ fn b64url_json(part: &str) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Checks the bearer JWT and returns the key it authenticates.
+/// Checks the bearer token (a JWT, or a plain API key) and returns the key it
+/// authenticates.
 async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, KlingError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     // HTTP trims trailing blanks, so `Bearer ` with no token arrives as `Bearer`.
@@ -229,6 +238,15 @@ async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, Kl
     };
     if token.is_empty() {
         return Err(KlingError::auth(1001, "Authorization is empty"));
+    }
+    if !token.contains('.') {
+        // Not a JWT (those always have dots; Backdrop keys never do): an API key, checked
+        // as the native API checks it.
+        return match shared.repo.key_by_hash(&hash_key(token)).await {
+            Ok(Some(key)) => Ok(key),
+            Ok(None) => Err(KlingError::auth(1000, "Authentication failed: unknown API key")),
+            Err(e) => Err(ApiError::from(e).into()),
+        };
     }
     let invalid = |why: &str| KlingError::auth(1002, format!("Authorization is invalid: {why}"));
     let parts: Vec<&str> = token.split('.').collect();

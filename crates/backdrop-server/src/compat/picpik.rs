@@ -16,9 +16,29 @@
 //! # Auth
 //! `PublicKey` is the key's vendor access key, the private key its vendor secret key
 //! ([`crate::vendor_keys`]). `Signature` is checked with the vendor's algorithm
-//! ([`signature`]): every parameter but `Signature`, keys sorted by byte order,
+//! ([`signature`]): every parameter but the signature, keys sorted by byte order,
 //! `key + value` concatenated (nested objects and arrays flattened, see
-//! [`signature_string`]), the private key appended, SHA-1, lowercase hex.
+//! [`signature_string`]), the private key appended, SHA-1, lowercase hex. The signature
+//! may come as `Signature` (the vendor's signer) or `signature` (some of its samples);
+//! both names are left out of the signed string ([`SIGNATURE_FIELDS`]).
+//!
+//! # Reading the body
+//! The signature covers the whole body, so the body is read before anything else: at
+//! most the router's `limits.max_body_bytes` (a larger one is RetCode 100 naming the
+//! limit, and is never parsed). Parsing the JSON and hashing it (up to 16 base64 images)
+//! run on the blocking pool, not on the async threads; the signed string is hashed as
+//! it is encoded, never built as one more copy of the body.
+//!
+//! # Replays and retries
+//! A signed body stays valid for ever (PicPik signs no timestamp), so a captured or
+//! retried `GenerateBackgrounds` must not make and charge a second task. Its
+//! `request_uuid` is the task's idempotency key, per key (the native idempotency
+//! mechanism of [`crate::service::submit`], stored with a `picpik:` prefix so it never
+//! meets a native `Idempotency-Key`): the same body again answers the same `TaskUID`,
+//! charges nothing more and takes no rate-limit token. The same `request_uuid` with a
+//! different body is RetCode 230, since answering with another request's task would hide
+//! the client's bug. Without a `request_uuid` every call makes a new task; at most
+//! [`MAX_REQUEST_UUID_LEN`] characters are kept.
 //!
 //! # Envelope and codes
 //! Every answer is HTTP 200 with `{RetCode, Action, Message, request_uuid}` (the
@@ -29,13 +49,13 @@
 //! | RetCode | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 100 | the body is not a JSON object (or is over the size limit) |
+//! | 100 | the body is not a JSON object, or is over the size limit |
 //! | 160 | `Action` missing |
 //! | 161 | `Action` unknown |
 //! | 170 | `PublicKey` or `Signature` missing |
 //! | 171 | `Signature` does not match |
 //! | 172 | `PublicKey` unknown, or its key revoked |
-//! | 230 | a parameter missing, of the wrong type or out of range (the message names it) |
+//! | 230 | a parameter missing, of the wrong type or out of range (the message names it), or a `request_uuid` reused for a different request |
 //! | 231 | an image refused: not base64, not a PNG with transparency, too large or small |
 //! | 232 | `MainModel.ModelCode` or a `SubModelList` model is not served here |
 //! | 233 | a `TaskUID` unknown to this key |
@@ -77,19 +97,31 @@
 //!   charge.
 //! - `UseMainModelVAE` is accepted and recorded; Backdrop's models always decode with
 //!   the VAE they were exported with.
-//! - `Status` in the details: `Pending` (queued), `Running`, `Success`, `Failed` (failed
-//!   or canceled). `ErrorCode` is 0, or 500 for a failed task and 499 for a canceled
-//!   one, with the reason in `ErrorMassage`. `ImgList` holds signed URLs, kept for the
-//!   configured result lifetime. `ConsumeApiPoint` is the credits charged (reserved,
-//!   while the task runs).
+//! - `Status` in the details: the vendor's own words ([`STATUS_WORDS`]), the only ones
+//!   it publishes (its task-detail API):
+//!
+//!   | task | `Status` | ended | `ErrorCode` | `ImgList` |
+//!   |---|---|---|---|---|
+//!   | queued | `Queuing` | no | 0 | `[]` |
+//!   | running | `Running` | no | 0 | `[]` |
+//!   | succeeded | `Finished` | yes | 0 | signed URLs |
+//!   | succeeded, results expired | `Finished` | yes | 0 | `[]` |
+//!   | failed | `Error` | yes | 500 | `[]` |
+//!   | canceled | `Error` | yes | 499 | `[]` |
+//!
+//!   Every ended task is `Finished` or `Error` ([`TERMINAL_STATUS_WORDS`]), so a client
+//!   that polls until it reads one of them always stops. The failure reason is in
+//!   `ErrorMassage`. Signed URLs are kept for the configured result lifetime.
+//!   `ConsumeApiPoint` is the credits charged (reserved, while the task runs).
 //! - Credits: [`backdrop_core::PriceTable::picpik`] of `BatchSize`.
 
 use crate::error::ApiError;
 use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
-use crate::vendor_keys::{credentials, key_id};
+use crate::vendor_keys::{constant_time_eq, credentials, key_id};
 use crate::{AppState, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -101,6 +133,8 @@ use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, Task, TaskFilter};
 use serde_json::{json, Map, Value};
+use sha1::{Digest, Sha1};
+use std::sync::Arc;
 
 /// The surface name stored with PicPik tasks.
 pub const SURFACE: &str = "picpik";
@@ -112,6 +146,10 @@ pub const MAX_TASK_UIDS: usize = 100;
 pub const MAX_SIDE: u32 = 2560;
 /// Smallest `Width` / `Height`.
 pub const MIN_SIDE: u32 = 64;
+/// Longest `request_uuid` kept as an idempotency key (a UUID is 36 characters).
+pub const MAX_REQUEST_UUID_LEN: usize = 200;
+/// Prefix of the idempotency key under which a `request_uuid` is stored.
+const IDEMPOTENCY_PREFIX: &str = "picpik:";
 
 /// The PicPik routes.
 pub fn routes() -> Router<AppState> {
@@ -153,96 +191,75 @@ impl From<ApiError> for PicpikError {
     }
 }
 
-/// SHA-1 of `data` (the signature's digest; written out here because nothing else in
-/// the service needs it).
-pub fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
-    let mut message = data.to_vec();
-    let bit_len = (data.len() as u64).wrapping_mul(8);
-    message.push(0x80);
-    while message.len() % 64 != 56 {
-        message.push(0);
-    }
-    message.extend_from_slice(&bit_len.to_be_bytes());
-    for chunk in message.chunks_exact(64) {
-        let mut w = [0u32; 80];
-        for (i, word) in chunk.chunks_exact(4).enumerate() {
-            w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for i in 16..80 {
-            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e] = h;
-        for (i, wi) in w.iter().enumerate() {
-            let (f, k) = match i {
-                0..=19 => ((b & c) | (!b & d), 0x5A82_7999),
-                20..=39 => (b ^ c ^ d, 0x6ED9_EBA1),
-                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1B_BCDC),
-                _ => (b ^ c ^ d, 0xCA62_C1D6),
-            };
-            let t =
-                a.rotate_left(5).wrapping_add(f).wrapping_add(e).wrapping_add(k).wrapping_add(*wi);
-            e = d;
-            d = c;
-            c = b.rotate_left(30);
-            b = a;
-            a = t;
-        }
-        for (hi, v) in h.iter_mut().zip([a, b, c, d, e]) {
-            *hi = hi.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 20];
-    for (i, v) in h.iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&v.to_be_bytes());
-    }
-    out
+/// The fields a client may carry its signature in: `Signature`, as the vendor's signer
+/// sends it, and the lowercase `signature` of some of its samples. Neither is signed.
+pub const SIGNATURE_FIELDS: [&str; 2] = ["Signature", "signature"];
+
+/// Where the signed string goes: into text (to show it), or straight into the digest, so
+/// a large body is never copied into one more string just to be hashed.
+trait Sink {
+    fn put(&mut self, text: &str);
 }
 
-fn encode_value(value: &Value, out: &mut String) {
+impl Sink for String {
+    fn put(&mut self, text: &str) {
+        self.push_str(text);
+    }
+}
+
+impl Sink for Sha1 {
+    fn put(&mut self, text: &str) {
+        Digest::update(self, text.as_bytes());
+    }
+}
+
+fn encode_value(value: &Value, out: &mut impl Sink) {
     match value {
         Value::Null => {}
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::String(s) => out.push_str(s),
+        Value::Bool(b) => out.put(if *b { "true" } else { "false" }),
+        Value::String(s) => out.put(s),
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (Some(i), _, _) => out.put(&i.to_string()),
+            (_, Some(u), _) => out.put(&u.to_string()),
             // A whole float prints as an integer (42.0 -> 42).
             (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => {
-                out.push_str(&(f as i64).to_string());
+                out.put(&(f as i64).to_string());
             }
-            _ => out.push_str(&n.to_string()),
+            _ => out.put(&n.to_string()),
         },
         Value::Array(items) => items.iter().for_each(|item| encode_value(item, out)),
-        Value::Object(map) => encode_pairs(map, None, out),
+        Value::Object(map) => encode_pairs(map, &[], out),
     }
 }
 
-fn encode_pairs(map: &Map<String, Value>, skip: Option<&str>, out: &mut String) {
-    let mut keys: Vec<&String> = map.keys().filter(|k| Some(k.as_str()) != skip).collect();
+fn encode_pairs(map: &Map<String, Value>, skip: &[&str], out: &mut impl Sink) {
+    let mut keys: Vec<&String> = map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
     // Byte order, as the vendor's samples sort.
     keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     for k in keys {
-        out.push_str(k);
+        out.put(k);
         encode_value(&map[k], out);
     }
 }
 
-/// The string the vendor signs: every parameter but `Signature`, sorted, `key + value`,
-/// then the private key. Booleans are `true`/`false`, whole floats print as integers,
-/// arrays concatenate their elements' encodings, objects their own sorted pairs
-/// (recursively), and null is empty (its key stays).
+/// The string the vendor signs: every parameter but the signature ([`SIGNATURE_FIELDS`]),
+/// sorted, `key + value`, then the private key. Booleans are `true`/`false`, whole floats
+/// print as integers, arrays concatenate their elements' encodings, objects their own
+/// sorted pairs (recursively), and null is empty (its key stays).
 pub fn signature_string(params: &Map<String, Value>, private_key: &str) -> String {
     let mut out = String::new();
-    encode_pairs(params, Some("Signature"), &mut out);
-    out.push_str(private_key);
+    encode_pairs(params, &SIGNATURE_FIELDS, &mut out);
+    out.put(private_key);
     out
 }
 
 /// The `Signature` of `params` under `private_key`: lowercase hex SHA-1 of
-/// [`signature_string`].
+/// [`signature_string`], hashed as it is encoded.
 pub fn signature(params: &Map<String, Value>, private_key: &str) -> String {
-    hex::encode(sha1(signature_string(params, private_key).as_bytes()))
+    let mut digest = Sha1::new();
+    encode_pairs(params, &SIGNATURE_FIELDS, &mut digest);
+    digest.put(private_key);
+    hex::encode(digest.finalize())
 }
 
 fn envelope(
@@ -271,61 +288,105 @@ async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let params = match body.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
-        Some(Value::Object(map)) => map,
-        _ => {
-            return envelope(
-                "",
-                &Value::Null,
-                Err(PicpikError::new(100, "the body must be a JSON object within the size limit")),
-            )
+    // The router's body limit (`limits.max_body_bytes`) bounds what is read here, so
+    // nothing larger is ever parsed or hashed.
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "the body is larger than the limit of {} bytes",
+                    state.config.limits.max_body_bytes
+                )
+            } else {
+                format!("the body cannot be read: {}", e.body_text())
+            };
+            return envelope("", &Value::Null, Err(PicpikError::new(100, message)));
         }
+    };
+    // Parsing and hashing a body of many base64 images is CPU work: off the async threads.
+    let shared = Arc::clone(&state);
+    let read = tokio::task::spawn_blocking(move || read_body(&shared.server_secret, &body)).await;
+    let Body { params, signed } = match read {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return envelope("", &Value::Null, Err(e)),
+        Err(e) => return envelope("", &Value::Null, Err(ApiError::internal(e).into())),
     };
     let action = params.get("Action").and_then(Value::as_str).unwrap_or("").to_string();
     let request_uuid = params.get("request_uuid").cloned().unwrap_or(Value::String(String::new()));
-    let result = dispatch(&state, &action, &params).await;
+    let result = dispatch(&state, &action, &params, signed).await;
     envelope(&action, &request_uuid, result)
+}
+
+/// What the body's credentials say, before the key is looked up: the key its `PublicKey`
+/// was issued for, whether the signature is that key's, and the signature expected.
+#[derive(Debug)]
+struct Signed {
+    key_id: i64,
+    matches: bool,
+    signature: String,
+}
+
+/// A body as a JSON object, and what its credentials say.
+struct Body {
+    params: Map<String, Value>,
+    signed: Result<Signed, PicpikError>,
+}
+
+/// The body as a JSON object, and its credentials checked against the key pair the
+/// `PublicKey` names (RetCode 170 or 172 when they are missing or not this server's).
+/// A body that is not a JSON object is RetCode 100.
+fn read_body(server_secret: &[u8], body: &[u8]) -> Result<Body, PicpikError> {
+    let params = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err(PicpikError::new(100, "the body must be a JSON object")),
+    };
+    let signed = verify(server_secret, &params);
+    Ok(Body { params, signed })
+}
+
+fn verify(server_secret: &[u8], params: &Map<String, Value>) -> Result<Signed, PicpikError> {
+    let public = params.get("PublicKey").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let given = SIGNATURE_FIELDS
+        .iter()
+        .find_map(|name| params.get(*name).and_then(Value::as_str).filter(|s| !s.is_empty()));
+    let (Some(public), Some(given)) = (public, given) else {
+        return Err(PicpikError::new(170, "PublicKey and Signature are required"));
+    };
+    let key_id = key_id(server_secret, public).ok_or_else(unknown_key)?;
+    let signature = signature(params, &credentials(server_secret, key_id).secret_key);
+    let matches = constant_time_eq(given.to_ascii_lowercase().as_bytes(), signature.as_bytes());
+    Ok(Signed { key_id, matches, signature })
+}
+
+fn unknown_key() -> PicpikError {
+    PicpikError::new(172, "PublicKey is unknown or revoked")
 }
 
 async fn dispatch(
     state: &Shared,
     action: &str,
     params: &Map<String, Value>,
+    signed: Result<Signed, PicpikError>,
 ) -> Result<Map<String, Value>, PicpikError> {
-    let key = authenticate(state, params).await?;
+    let signed = signed?;
+    let key = state
+        .repo
+        .key(signed.key_id)
+        .await
+        .map_err(|e| PicpikError::from(ApiError::from(e)))?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(unknown_key)?;
+    if !signed.matches {
+        return Err(PicpikError::new(171, "Signature does not match"));
+    }
     match action {
         "" => Err(PicpikError::new(160, "Action is missing")),
-        "GenerateBackgrounds" => generate(state, key, params).await,
+        "GenerateBackgrounds" => generate(state, key, params, &signed.signature).await,
         "ListTasksDetails" => details(state, &key, params).await,
         "ListRunningTasks" => running(state, &key).await,
         other => Err(PicpikError::new(161, format!("Action '{other}' does not exist here"))),
     }
-}
-
-async fn authenticate(state: &Shared, params: &Map<String, Value>) -> Result<ApiKey, PicpikError> {
-    let public = params.get("PublicKey").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let given = params.get("Signature").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let (Some(public), Some(given)) = (public, given) else {
-        return Err(PicpikError::new(170, "PublicKey and Signature are required"));
-    };
-    let unknown = || PicpikError::new(172, "PublicKey is unknown or revoked");
-    let id = key_id(&state.server_secret, public).ok_or_else(unknown)?;
-    let key = state
-        .repo
-        .key(id)
-        .await
-        .map_err(|e| PicpikError::from(ApiError::from(e)))?
-        .filter(|k| k.revoked_at.is_none())
-        .ok_or_else(unknown)?;
-    let expected = signature(params, &credentials(&state.server_secret, id).secret_key);
-    // Compare without an early exit, so the time taken says nothing about the prefix.
-    let given = given.to_ascii_lowercase();
-    let same = given.len() == expected.len()
-        && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if !same {
-        return Err(PicpikError::new(171, "Signature does not match"));
-    }
-    Ok(key)
 }
 
 /// A typed read of an optional field, with RetCode 230 naming it when its type is wrong.
@@ -501,11 +562,52 @@ fn image_at(images: &[Value], index: i64, what: &str) -> Result<String, PicpikEr
         .ok_or_else(|| PicpikError::param("ImageList must be an array of base64 strings"))
 }
 
+/// The idempotency key a `request_uuid` is stored under (prefixed, so it never collides
+/// with a native `Idempotency-Key`); `None` when the request carries no `request_uuid`.
+fn idempotency_key(params: &Map<String, Value>) -> Result<Option<String>, PicpikError> {
+    match str_field(params, "request_uuid")?.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(uuid) if uuid.len() > MAX_REQUEST_UUID_LEN => Err(PicpikError::param(format!(
+            "request_uuid is longer than {MAX_REQUEST_UUID_LEN} characters"
+        ))),
+        Some(uuid) => Ok(Some(format!("{IDEMPOTENCY_PREFIX}{uuid}"))),
+    }
+}
+
+/// The answer to a `GenerateBackgrounds` whose `request_uuid` already made `task`: the
+/// same `TaskUID` when the body is the same (a replay or a retry), RetCode 230 when the
+/// uuid was reused for a different request, which is a client bug to surface, not to
+/// answer with someone else's task.
+fn replayed(task: &Task, signature: &str) -> Result<Map<String, Value>, PicpikError> {
+    let same_body = task.surface == SURFACE
+        && task.surface_meta.get("signature").and_then(Value::as_str) == Some(signature);
+    if !same_body {
+        let uuid = task.idempotency_key.as_deref().unwrap_or_default();
+        let uuid = uuid.strip_prefix(IDEMPOTENCY_PREFIX).unwrap_or(uuid);
+        return Err(PicpikError::param(format!(
+            "request_uuid '{uuid}' was already used by a different request of this key"
+        )));
+    }
+    let mut out = Map::new();
+    out.insert("TaskUID".into(), Value::String(task.uid.clone()));
+    Ok(out)
+}
+
 async fn generate(
     state: &Shared,
     key: ApiKey,
     params: &Map<String, Value>,
+    signature: &str,
 ) -> Result<Map<String, Value>, PicpikError> {
+    let idempotency_key = idempotency_key(params)?;
+    if let Some(idem) = &idempotency_key {
+        // A replay is answered before the rate limit and before any image is decoded.
+        if let Some(task) =
+            state.repo.task_by_idempotency_key(key.id, idem).await.map_err(ApiError::from)?
+        {
+            return replayed(&task, signature);
+        }
+    }
     check_rate(state, &key.id.to_string())?;
     let (model, engine, loras, steps) = resolve_models(state, params)?;
     let positive = strings(params, "PositivePrompts")?;
@@ -620,10 +722,11 @@ async fn generate(
             payload,
             input,
             reference: reference_bytes,
-            idempotency_key: None,
+            idempotency_key,
             surface: SURFACE,
             surface_meta: json!({
                 "request_uuid": params.get("request_uuid"),
+                "signature": signature,
                 "model_code": model.as_deref().unwrap_or(DEFAULT_MODEL),
                 "prompt": prompt,
                 "translate_prompts": translate,
@@ -636,20 +739,31 @@ async fn generate(
         },
     )
     .await?;
+    if !created.created {
+        // The same request_uuid raced this one in; the service returned its task.
+        return replayed(&created.task, signature);
+    }
     let mut out = Map::new();
     out.insert("TaskUID".into(), Value::String(created.task.uid));
     Ok(out)
 }
 
-/// PicPik's name of a state.
+/// PicPik's word for a state: the vendor's own words (its task-detail API publishes
+/// `Queuing`, `Running`, `Finished`, `Error`). Every ended state is `Finished` or
+/// `Error`, so a client that polls until it sees one of those always stops.
 pub fn status_name(state: TaskState) -> &'static str {
     match state {
-        TaskState::Queued => "Pending",
+        TaskState::Queued => "Queuing",
         TaskState::Running => "Running",
-        TaskState::Succeeded => "Success",
-        TaskState::Failed | TaskState::Canceled => "Failed",
+        TaskState::Succeeded => "Finished",
+        TaskState::Failed | TaskState::Canceled => "Error",
     }
 }
+
+/// Every `Status` word [`status_name`] gives, and the ones that mean the task ended.
+pub const STATUS_WORDS: [&str; 4] = ["Queuing", "Running", "Finished", "Error"];
+/// The `Status` words of an ended task.
+pub const TERMINAL_STATUS_WORDS: [&str; 2] = ["Finished", "Error"];
 
 fn detail(state: &Shared, task: &Task) -> Value {
     let images: Vec<Value> = task
@@ -767,10 +881,39 @@ mod tests {
 
     #[test]
     fn sha1_known_answers() {
-        assert_eq!(hex::encode(sha1(b"")), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(hex::encode(sha1(b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        let sha1 = |data: &[u8]| hex::encode(Sha1::digest(data));
+        assert_eq!(sha1(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
         let long = "a".repeat(1000);
-        assert_eq!(hex::encode(sha1(long.as_bytes())), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+        assert_eq!(sha1(long.as_bytes()), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn the_signature_hashes_exactly_the_signed_string() {
+        let params = map(json!({
+            "b": [1, "x", true],
+            "a": {"z": 42.0, "y": null, "x": [{"k": 0.3}]},
+            "Signature": "given",
+            "signature": "given too",
+        }));
+        let text = signature_string(&params, "P");
+        assert_eq!(text, "axk0.3yz42b1xtrueP", "neither signature field is signed");
+        assert_eq!(signature(&params, "P"), hex::encode(Sha1::digest(text.as_bytes())));
+    }
+
+    #[test]
+    fn every_state_has_a_documented_word_and_ended_ones_a_terminal_word() {
+        for state in [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Canceled,
+        ] {
+            let word = status_name(state);
+            assert!(STATUS_WORDS.contains(&word), "{state:?} -> {word}");
+            assert_eq!(TERMINAL_STATUS_WORDS.contains(&word), state.is_terminal(), "{state:?}");
+        }
     }
 
     #[test]

@@ -35,6 +35,10 @@
 //!   -8 timeout, -2 output failed, -13 canceled, -17, else -1). `state_detail` names it.
 //!   Timestamps are unix seconds as strings; `time_elapsed` is milliseconds from start
 //!   to end (or to now while running).
+//! - **Results.** `image_1` / `image_2` (one per image of the batch) hold a URL or
+//!   base64 (`return_type`) while the results live (`results.ttl_secs`); once they
+//!   expired the keys stay, with `null`, so a client reading them finds the field and no
+//!   image instead of a missing field. A task that did not succeed has no `image_N`.
 //! - **scene_type.** Ids [`SCENE_TYPES`] map to Backdrop's scene templates; the list is
 //!   served at `GET /api/tasks/visual/background/scene_types`.
 //! - **Credits.** [`backdrop_core::PriceTable::picwish`] of `batch_size`.
@@ -51,7 +55,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState, SCENES};
 use backdrop_imaging::DecodeLimits;
-use backdrop_store::Task;
+use backdrop_store::{StoreError, Task};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -468,19 +472,23 @@ async fn task_data(shared: &Shared, task: &Task) -> Result<Value, PicwishError> 
         data["state_detail"] = json!(format!("{}: {msg}", state_detail(state)));
     }
     if let Some(result) = task.result.as_ref().filter(|_| task.state == TaskState::Succeeded) {
-        if !task.result_expired {
-            for image in &result.images {
-                let value = if return_type == 2 {
-                    let bytes = shared.blobs.get(&image.blob).await.map_err(ApiError::from)?;
-                    base64::engine::general_purpose::STANDARD.encode(&bytes)
-                } else {
-                    match crate::service::signed_url(shared, task, &image.blob) {
-                        Some(url) => url,
-                        None => continue,
-                    }
-                };
-                data[format!("image_{}", image.index)] = json!(value);
-            }
+        // Once the results expired each `image_N` stays, as null: a client that reads
+        // `data.image_1` finds the field and no image, rather than a missing field.
+        for image in &result.images {
+            let value = if task.result_expired {
+                Value::Null
+            } else if return_type == 2 {
+                match shared.blobs.get(&image.blob).await {
+                    Ok(bytes) => json!(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+                    // Swept between reading the task and reading the file.
+                    Err(StoreError::BlobNotFound(_)) => Value::Null,
+                    Err(e) => return Err(ApiError::from(e).into()),
+                }
+            } else {
+                crate::service::signed_url(shared, task, &image.blob)
+                    .map_or(Value::Null, Value::from)
+            };
+            data[format!("image_{}", image.index)] = value;
         }
     }
     Ok(data)
