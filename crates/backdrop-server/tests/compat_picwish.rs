@@ -373,28 +373,12 @@ async fn qps_limit_is_429() {
 }
 
 /// Serves `bytes` at `http://127.0.0.1:PORT/cutout.png`.
-async fn serve_png(bytes: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = axum::Router::new().route(
-        "/cutout.png",
-        axum::routing::get(move || {
-            let bytes = bytes.clone();
-            async move { ([("content-type", "image/png")], bytes) }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/cutout.png")
-}
-
 #[tokio::test]
 async fn image_url_in_a_plain_form() {
     let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
     let key = server.key(None).await;
     let client = reqwest::Client::new();
-    let url = serve_png(cutout(280, 300)).await;
+    let url = common::serve_png(cutout(280, 300)).await;
     let r = client
         .post(server.url(PATH))
         .header("X-API-KEY", &key)

@@ -130,3 +130,21 @@ pub fn photo_png() -> Vec<u8> {
         Rgba([(x * 4) as u8, (y * 5) as u8, ((x ^ y) * 8) as u8, 255])
     }))
 }
+
+/// Serves `bytes` as `image/png` on a loopback port of its own; the image's URL. Fetching
+/// it needs `[fetch] allow` to include 127.0.0.1.
+pub async fn serve_png(bytes: Vec<u8>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/cutout.png",
+        axum::routing::get(move || {
+            let bytes = bytes.clone();
+            async move { ([("content-type", "image/png")], bytes) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/cutout.png")
+}
