@@ -17,6 +17,8 @@
 //!   PicWish options are honoured too: `return_type` 1 (URLs, default) or 2 (base64 in
 //!   `image_1` / `image_2`), and `sync=1` (wait up to [`SYNC_WAIT_SECS`] seconds and
 //!   answer with the query result; a task still running then is answered as it stands).
+//!   A key holds at most `[limits] max_key_streams` such waits and event streams at once
+//!   (429 beyond, before any task is made).
 //! - **Input rules.** PNG only (by its signature), with a transparent area and something
 //!   opaque, 256x256 to 4096x4096, at most 20 MB. Output at most 1024x1024 keeping the
 //!   aspect ratio.
@@ -45,7 +47,9 @@
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::service::{check_rate, load_image, percent, submit, ImageSource, Submission};
+use crate::service::{
+    check_rate, hold_stream, load_image, percent, submit, ImageSource, Submission,
+};
 use crate::{now_ms, AppState, Shared};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
@@ -167,7 +171,7 @@ impl From<ApiError> for PicwishError {
         let code = e.code.as_ref();
         let (status, state) = match code {
             "unauthorized" | "insufficient_credits" => (StatusCode::UNAUTHORIZED, None),
-            "rate_limited" | "queue_full" | "concurrency_limit" => {
+            "rate_limited" | "queue_full" | "concurrency_limit" | "too_many_streams" => {
                 (StatusCode::TOO_MANY_REQUESTS, None)
             }
             "not_found" | "forbidden" => (StatusCode::NOT_FOUND, None),
@@ -351,6 +355,9 @@ async fn create(
         1 => true,
         _ => return Err(PicwishError::bad("sync must be 0 or 1", None)),
     };
+    // A synchronous wait polls the database until the task ends: it takes one of the
+    // key's stream slots, before any task is made.
+    let _wait_slot = sync.then(|| hold_stream(&state, &key.id.to_string())).transpose()?;
     let scene = match (&prompt, scene_type) {
         (Some(_), Some(_)) => {
             return Err(PicwishError::bad("use either prompt or scene_type, not both", Some(-17)))
