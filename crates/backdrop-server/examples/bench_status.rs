@@ -9,8 +9,14 @@
 //! requests/s, p50, p99, max latency and errors (non-200 answers or transport failures).
 //! Client and server share this process and its cores.
 //!
+//! With `--mix` (the soak run, `tools/soak`), the worker keeps running and each
+//! connection cycles through 20 requests from its own key (of 8): 15 status polls, one
+//! submit (most are refused 429 by the submit rate, as a busy client would see), and four
+//! bad requests (no key: 401; malformed JSON: 400; unknown route: 404; `limit=-5`: 400).
+//! An error is then a transport failure, a 5xx, or an answer other than the one expected.
+//!
 //! ```text
-//! bench_status [--concurrency 16] [--seconds 10] [--postgres URL]
+//! bench_status [--concurrency 16] [--seconds 10] [--postgres URL] [--mix]
 //! ```
 //!
 //! `--postgres` takes a URL whose database (and `search_path` schema) the run may fill;
@@ -24,6 +30,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Keys the `--mix` connections spread over.
+const KEYS: usize = 8;
+
 /// At most this many requests per connection, whatever the duration.
 const MAX_REQUESTS_PER_CONNECTION: usize = 2_000_000;
 
@@ -31,10 +40,11 @@ struct Options {
     concurrency: usize,
     seconds: u64,
     postgres: Option<String>,
+    mix: bool,
 }
 
 fn options() -> Result<Options, String> {
-    let mut o = Options { concurrency: 16, seconds: 10, postgres: None };
+    let mut o = Options { concurrency: 16, seconds: 10, postgres: None, mix: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -44,6 +54,7 @@ fn options() -> Result<Options, String> {
             }
             "--seconds" => o.seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
             "--postgres" => o.postgres = Some(value()?),
+            "--mix" => o.mix = true,
             other => return Err(format!("unknown argument '{other}'")),
         }
     }
@@ -81,8 +92,18 @@ async fn bench(
     let (_, key) = backdrop_server::auth::create_key(shared.repo.as_ref(), "bench", None, now_ms())
         .await
         .map_err(|e| e.to_string())?;
+    let mut keys = vec![key.clone()];
+    for _ in 1..KEYS {
+        let (_, other) =
+            backdrop_server::auth::create_key(shared.repo.as_ref(), "bench", None, now_ms())
+                .await
+                .map_err(|e| e.to_string())?;
+        keys.push(other);
+    }
     let app = router(Arc::clone(&shared));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let limits = backdrop_server::listen::ConnectionLimits::of(&shared.config);
+    let server =
+        tokio::spawn(backdrop_server::listen::serve(listener, app, limits, std::future::pending()));
     let (stop, stopped) = watch::channel(false);
     let work = tokio::spawn(worker::run(Arc::clone(&shared), "bench".into(), 1, stopped));
 
@@ -127,28 +148,62 @@ async fn bench(
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
-    // Only status reads from here on.
-    let _ = stop.send(true);
-    let _ = work.await;
+    if !o.mix {
+        // Only status reads from here on.
+        let _ = stop.send(true);
+        let _ = work.await;
+    }
+    let submit = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
 
     let run_for = Duration::from_secs(o.seconds);
     let started = Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..o.concurrency {
+    for c in 0..o.concurrency {
         // One client per task, one idle connection each: C keep-alive connections.
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| e.to_string())?;
-        let (url, key) = (url.clone(), key.clone());
+        let (url, key, base) = (url.clone(), key.clone(), base.clone());
+        let own_key = keys[c % keys.len()].clone();
+        let submit = submit.clone();
+        let mix = o.mix;
         clients.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 16);
             let mut errors = 0usize;
             while started.elapsed() < run_for && latencies.len() < MAX_REQUESTS_PER_CONNECTION {
+                let step = if mix { latencies.len() % 20 } else { 0 };
+                let (request, expected): (_, &[u16]) = match step {
+                    15 => (
+                        client
+                            .post(format!("{base}/v1/backgrounds"))
+                            .bearer_auth(&own_key)
+                            .header("content-type", "application/json")
+                            .body(submit.clone()),
+                        &[202, 429],
+                    ),
+                    16 => (client.get(&url), &[401]),
+                    17 => (
+                        client
+                            .post(format!("{base}/v1/backgrounds"))
+                            .bearer_auth(&own_key)
+                            .header("content-type", "application/json")
+                            .body("{\"prompt\": "),
+                        &[400, 429],
+                    ),
+                    18 => (client.get(format!("{base}/v1/nothing")), &[404]),
+                    19 => (
+                        client.get(format!("{base}/v1/tasks?limit=-5")).bearer_auth(&own_key),
+                        &[400],
+                    ),
+                    _ => (client.get(&url).bearer_auth(&key), &[200]),
+                };
                 let t = Instant::now();
-                let ok = match client.get(&url).bearer_auth(&key).send().await {
-                    Ok(resp) => resp.status().is_success() && resp.bytes().await.is_ok(),
+                let ok = match request.send().await {
+                    Ok(resp) => {
+                        expected.contains(&resp.status().as_u16()) && resp.bytes().await.is_ok()
+                    }
                     Err(_) => false,
                 };
                 latencies.push(t.elapsed());
@@ -167,6 +222,7 @@ async fn bench(
         errors += e;
     }
     let elapsed = started.elapsed();
+    let _ = stop.send(true);
     server.abort();
     all.sort_unstable();
     let at = |q: f64| {
@@ -205,10 +261,8 @@ async fn main() {
         None => eprintln!("bench_status: no --postgres URL; SQLite only"),
     }
     for (name, url) in backends {
-        eprintln!(
-            "bench_status: {name}: GET /v1/tasks/{{id}}, {} connections, {} s",
-            o.concurrency, o.seconds
-        );
+        let what = if o.mix { "polls, submits and bad requests" } else { "GET /v1/tasks/{id}" };
+        eprintln!("bench_status: {name}: {what}, {} connections, {} s", o.concurrency, o.seconds);
         match bench(name, url, &o).await {
             Ok(row) => rows.push(row),
             Err(e) => {
