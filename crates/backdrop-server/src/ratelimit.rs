@@ -84,6 +84,12 @@ impl StreamSlots {
         self.cap
     }
 
+    /// Slots `id` holds now.
+    pub fn held(&self, id: &str) -> u32 {
+        let held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        held.get(id).copied().unwrap_or(0)
+    }
+
     /// Takes a slot for `id`, or `None` when it holds `cap` already.
     pub fn take(self: &Arc<Self>, id: &str) -> Option<StreamSlot> {
         let mut held = self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -372,7 +372,49 @@ async fn qps_limit_is_429() {
     assert!(statuses[2..].contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
 }
 
-/// Serves `bytes` at `http://127.0.0.1:PORT/cutout.png`.
+#[tokio::test]
+async fn sync_waits_are_capped_per_key() {
+    // No worker: a sync=1 request waits for as long as the test lets it.
+    let server = start(false, |c| {
+        c.limits.max_key_streams = 1;
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let waiting = {
+        let (client, base, key) = (client.clone(), server.base.clone(), key.clone());
+        tokio::spawn(async move {
+            let form = file_form(cutout(256, 256)).text("scene_type", "101").text("sync", "1");
+            create(&client, &base, &key, form).await
+        })
+    };
+    // Wait until the first request holds its slot (its task exists).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = key_id(&server, &key).await;
+    while server.shared.streams.held(&id) == 0 {
+        assert!(Instant::now() < deadline, "the sync=1 request never started waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let form = file_form(cutout(256, 256)).text("scene_type", "101").text("sync", "1");
+    let (status, body) = create(&client, &server.base, &key, form).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["status"], 429, "{body}");
+    // Asynchronous submits are not waits: still accepted.
+    let (status, _) =
+        create(&client, &server.base, &key, file_form(cutout(256, 256)).text("scene_type", "101"))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    waiting.abort();
+}
+
+async fn key_id(server: &common::TestServer, key: &str) -> String {
+    let hash = backdrop_server::auth::hash_key(key);
+    let found = server.shared.repo.key_by_hash(&hash).await.expect("lookup").expect("key");
+    found.id.to_string()
+}
+
 #[tokio::test]
 async fn image_url_in_a_plain_form() {
     let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
