@@ -87,6 +87,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"code": self.code, "message": self.message});
         let mut response = (self.status, axum::Json(body)).into_response();
+        // Kept beside the body so a vendor surface can re-answer an error made outside its
+        // handlers (an extractor, a fallback) in its own envelope.
+        response.extensions_mut().insert(self.clone());
         if let Some(seconds) = self.retry_after {
             if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);

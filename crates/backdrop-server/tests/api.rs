@@ -289,6 +289,9 @@ async fn auth_limits_and_bad_bodies() {
         .expect("post");
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.json::<Value>().await.expect("json")["code"], "body_too_large");
+    // The key and its rate are checked from the headers, before the body is read: every
+    // submit, malformed or not, takes a token.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -299,6 +302,7 @@ async fn auth_limits_and_bad_bodies() {
         .expect("post");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.expect("json")["code"], "invalid_json");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -308,6 +312,7 @@ async fn auth_limits_and_bad_bodies() {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, err) = post(
         &client,
         server.url("/v1/expansions"),

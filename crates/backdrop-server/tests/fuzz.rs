@@ -473,3 +473,46 @@ fn image_decoders() {
         assert!(refused > 0, "{name}: no mutant was refused");
     }
 }
+
+#[tokio::test]
+async fn stray_errors_are_in_each_surfaces_envelope() {
+    let server = start(false, fast).await;
+    let (id, key) = key_id(&server.shared).await;
+    let bearer = format!("Bearer {key}");
+    let kling = format!("Bearer {}", kling_token(&server.shared, id));
+    type Shape = fn(StatusCode, &Value) -> Result<String, String>;
+    // Requests no handler sees: wrong methods, undecodable path segments and queries.
+    let cases: Vec<(&str, &str, (&str, &str), Shape)> = vec![
+        ("GET", "/v1/tasks/%FF", ("authorization", &bearer), native_shape),
+        ("PUT", "/v1/backgrounds", ("authorization", &bearer), native_shape),
+        ("GET", "/v1/tasks?limit=-5", ("authorization", &bearer), native_shape),
+        ("PUT", "/api/v1/paintAsync", ("APIKEY", &key), cutout_shape),
+        ("GET", "/api/v1/getPaintResult?taskId=%FF%FE", ("APIKEY", &key), cutout_shape),
+        ("DELETE", "/api/tasks/visual/background", ("X-API-KEY", &key), picwish_shape),
+        ("GET", "/api/tasks/visual/background/%FF", ("X-API-KEY", &key), picwish_shape),
+        ("PUT", "/", ("x-none", ""), picpik_shape),
+        ("DELETE", "/v1/images/editing/expand/abc", ("authorization", &kling), kling_shape),
+        ("GET", "/v1/images/editing/expand/%FF", ("authorization", &kling), kling_shape),
+        ("GET", "/v1/images/editing/expand?pageNum=%FF", ("authorization", &kling), kling_shape),
+    ];
+    for (method, path, (name, value), shape) in cases {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(name, value)
+            .body(Body::empty())
+            .expect("request");
+        let response = backdrop_server::router(Arc::clone(&server.shared))
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("{method} {path}: not JSON: {}", String::from_utf8_lossy(&bytes))
+        });
+        if let Err(why) = shape(status, &answer) {
+            panic!("{method} {path}: {why}: {status} {answer}");
+        }
+    }
+}

@@ -27,13 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(playground::routes())
         .merge(crate::compat::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), time_limit))
         .with_state(state)
@@ -60,11 +54,45 @@ pub async fn time_limit(
     }
 }
 
+/// 405 for a route that exists with other methods.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
 /// The native API answers every error as `{code, message}`. Axum's extractors answer
 /// some on their own in plain text (a path segment or a query such as `limit=-5` that
 /// does not parse, a body of the wrong media type); this rewrites those, keeping the
 /// status and the extractor's explanation as the message.
 async fn json_errors(response: Response) -> Response {
+    match stray_error(response).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// A vendor surface answers every error in its own envelope: errors made outside its
+/// handlers (extractor rejections, the method-not-allowed fallback, native errors) are
+/// re-answered through the surface's `From<ApiError>`.
+pub async fn surface_errors<E>(response: Response) -> Response
+where
+    E: From<ApiError> + IntoResponse,
+{
+    if let Some(error) = response.extensions().get::<ApiError>().cloned() {
+        return E::from(error).into_response();
+    }
+    match stray_error(response).await {
+        Ok(response) => response,
+        Err(error) => E::from(error).into_response(),
+    }
+}
+
+/// `Err` with the error a plain-text error response stands for; any other response
+/// unchanged.
+async fn stray_error(response: Response) -> Result<Response, ApiError> {
     let status = response.status();
     let is_json = response
         .headers()
@@ -72,9 +100,13 @@ async fn json_errors(response: Response) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if is_json || !(status.is_client_error() || status.is_server_error()) {
-        return response;
+        return Ok(response);
     }
-    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     // Extractor messages are one short line; anything longer is cut, not buffered.
     let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).trim().to_string();
@@ -91,11 +123,7 @@ async fn json_errors(response: Response) -> Response {
     } else {
         text
     };
-    let mut response = ApiError::new(status, code, message).into_response();
-    if let Some(value) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    Err(ApiError { retry_after, ..ApiError::new(status, code, message) })
 }
 
 async fn healthz() -> impl IntoResponse {

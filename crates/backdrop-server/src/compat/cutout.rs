@@ -94,6 +94,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/paintAsync", post(paint_async))
         .route("/api/v1/getPaintResult", get(get_paint_result))
         .route("/api/v1/mySubscription", get(my_subscription))
+        // Set here, inside the envelope layer, so a wrong method is answered in it too.
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::middleware::map_response(crate::api::surface_errors::<CutoutError>))
 }
 
 /// An error in the Cutout.pro envelope.

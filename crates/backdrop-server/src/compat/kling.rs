@@ -111,6 +111,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/images/editing/expand", get(list).post(create))
         .route("/v1/images/editing/expand/{id}", get(query))
+        // Set here, inside the envelope layer, so a wrong method is answered in it too.
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::middleware::map_response(crate::api::surface_errors::<KlingError>))
 }
 
 /// Registers the Kling callback body under [`SURFACE`].

@@ -153,7 +153,11 @@ const IDEMPOTENCY_PREFIX: &str = "picpik:";
 
 /// The PicPik routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", post(handle))
+    Router::new()
+        .route("/", post(handle))
+        // Set here, inside the envelope layer, so a wrong method is answered in it too.
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::middleware::map_response(crate::api::surface_errors::<PicpikError>))
 }
 
 /// A failure in PicPik's envelope.
@@ -181,6 +185,8 @@ impl From<ApiError> for PicpikError {
             "rate_limited" => 290,
             "concurrency_limit" | "queue_full" => 291,
             "insufficient_credits" => 284,
+            // Outside an action: another method than POST, a body of another media type.
+            "method_not_allowed" | "invalid_body" => 100,
             _ if e.status.is_server_error() => 500,
             // What the service refuses at submit is the input image or an engine/model
             // it cannot serve; the parameters were checked here before.
@@ -188,6 +194,14 @@ impl From<ApiError> for PicpikError {
             _ => 231,
         };
         PicpikError { code, message: e.message }
+    }
+}
+
+/// An error outside an action (a method other than POST, a stray rejection) in the
+/// envelope, with no `Action` to echo.
+impl IntoResponse for PicpikError {
+    fn into_response(self) -> Response {
+        envelope("", &Value::Null, Err(self))
     }
 }
 

@@ -111,6 +111,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/tasks/visual/background", post(create))
         .route("/api/tasks/visual/background/scene_types", get(scene_types))
         .route("/api/tasks/visual/background/{task_id}", get(query))
+        // Set here, inside the envelope layer, so a wrong method is answered in it too.
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::middleware::map_response(crate::api::surface_errors::<PicwishError>))
 }
 
 /// An error in the PicWish envelope.
