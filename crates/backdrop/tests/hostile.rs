@@ -1,9 +1,10 @@
 //! Hostile clients against the real `backdrop serve` on loopback: what a request can cost
 //! before it is authenticated, and what slow or silent clients can hold.
 //!
-//! - `unauthenticated_bodies_are_refused_before_they_are_read`: three clients announce
-//!   47 MB JSON bodies without a key and send none of them; each gets 401 at once, so
-//!   the server read no body before it checked the key.
+//! - `unauthenticated_bodies_are_refused_before_they_are_read`: clients announce 47 MB
+//!   JSON bodies without a key (three on the native route at once, one on each vendor
+//!   submit route whose key travels in a header) and send none of them; each gets 401 at
+//!   once, so the server read no body before it checked the key.
 //! - `an_authenticated_body_is_parsed_straight_into_its_request`: a 40 MB body of small
 //!   JSON values (a `serde_json::Value` tree of it would take ~0.6 GB) is refused with
 //!   `invalid_parameter` while peak memory stays within a few times the body.
@@ -103,14 +104,26 @@ fn unauthenticated_bodies_are_refused_before_they_are_read() {
     let _serial = serial();
     let setup = Setup::new("", &[]);
     let server = setup.start_server("api", &[]);
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
+    // The native route three times at once, then each vendor route whose key travels
+    // in a header (PicPik signs its body, so it must read it: its size is capped).
+    let paths: [&'static str; 7] = [
+        "/v1/backgrounds",
+        "/v1/backgrounds",
+        "/v1/backgrounds",
+        "/v1/expansions",
+        "/api/v1/paintAsync",
+        "/api/tasks/visual/background",
+        "/v1/images/editing/expand",
+    ];
+    let clients: Vec<_> = paths
+        .iter()
+        .map(|&path| {
             let base = server.base.clone();
             std::thread::spawn(move || {
                 let mut stream = connect(&base);
                 let announced: usize = 47 * 1024 * 1024;
                 let head = format!(
-                    "POST /v1/backgrounds HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"
+                    "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {announced}\r\n\r\n"
                 );
                 stream.write_all(head.as_bytes()).expect("writes the head");
                 let started = Instant::now();
@@ -120,10 +133,10 @@ fn unauthenticated_bodies_are_refused_before_they_are_read() {
             })
         })
         .collect();
-    for client in clients {
+    for (client, path) in clients.into_iter().zip(paths) {
         let (status, took) = client.join().expect("client thread");
-        assert_eq!(status, Some(401), "an unauthenticated submit is answered 401 at once");
-        assert!(took < Duration::from_secs(10), "the 401 waited for the body ({took:?})");
+        assert_eq!(status, Some(401), "{path}: an unauthenticated submit is answered 401 at once");
+        assert!(took < Duration::from_secs(10), "{path}: the 401 waited for the body ({took:?})");
     }
 }
 

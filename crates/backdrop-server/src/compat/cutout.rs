@@ -68,8 +68,7 @@ use crate::service::{
 use crate::vendor_keys::{constant_time_eq, credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, Shared};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -78,6 +77,7 @@ use backdrop_core::scene::DEFAULT_SCENE;
 use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState};
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, Task};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -240,15 +240,21 @@ async fn cutout_key(
     }
 }
 
-fn text_field(body: &Value, name: &str) -> Result<Option<String>, CutoutError> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => {
-            Err(CutoutError::new(StatusCode::BAD_REQUEST, 2001, format!("{name} must be a string")))
-        }
-    }
+/// The `paintAsync` body. Parsed straight into these fields (unknown ones skipped without
+/// being built), so a large body costs its bytes and no more.
+#[derive(Deserialize)]
+struct PaintBody {
+    #[serde(rename = "imgUrl", default)]
+    img_url: Option<String>,
+    #[serde(rename = "imgBase64", default)]
+    img_base64: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// A text field: absent, null and blank all mean "not given".
+fn text_field(value: Option<String>) -> Option<String> {
+    value.filter(|s| !s.trim().is_empty())
 }
 
 /// Width and height from the image header, without decoding the pixels.
@@ -264,11 +270,13 @@ async fn paint_async(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, CutoutError> {
+    // The key and the rate come from the headers and the query: a request without a
+    // valid key is refused before its body is read.
     let key = cutout_key(&state, &headers, &query).await?;
     check_rate(&state, &key.id.to_string())?;
-    let body = body.map_err(|e| {
+    let body = Bytes::from_request(request, &state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             CutoutError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -279,19 +287,11 @@ async fn paint_async(
             CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.body_text())
         }
     })?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        CutoutError::new(StatusCode::BAD_REQUEST, 2001, format!("the body is not JSON: {e}"))
-    })?;
-    if !body.is_object() {
-        return Err(CutoutError::new(
-            StatusCode::BAD_REQUEST,
-            2001,
-            "the body must be a JSON object",
-        ));
-    }
-    let img_url = text_field(&body, "imgUrl")?;
-    let img_base64 = text_field(&body, "imgBase64")?;
-    let text = text_field(&body, "text")?;
+    let body: PaintBody = crate::api::native::parse_json(&body)
+        .map_err(|e| CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.message))?;
+    let img_url = text_field(body.img_url);
+    let img_base64 = text_field(body.img_base64);
+    let text = text_field(body.text);
     let source = match (img_base64, img_url) {
         (Some(b64), _) => ImageSource::Base64(b64),
         (None, Some(url)) => ImageSource::Url(url),

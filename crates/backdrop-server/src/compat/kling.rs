@@ -74,7 +74,7 @@ use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Subm
 use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, CallbackRenderer, Shared};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -320,26 +320,33 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
-async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match create_task(&state, &headers, &body).await {
+async fn create(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
+    match create_task(&state, &headers, request).await {
         Ok(data) => success(data),
         Err(e) => e.into_response(),
     }
 }
 
 async fn create_task(
-    state: &Shared,
+    state: &AppState,
     headers: &HeaderMap,
-    body: &[u8],
+    request: Request,
 ) -> Result<Value, KlingError> {
+    // The key and the rate come from the headers: a request without a valid key is
+    // refused before its body is read.
     let key = authenticate(state, headers).await?;
     check_rate(state, &key.id.to_string())?;
-    let req: ExpandRequest = match serde_json::from_slice::<Value>(body) {
-        Ok(value @ Value::Object(_)) => serde_json::from_value(value)
-            .map_err(|e| KlingError::params(format!("invalid parameter: {e}")))?,
-        Ok(_) => return Err(KlingError::params("the body must be a JSON object")),
-        Err(e) => return Err(KlingError::params(format!("malformed JSON: {e}"))),
-    };
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|e| KlingError::from(ApiError::new(e.status(), "invalid_body", e.body_text())))?;
+    // Straight into the typed request: no JSON tree of a large body.
+    let req: ExpandRequest = crate::api::native::parse_json(&body).map_err(|e| {
+        if e.code == "invalid_parameter" {
+            KlingError::params(format!("invalid parameter: {}", e.message))
+        } else {
+            KlingError::params(e.message)
+        }
+    })?;
     let ratio = |value: Option<f64>, name: &str| {
         value.ok_or_else(|| KlingError::params(format!("{name} is required")))
     };
