@@ -10,7 +10,7 @@
 //! [`EngineError::Canceled`] at the next step boundary once the [`CancelToken`] is set.
 
 use crate::error::ErrorCode;
-use crate::spec::LoraRef;
+use crate::spec::{LoraRef, SpecError};
 use image::{GrayImage, RgbImage, RgbaImage};
 use std::fmt;
 use std::str::FromStr;
@@ -57,6 +57,39 @@ pub struct EngineOptions {
     pub reference_strength: Option<f32>,
     /// Cast a contact shadow from the cut-out (studio); on unless turned off.
     pub no_shadow: bool,
+}
+
+impl EngineOptions {
+    /// Checks the settings every engine shares a meaning for: steps within
+    /// [`MAX_STEPS`](crate::spec::MAX_STEPS), guidance a number within
+    /// [`MAX_GUIDANCE`](crate::spec::MAX_GUIDANCE), a scheduler of
+    /// [`SCHEDULERS`](crate::spec::SCHEDULERS), a reference strength within 0..=1. Every
+    /// surface and the command line check them before a job is accepted, so a bad setting
+    /// is refused, not failed at run time.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        use crate::spec::{scheduler_name, MAX_GUIDANCE, MAX_STEPS};
+        if let Some(steps) = self.steps {
+            if !(1..=MAX_STEPS).contains(&steps) {
+                return Err(SpecError::StepsOutOfRange { max: MAX_STEPS, got: steps });
+            }
+        }
+        if let Some(guidance) = self.guidance {
+            if !guidance.is_finite() || !(0.0..=MAX_GUIDANCE).contains(&guidance) {
+                return Err(SpecError::GuidanceOutOfRange { max: MAX_GUIDANCE, got: guidance });
+            }
+        }
+        if let Some(name) = &self.scheduler {
+            if scheduler_name(name).is_none() {
+                return Err(SpecError::UnknownScheduler { name: name.clone() });
+            }
+        }
+        if let Some(strength) = self.reference_strength {
+            if !strength.is_finite() || !(0.0..=1.0).contains(&strength) {
+                return Err(SpecError::ReferenceStrengthOutOfRange { got: strength });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything an engine needs for one run.
@@ -341,5 +374,42 @@ mod tests {
         assert!(seen_by_engine.check().is_ok());
         token.cancel();
         assert_eq!(seen_by_engine.check(), Err(EngineError::Canceled));
+    }
+
+    #[test]
+    fn engine_settings_are_checked_against_the_shared_limits() {
+        use crate::spec::SpecError;
+        let ok = EngineOptions {
+            steps: Some(150),
+            guidance: Some(0.0),
+            scheduler: Some("DPM++2M_Karras".into()),
+            reference_strength: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let refused = |options: EngineOptions| options.validate().map_err(|e| e.code());
+        assert_eq!(
+            refused(EngineOptions { steps: Some(151), ..Default::default() }),
+            Err(ErrorCode::StepsOutOfRange)
+        );
+        assert_eq!(
+            refused(EngineOptions { steps: Some(0), ..Default::default() }),
+            Err(ErrorCode::StepsOutOfRange)
+        );
+        for guidance in [f32::NAN, f32::INFINITY, -0.5, 50.5] {
+            assert_eq!(
+                refused(EngineOptions { guidance: Some(guidance), ..Default::default() }),
+                Err(ErrorCode::GuidanceOutOfRange),
+                "{guidance}"
+            );
+        }
+        assert!(matches!(
+            EngineOptions { scheduler: Some("pndm".into()), ..Default::default() }.validate(),
+            Err(SpecError::UnknownScheduler { .. })
+        ));
+        assert_eq!(
+            refused(EngineOptions { reference_strength: Some(1.5), ..Default::default() }),
+            Err(ErrorCode::ReferenceStrengthOutOfRange)
+        );
     }
 }

@@ -47,6 +47,10 @@ error_codes! {
     OutputSizeOutOfRange => "output_size_out_of_range",
     /// The number of steps is out of range.
     StepsOutOfRange => "steps_out_of_range",
+    /// The guidance scale is not a number or out of range.
+    GuidanceOutOfRange => "guidance_out_of_range",
+    /// The scheduler name is not one the diffusion engine implements.
+    UnknownScheduler => "unknown_scheduler",
     /// A model id is malformed.
     InvalidModelId => "invalid_model_id",
     /// A LoRA name is malformed or its weight out of range.

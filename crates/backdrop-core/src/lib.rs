@@ -43,7 +43,7 @@ pub use pricing::PriceTable;
 pub use scene::{SceneChoice, SceneTemplate, SCENES};
 pub use secret::Secret;
 pub use spec::{
-    BackgroundSpec, ExpansionPixels, ExpansionRatios, ExpansionSpec, LoraRef, OutputSize,
-    ReferenceSpec, ResizeMode, SpecError,
+    scheduler_name, BackgroundSpec, ExpansionPixels, ExpansionRatios, ExpansionSpec, LoraRef,
+    OutputSize, ReferenceSpec, ResizeMode, SpecError, SCHEDULERS,
 };
 pub use task::{JobSpec, OutputFormat, TaskPayload, TaskState};

@@ -45,6 +45,24 @@ pub const MIN_OUTPUT_SIDE: u32 = 64;
 pub const MAX_OUTPUT_SIDE: u32 = 8192;
 /// Most denoising steps.
 pub const MAX_STEPS: u32 = 150;
+/// Largest classifier-free guidance scale.
+pub const MAX_GUIDANCE: f32 = 50.0;
+/// The diffusion schedulers by the names users write; the engine implements each.
+pub const SCHEDULERS: &[&str] = &["ddim", "euler-a", "dpm++2m", "dpm++2m-karras", "lcm"];
+
+/// The scheduler a user's spelling names, as one of [`SCHEDULERS`]: case and `_`/`-`
+/// do not matter, and a few common aliases are accepted.
+pub fn scheduler_name(given: &str) -> Option<&'static str> {
+    let lower = given.trim().to_ascii_lowercase().replace('_', "-");
+    Some(match lower.as_str() {
+        "ddim" => "ddim",
+        "euler-a" | "euler-ancestral" => "euler-a",
+        "dpm++2m" | "dpmpp-2m" | "dpm-solver++" => "dpm++2m",
+        "dpm++2m-karras" | "dpmpp-2m-karras" => "dpm++2m-karras",
+        "lcm" => "lcm",
+        _ => return None,
+    })
+}
 /// Largest absolute LoRA weight.
 pub const MAX_LORA_WEIGHT: f32 = 4.0;
 /// Largest ratio for one side of an expansion.
@@ -110,6 +128,20 @@ pub enum SpecError {
         max: u32,
         /// What was asked.
         got: u32,
+    },
+    /// Guidance not a number or out of range.
+    #[error("guidance must be between 0 and {max}; got {got}")]
+    GuidanceOutOfRange {
+        /// Largest allowed.
+        max: f32,
+        /// What was asked.
+        got: f32,
+    },
+    /// A scheduler name that is not one of [`SCHEDULERS`].
+    #[error("unknown scheduler '{name}' (expected one of {})", SCHEDULERS.join(", "))]
+    UnknownScheduler {
+        /// The name given.
+        name: String,
     },
     /// The model id is malformed.
     #[error(
@@ -242,6 +274,8 @@ impl SpecError {
             SpecError::ImageCountOutOfRange { .. } => ErrorCode::ImageCountOutOfRange,
             SpecError::OutputSizeOutOfRange { .. } => ErrorCode::OutputSizeOutOfRange,
             SpecError::StepsOutOfRange { .. } => ErrorCode::StepsOutOfRange,
+            SpecError::GuidanceOutOfRange { .. } => ErrorCode::GuidanceOutOfRange,
+            SpecError::UnknownScheduler { .. } => ErrorCode::UnknownScheduler,
             SpecError::InvalidModelId { .. } => ErrorCode::InvalidModelId,
             SpecError::InvalidLora { .. } => ErrorCode::InvalidLora,
             SpecError::ReferenceStrengthOutOfRange { .. } => ErrorCode::ReferenceStrengthOutOfRange,

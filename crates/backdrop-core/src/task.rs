@@ -12,7 +12,7 @@
 //! surfaces keep their own extra fields beside it in the store, never in here.
 
 use crate::cutout::CutoutSpec;
-use crate::engine::{EngineName, JobKind};
+use crate::engine::{EngineName, EngineOptions, JobKind};
 use crate::spec::{BackgroundSpec, ExpansionSpec, SpecError};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -217,6 +217,23 @@ impl TaskPayload {
             scheduler: None,
             max_output_side: None,
         }
+    }
+
+    /// The engine settings the task carries beside its spec (the spec's own steps,
+    /// model and LoRAs are merged in by the pipeline).
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            guidance: self.guidance,
+            scheduler: self.scheduler.clone(),
+            ..EngineOptions::default()
+        }
+    }
+
+    /// Checks the spec and the engine settings: what is refused at submit, on every
+    /// surface, rather than failed when the task runs.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.job.validate()?;
+        self.engine_options().validate()
     }
 }
 

@@ -140,6 +140,7 @@ pub fn run_background(
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
     job.spec.validate()?;
+    job.options.validate()?;
     let started = Instant::now();
     let cut = photo_cutout(engines, job.cutout, job.spec.cutout, cancel)?;
     let cutout = cut.as_ref().map_or(job.cutout, |c| &c.image);
@@ -269,6 +270,7 @@ pub fn run_expansion(
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
     job.spec.validate()?;
+    job.options.validate()?;
     let started = Instant::now();
     let (w, h) = job.photo.image.dimensions();
     let pixels = job.spec.ratios.pixels(w, h)?;

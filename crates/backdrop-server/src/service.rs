@@ -126,7 +126,7 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
             return Ok(Created { task, created: false });
         }
     }
-    sub.payload.job.validate()?;
+    sub.payload.validate()?;
     if let Some(url) = &sub.callback_url {
         check_callback_url(url)?;
     }

@@ -13,7 +13,7 @@
 
 use crate::service::task_folder;
 use crate::{now_ms, Shared};
-use backdrop_core::{CancelToken, EngineOptions, JobSpec, StepProgress};
+use backdrop_core::{CancelToken, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
     cut_out, encode_cutout, render, run_background, run_expansion, BackgroundJob, ExpansionJob,
     JobError, JobOutput, RenderOptions, RenderedImage, Timings,
@@ -273,11 +273,7 @@ async fn run_task(
             }
         };
         let decoded = decode(&input, &DecodeLimits { min_width: 1, min_height: 1, ..limits })?;
-        let options = EngineOptions {
-            guidance: payload.guidance,
-            scheduler: payload.scheduler.clone(),
-            ..EngineOptions::default()
-        };
+        let options = payload.engine_options();
         let mut output = match &payload.job {
             JobSpec::Background(spec) => {
                 let reference = match &reference {

@@ -787,3 +787,60 @@ async fn extractor_rejections_answer_in_the_error_shape() {
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn engine_settings_are_refused_at_submit_not_at_run() {
+    let server = start(true, |c| {
+        c.limits.submits_per_second = 100.0;
+        c.limits.submit_burst = 100;
+    })
+    .await;
+    let key = server.key(Some(10)).await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (json!({"guidance": 100.0}), "guidance_out_of_range"),
+        (json!({"guidance": -1}), "guidance_out_of_range"),
+        (json!({"scheduler": "pndm"}), "unknown_scheduler"),
+        (json!({"steps": 151}), "steps_out_of_range"),
+        (json!({"steps": 0}), "steps_out_of_range"),
+    ];
+    for (extra, code) in cases {
+        let mut body = json!({"image_base64": cutout_b64(), "prompt": "white", "engine": "studio"});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, err) = post(&client, server.url("/v1/backgrounds"), &key, body).await;
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{extra}"
+        );
+    }
+    let listed: Value = client
+        .get(server.url("/v1/tasks"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(0), "no task was made: {listed}");
+    let account: Value = client
+        .get(server.url("/v1/account"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("account")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(account["balance"], 10, "nothing was reserved: {account}");
+    // The names the engine accepts pass, in any case and spelling.
+    let body = json!({"image_base64": cutout_b64(), "prompt": "white", "engine": "studio",
+        "scheduler": "DPM++2M_Karras", "guidance": 7.5, "steps": 30});
+    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+}

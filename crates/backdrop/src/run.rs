@@ -134,8 +134,13 @@ fn generate(args: GenerateArgs, engines: &Engines) -> Result<(), Failure> {
         cutout: args.cutout,
         ..Default::default()
     };
+    let options = args
+        .common
+        .diffusion
+        .apply(EngineOptions { no_shadow: args.no_shadow, ..Default::default() });
     // Refuse bad parameters before touching the input or the output directory.
     spec.validate().map_err(JobError::from)?;
+    options.validate().map_err(JobError::from)?;
     spec.framing.check_format(args.common.format).map_err(JobError::from)?;
     let decoded = read_image(&args.input)?;
     // Pixel padding on the input's own size can only be checked now it is known.
@@ -143,10 +148,6 @@ fn generate(args: GenerateArgs, engines: &Engines) -> Result<(), Failure> {
     spec.framing.check_canvas(width, height).map_err(JobError::from)?;
     let mut out = stage(&args.common.out)?;
     let decode_ms = ms(started);
-    let options = args
-        .common
-        .diffusion
-        .apply(EngineOptions { no_shadow: args.no_shadow, ..Default::default() });
     let job = BackgroundJob {
         cutout: &decoded,
         spec: &spec,
@@ -177,7 +178,9 @@ fn expand(args: ExpandArgs, engines: &Engines) -> Result<(), Failure> {
         seed: args.common.seed,
         watermark: args.common.watermark,
     };
+    let options = args.common.diffusion.apply(EngineOptions::default());
     spec.validate().map_err(JobError::from)?;
+    options.validate().map_err(JobError::from)?;
     let decoded = read_image(&args.input)?;
     let mut out = stage(&args.common.out)?;
     let decode_ms = ms(started);
@@ -186,7 +189,7 @@ fn expand(args: ExpandArgs, engines: &Engines) -> Result<(), Failure> {
         spec: &spec,
         mask_grow: args.mask_grow,
         engine: args.common.engine,
-        options: args.common.diffusion.apply(EngineOptions::default()),
+        options,
     };
     let bar = progress_bar(args.common.json);
     let output =

@@ -432,6 +432,41 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
             "n must be between 1 and 9; got 10",
         ),
         (vec!["expand".into(), ph.clone(), "--up".into(), "NaN".into()], "ratio_out_of_range"),
+        // Engine settings are checked before anything is read or written, whatever the
+        // engine (studio ignores them, so a typo would otherwise pass unnoticed).
+        (
+            vec![
+                "generate".into(),
+                c.clone(),
+                "--prompt".into(),
+                "a".into(),
+                "--steps".into(),
+                "151".into(),
+            ],
+            "steps must be between 1 and 150; got 151",
+        ),
+        (
+            vec![
+                "generate".into(),
+                c.clone(),
+                "--prompt".into(),
+                "a".into(),
+                "--guidance".into(),
+                "NaN".into(),
+            ],
+            "guidance_out_of_range",
+        ),
+        (
+            vec![
+                "expand".into(),
+                ph.clone(),
+                "--up".into(),
+                "0.5".into(),
+                "--scheduler".into(),
+                "pndm".into(),
+            ],
+            "unknown scheduler 'pndm'",
+        ),
     ];
     for (args, expected) in &cases {
         let out_dir = t.join("out");

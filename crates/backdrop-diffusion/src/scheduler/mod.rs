@@ -267,8 +267,7 @@ pub enum SchedulerKind {
 
 impl SchedulerKind {
     /// Every name, as accepted by [`FromStr`].
-    pub const NAMES: &'static [&'static str] =
-        &["ddim", "euler-a", "dpm++2m", "dpm++2m-karras", "lcm"];
+    pub const NAMES: &'static [&'static str] = backdrop_core::SCHEDULERS;
 
     /// The name as users write it.
     pub fn as_str(self) -> &'static str {
@@ -324,14 +323,15 @@ impl fmt::Display for SchedulerKind {
 
 impl FromStr for SchedulerKind {
     type Err = String;
+    /// The names and aliases are the core's ([`backdrop_core::scheduler_name`]), so a
+    /// name refused at submit is exactly one this would refuse.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.trim().to_ascii_lowercase().replace('_', "-");
-        match lower.as_str() {
-            "ddim" => Ok(SchedulerKind::Ddim),
-            "euler-a" | "euler-ancestral" => Ok(SchedulerKind::EulerAncestral),
-            "dpm++2m" | "dpmpp-2m" | "dpm-solver++" => Ok(SchedulerKind::DpmPlusPlus2M),
-            "dpm++2m-karras" | "dpmpp-2m-karras" => Ok(SchedulerKind::DpmPlusPlus2MKarras),
-            "lcm" => Ok(SchedulerKind::Lcm),
+        match backdrop_core::scheduler_name(s) {
+            Some("ddim") => Ok(SchedulerKind::Ddim),
+            Some("euler-a") => Ok(SchedulerKind::EulerAncestral),
+            Some("dpm++2m") => Ok(SchedulerKind::DpmPlusPlus2M),
+            Some("dpm++2m-karras") => Ok(SchedulerKind::DpmPlusPlus2MKarras),
+            Some("lcm") => Ok(SchedulerKind::Lcm),
             _ => Err(format!(
                 "unknown scheduler '{s}' (expected one of {})",
                 SchedulerKind::NAMES.join(", ")

@@ -541,7 +541,7 @@ async fn submit_background(
                 )
             })?;
     // Validate the spec before downloading anything.
-    payload.job.validate()?;
+    payload.validate()?;
     if let JobSpec::Background(spec) = &payload.job {
         spec.framing.check_format(payload.format)?;
     }
@@ -668,7 +668,7 @@ async fn submit_expansion(
                     "send the photo as image_url, image_base64 or an 'image' file part",
                 )
             })?;
-    payload.job.validate()?;
+    payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
     submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
@@ -714,7 +714,7 @@ async fn submit_cutout(
                     "send the photo as image_url, image_base64 or an 'image' file part",
                 )
             })?;
-    payload.job.validate()?;
+    payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(1);
     submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await

@@ -313,7 +313,7 @@ async fn paint_async(
     };
     let payload = TaskPayload::new(JobSpec::Background(spec));
     // Refuse a bad prompt before downloading anything.
-    payload.job.validate().map_err(ApiError::from)?;
+    payload.validate().map_err(ApiError::from)?;
     let input = load_image(&state, source, "image").await?;
     let (width, height) = dimensions(&input).unwrap_or((0, 0));
     let credits = state.config.prices.cutout(width, height, 1);

@@ -365,7 +365,7 @@ async fn create_task(
         watermark,
     };
     let payload = TaskPayload::new(JobSpec::Expansion(spec));
-    payload.job.validate().map_err(|e| KlingError::from(ApiError::from(e)))?;
+    payload.validate().map_err(|e| KlingError::from(ApiError::from(e)))?;
     let callback_url = non_empty(req.callback_url);
     if let Some(url) = &callback_url {
         service::check_callback_url(url)?;

@@ -728,7 +728,7 @@ async fn generate(
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine = engine;
-    payload.job.validate().map_err(|e| PicpikError::param(e.to_string()))?;
+    payload.validate().map_err(|e| PicpikError::param(e.to_string()))?;
     let created = service::submit(
         state,
         Submission {

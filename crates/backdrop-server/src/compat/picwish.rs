@@ -401,7 +401,7 @@ async fn create(
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.max_output_side = Some(1024);
-    payload.job.validate().map_err(ApiError::from)?;
+    payload.validate().map_err(ApiError::from)?;
     let input = load_image(&state, source, "image").await?;
     if input.len() as u64 > limits().max_file_bytes {
         return Err(PicwishError {
