@@ -1,4 +1,4 @@
-//! The engine port: what every engine (studio, patch, later diffusion) implements.
+//! The engine port: what every engine (studio, patch, diffusion) implements.
 //!
 //! The pipeline prepares a canvas and a mask, hands them to an [`Engine`] as an
 //! [`EngineInput`], and composites the protected pixels back afterwards. An engine

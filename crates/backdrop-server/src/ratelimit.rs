@@ -6,35 +6,59 @@
 //! becomes `Retry-After`. Buckets live in memory per API node, so with N nodes behind a
 //! balancer a key can reach N times the rate; the queue and concurrency limits, which are
 //! in the database, stay global.
+//!
+//! The limiter reads the time from a [`Clock`]: the server's is [`SystemClock`], and
+//! tests move one by hand instead of sleeping.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Where the rate limiter reads the time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// The current instant; never earlier than one returned before.
+    fn now(&self) -> Instant;
+}
+
+/// The monotonic clock of the machine.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
 
 /// Token buckets keyed by key id (or any other id, such as a vendor account).
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
+    clock: Arc<dyn Clock>,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
 impl RateLimiter {
-    /// `rate` tokens per second, at most `burst` saved up (at least 1).
+    /// `rate` tokens per second, at most `burst` saved up (at least 1), on the
+    /// [`SystemClock`].
     pub fn new(rate: f64, burst: u32) -> Self {
+        RateLimiter::with_clock(rate, burst, Arc::new(SystemClock))
+    }
+
+    /// As [`RateLimiter::new`], reading the time from `clock`.
+    pub fn with_clock(rate: f64, burst: u32, clock: Arc<dyn Clock>) -> Self {
         RateLimiter {
             rate: rate.max(0.001),
             burst: f64::from(burst.max(1)),
+            clock,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes a token for `id`; `Err(seconds)` to wait when there is none.
     pub fn check(&self, id: &str) -> Result<(), u64> {
-        self.check_at(id, Instant::now())
-    }
-
-    fn check_at(&self, id: &str, now: Instant) -> Result<(), u64> {
+        let now = self.clock.now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         // Bound memory: forget full buckets when the map grows large.
         if buckets.len() > 100_000 {
@@ -119,15 +143,55 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A clock that stands still until the test moves it.
+    #[derive(Debug)]
+    struct ManualClock {
+        start: Instant,
+        elapsed: Mutex<Duration>,
+    }
+
+    impl ManualClock {
+        fn new() -> Arc<Self> {
+            Arc::new(ManualClock { start: Instant::now(), elapsed: Mutex::new(Duration::ZERO) })
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.elapsed.lock().expect("clock") += by;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Instant {
+            self.start + *self.elapsed.lock().expect("clock")
+        }
+    }
+
     #[test]
     fn burst_then_refill() {
-        let limiter = RateLimiter::new(2.0, 2);
-        let t0 = Instant::now();
-        assert!(limiter.check_at("k", t0).is_ok());
-        assert!(limiter.check_at("k", t0).is_ok());
-        assert_eq!(limiter.check_at("k", t0), Err(1));
-        assert!(limiter.check_at("other", t0).is_ok(), "keys are independent");
-        assert!(limiter.check_at("k", t0 + Duration::from_millis(600)).is_ok());
+        let clock = ManualClock::new();
+        let limiter = RateLimiter::with_clock(2.0, 2, clock.clone());
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.check("k").is_ok());
+        assert_eq!(limiter.check("k"), Err(1));
+        assert!(limiter.check("other").is_ok(), "keys are independent");
+        clock.advance(Duration::from_millis(600));
+        assert!(limiter.check("k").is_ok());
+        assert_eq!(limiter.check("k"), Err(1), "0.6 s refilled one token and a fifth");
+    }
+
+    #[test]
+    fn retry_after_counts_down_to_the_next_token() {
+        let clock = ManualClock::new();
+        let limiter = RateLimiter::with_clock(0.25, 1, clock.clone());
+        assert!(limiter.check("k").is_ok());
+        assert_eq!(limiter.check("k"), Err(4));
+        clock.advance(Duration::from_millis(2500));
+        assert_eq!(limiter.check("k"), Err(2), "1.5 s to go rounds up");
+        clock.advance(Duration::from_millis(1500));
+        assert!(limiter.check("k").is_ok());
+        clock.advance(Duration::from_secs(3600));
+        assert!(limiter.check("k").is_ok());
+        assert!(limiter.check("k").is_err(), "an idle hour saves up no more than the burst");
     }
 
     #[test]

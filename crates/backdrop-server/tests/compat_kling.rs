@@ -7,32 +7,18 @@ mod common;
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
 use base64::Engine as _;
-use common::{png, start, TestServer};
-use hmac::{Hmac, Mac};
+use common::{kling_jwt as jwt, kling_token, png, start, TestServer};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const EXPAND: &str = "/v1/images/editing/expand";
 
-/// An HS256 JWT, as Kling's own sample code makes it.
-fn jwt(claims: &Value, secret: &str) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("mac");
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
-}
-
 /// A valid token of key `id`: `exp` = now + 1800, `nbf` = now - 5.
 fn token(server: &TestServer, id: i64) -> String {
-    let pair = credentials(&server.shared.server_secret, id);
-    let now = now_ms() / 1000;
-    jwt(&json!({"iss": pair.access_key, "exp": now + 1800, "nbf": now - 5}), &pair.secret_key)
+    kling_token(&server.shared, id)
 }
 
 async fn new_key(server: &TestServer, credits: Option<i64>) -> i64 {

@@ -20,13 +20,11 @@ use backdrop_server::compat::picpik::signature;
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms, Shared};
 use base64::Engine as _;
-use common::{cutout_b64, photo_png, png, start};
-use hmac::{Hmac, Mac};
+use common::{cutout_b64, kling_token, photo_png, png, start};
 use image::{Rgba, RgbaImage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -200,19 +198,6 @@ fn kling_shape(status: StatusCode, body: &Value) -> Result<String, String> {
         return Err(format!("code {code} with HTTP {status}"));
     }
     Ok(code.to_string())
-}
-
-/// An HS256 JWT for Kling, as its sample code makes one.
-fn kling_token(shared: &Shared, id: i64) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let pair = credentials(&shared.server_secret, id);
-    let now = now_ms() / 1000;
-    let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = json!({"iss": pair.access_key, "exp": now + 3600, "nbf": now - 5});
-    let body = b64.encode(claims.to_string());
-    let mut mac = Hmac::<Sha256>::new_from_slice(pair.secret_key.as_bytes()).expect("mac");
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
 async fn send(shared: &Arc<Shared>, surface: &Surface, body: Vec<u8>) -> (StatusCode, Value) {

@@ -17,9 +17,11 @@
 //! Either form of Kling's `Authorization: Bearer <token>`:
 //! - a JWT (Kling's access key / secret key form, which third-party clients still use):
 //!   HS256, signed with the key's vendor secret key ([`crate::vendor_keys`]); `iss` is
-//!   the vendor access key. `exp` is required, `nbf` is checked when present; both get
+//!   the vendor access key. `exp` is required, `nbf` is checked when present; both are
+//!   whole seconds since the epoch (as Kling's sample code makes them) and get
 //!   [`CLOCK_LEEWAY_SECS`] of leeway for clock skew. The signature is checked before the
-//!   time claims, so an unsigned token learns nothing.
+//!   time claims, so an unsigned token learns nothing. Other claims (`aud` included) are
+//!   ignored. Decoding and verification are [`jsonwebtoken`]'s.
 //! - a plain API key (the form Kling's current documents describe): the Backdrop key
 //!   itself, the same one the native API takes, checked the same way. A token without a
 //!   `.` is read as a key, since every JWT has two.
@@ -27,7 +29,7 @@
 //! | failure | HTTP / code |
 //! |---|---|
 //! | no `Authorization` header, or an empty bearer token | 401 / 1001 |
-//! | not a JWT, not HS256, bad signature, no `iss` or no `exp`, `exp` more than 24 h ahead | 401 / 1002 |
+//! | not a JWT, not HS256, bad signature, no `iss` or no `exp`, `exp` or `nbf` not whole seconds, `exp` more than 24 h ahead | 401 / 1002 |
 //! | `nbf` in the future | 401 / 1003 |
 //! | `exp` in the past | 401 / 1004 |
 //! | `iss` not an access key this server issued, or its key revoked | 401 / 1000 |
@@ -83,11 +85,10 @@ use backdrop_core::{ExpansionRatios, ExpansionSpec, JobSpec, TaskPayload, TaskSt
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, Task, TaskFilter};
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -200,32 +201,14 @@ fn success(data: Value) -> Response {
         .into_response()
 }
 
-/// Signs `claims` as an HS256 JWT with `secret` (what a Kling client does with its
-/// secret key).
-pub fn encode_hs256(claims: &Value, secret: &str) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = b64.encode(claims.to_string());
-    let signing_input = format!("{header}.{payload}");
-    let signature = b64.encode(hs256(secret.as_bytes(), signing_input.as_bytes()));
-    format!("{signing_input}.{signature}")
-}
-
-fn hs256(key: &[u8], message: &[u8]) -> Vec<u8> {
-    match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(mut mac) => {
-            mac.update(message);
-            mac.finalize().into_bytes().to_vec()
-        }
-        // HMAC takes keys of any length; this branch cannot be reached.
-        Err(_) => Vec::new(),
-    }
-}
-
-fn b64url_json(part: &str) -> Option<Value> {
-    let bytes =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// The claims of a Kling JWT; [`jsonwebtoken`] checks the time claims as it decodes.
+#[derive(Debug, Deserialize)]
+struct KlingClaims {
+    iss: Option<String>,
+    exp: Option<u64>,
+    /// Typed so that an `nbf` that is not whole seconds is refused rather than ignored.
+    #[allow(dead_code)]
+    nbf: Option<u64>,
 }
 
 /// Checks the bearer token (a JWT, or a plain API key) and returns the key it
@@ -251,19 +234,25 @@ async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, Kl
             Err(e) => Err(ApiError::from(e).into()),
         };
     }
-    let invalid = |why: &str| KlingError::auth(1002, format!("Authorization is invalid: {why}"));
-    let parts: Vec<&str> = token.split('.').collect();
-    let [head, body, signature] = parts[..] else {
-        return Err(invalid("not a JWT"));
-    };
-    let head = b64url_json(head).ok_or_else(|| invalid("unreadable JWT header"))?;
-    if head.get("alg").and_then(Value::as_str) != Some("HS256") {
-        return Err(invalid("only HS256 is accepted"));
+    let header = jsonwebtoken::decode_header(token).map_err(jwt_error)?;
+    if header.alg != Algorithm::HS256 {
+        return Err(jwt_error(ErrorKind::InvalidAlgorithm.into()));
     }
-    let claims = b64url_json(body).ok_or_else(|| invalid("unreadable JWT claims"))?;
-    let iss = claims.get("iss").and_then(Value::as_str).ok_or_else(|| invalid("no iss claim"))?;
+    // The secret depends on the issuer, so `iss` is read before the signature can be
+    // checked; nothing else is trusted until it is.
+    let iss = jsonwebtoken::decode::<KlingClaims>(token, &DecodingKey::from_secret(&[]), &{
+        let mut unverified = validation(&["iss"]);
+        unverified.insecure_disable_signature_validation();
+        unverified.validate_exp = false;
+        unverified.validate_nbf = false;
+        unverified
+    })
+    .map_err(jwt_error)?
+    .claims
+    .iss
+    .unwrap_or_default();
     let unknown = || KlingError::auth(1000, "Authentication failed: unknown access key");
-    let id = key_id(&shared.server_secret, iss).ok_or_else(unknown)?;
+    let id = key_id(&shared.server_secret, &iss).ok_or_else(unknown)?;
     let key = shared
         .repo
         .key(id)
@@ -272,28 +261,57 @@ async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, Kl
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(unknown)?;
     let secret = credentials(&shared.server_secret, id).secret_key;
-    let given = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(signature.trim_end_matches('='))
-        .map_err(|_| invalid("unreadable signature"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-        .map_err(|e| KlingError::from(ApiError::internal(e)))?;
-    mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-    // `verify_slice` compares in constant time.
-    mac.verify_slice(&given).map_err(|_| invalid("signature does not match"))?;
+    // The signature (compared in constant time) is checked before the time claims.
+    let claims = jsonwebtoken::decode::<KlingClaims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation(&["iss", "exp"]),
+    )
+    .map_err(jwt_error)?
+    .claims;
     let now = now_ms() / 1000;
-    let exp = claims.get("exp").and_then(Value::as_f64).ok_or_else(|| invalid("no exp claim"))?;
-    if let Some(nbf) = claims.get("nbf").and_then(Value::as_f64) {
-        if nbf > (now + CLOCK_LEEWAY_SECS) as f64 {
-            return Err(KlingError::auth(1003, "Authorization is not yet valid (nbf)"));
-        }
-    }
-    if exp < (now - CLOCK_LEEWAY_SECS) as f64 {
-        return Err(KlingError::auth(1004, "Authorization has expired (exp)"));
-    }
-    if exp > (now + MAX_SIGNATURE_LIFETIME_SECS + CLOCK_LEEWAY_SECS) as f64 {
-        return Err(invalid("exp may be at most 24 hours ahead"));
+    let latest = now + MAX_SIGNATURE_LIFETIME_SECS + CLOCK_LEEWAY_SECS;
+    if claims.exp.is_some_and(|exp| exp > u64::try_from(latest).unwrap_or(0)) {
+        return Err(KlingError::auth(
+            1002,
+            "Authorization is invalid: exp may be at most 24 hours ahead",
+        ));
     }
     Ok(key)
+}
+
+/// HS256 only, `required` claims present, `exp` and (when present) `nbf` checked with
+/// [`CLOCK_LEEWAY_SECS`] of leeway; `aud` is not Kling's and is ignored.
+fn validation(required: &[&str]) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(required);
+    validation.leeway = CLOCK_LEEWAY_SECS.unsigned_abs();
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation
+}
+
+/// A refused JWT in Kling's codes: 1003 not yet valid, 1004 expired, else 1002.
+fn jwt_error(e: jsonwebtoken::errors::Error) -> KlingError {
+    let why = match e.kind() {
+        ErrorKind::ImmatureSignature => {
+            return KlingError::auth(1003, "Authorization is not yet valid (nbf)")
+        }
+        ErrorKind::ExpiredSignature => {
+            return KlingError::auth(1004, "Authorization has expired (exp)")
+        }
+        ErrorKind::InvalidToken => "not a JWT".to_string(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "only HS256 is accepted".to_string()
+        }
+        ErrorKind::InvalidSignature => "signature does not match".to_string(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("no {claim} claim"),
+        ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+            "unreadable JWT".to_string()
+        }
+        _ => e.to_string(),
+    };
+    KlingError::auth(1002, format!("Authorization is invalid: {why}"))
 }
 
 /// `POST /v1/images/editing/expand`.
@@ -598,19 +616,6 @@ async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_round_trip_through_the_signature_check() {
-        let token = encode_hs256(&json!({"iss": "ak1x0", "exp": 10}), "secret");
-        let parts: Vec<&str> = token.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        let claims = b64url_json(parts[1]).expect("claims");
-        assert_eq!(claims["iss"], "ak1x0");
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").expect("mac");
-        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
-        assert!(mac.verify_slice(&sig).is_ok());
-    }
 
     #[test]
     fn states_have_kling_names() {

@@ -3,11 +3,12 @@
 #![allow(dead_code)]
 
 use backdrop_engines::Engines;
+use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
 use backdrop_store::blob::BlobStore;
 use base64::Engine as _;
 use image::{Rgba, RgbaImage};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -147,4 +148,20 @@ pub async fn serve_png(bytes: Vec<u8>) -> String {
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}/cutout.png")
+}
+
+/// An HS256 JWT of `claims` signed with `secret`, as a Kling client makes one (with a
+/// JWT library, not with the server's code).
+pub fn kling_jwt(claims: &Value, secret: &str) -> String {
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&header, claims, &key).expect("jwt")
+}
+
+/// A valid Kling token of key `id`, as Kling's sample code makes it: `exp` = now + 1800,
+/// `nbf` = now - 5.
+pub fn kling_token(shared: &Shared, id: i64) -> String {
+    let pair = credentials(&shared.server_secret, id);
+    let now = now_ms() / 1000;
+    kling_jwt(&json!({"iss": pair.access_key, "exp": now + 1800, "nbf": now - 5}), &pair.secret_key)
 }
