@@ -16,6 +16,9 @@
 //! [storage]
 //! type = "filesystem"                  # or "s3" with bucket, endpoint, region, ...
 //! root = "./backdrop-data/blobs"
+//!
+//! [limits]
+//! max_task_memory_bytes = 2147483648   # estimated peak of one task; larger is refused
 //! ```
 
 use backdrop_core::{PriceTable, Secret};
@@ -95,6 +98,11 @@ pub struct LimitsSection {
     pub max_queued: u64,
     /// Largest request body in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// The most memory one task may need, in bytes, as estimated at submit from its
+    /// sizes, `n` and engine (`backdrop_engines::pipeline::peak_memory`); a task over it
+    /// is refused with 400 `task_too_large` before it is queued. Size it to what a
+    /// worker process can give one task per device.
+    pub max_task_memory_bytes: u64,
 }
 
 impl Default for LimitsSection {
@@ -105,6 +113,7 @@ impl Default for LimitsSection {
             max_key_images: 64,
             max_queued: 1000,
             max_body_bytes: 48 * 1024 * 1024,
+            max_task_memory_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -35,7 +35,7 @@
 //! | 170 | `PublicKey` or `Signature` missing |
 //! | 171 | `Signature` does not match |
 //! | 172 | `PublicKey` unknown, or its key revoked |
-//! | 230 | a parameter missing, of the wrong type or out of range (the message names it) |
+//! | 230 | a parameter missing, of the wrong type or out of range (the message names it), or `Width` x `Height` x the image count over the server's per-task memory limit |
 //! | 231 | an image refused: not base64, not a PNG with transparency, too large or small |
 //! | 232 | `MainModel.ModelCode` or a `SubModelList` model is not served here |
 //! | 233 | a `TaskUID` unknown to this key |
@@ -144,6 +144,8 @@ impl From<ApiError> for PicpikError {
             "concurrency_limit" | "queue_full" => 291,
             "insufficient_credits" => 284,
             _ if e.status.is_server_error() => 500,
+            // Width, Height and the image count decide a task's size.
+            "task_too_large" => 230,
             // What the service refuses at submit is the input image or an engine/model
             // it cannot serve; the parameters were checked here before.
             "unknown_engine" | "engine_unavailable" | "unsupported" => 232,
@@ -731,6 +733,15 @@ async fn running(state: &Shared, key: &ApiKey) -> Result<Map<String, Value>, Pic
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submit_refusals_map_to_retcodes() {
+        let code = |e: ApiError| PicpikError::from(e).code;
+        assert_eq!(code(ApiError::bad_request("task_too_large", "x")), 230);
+        assert_eq!(code(ApiError::bad_request("no_alpha_channel", "x")), 231);
+        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 290);
+        assert_eq!(code(ApiError::internal("x")), 500);
+    }
 
     fn map(v: Value) -> Map<String, Value> {
         match v {
