@@ -260,7 +260,20 @@ pub trait Engine: Send + Sync {
         progress: &dyn Progress,
         cancel: &CancelToken,
     ) -> Result<EngineOutput, EngineError>;
+
+    /// The bytes this engine allocates for itself during a run on a `width` x `height`
+    /// canvas (pyramids, fields, activations), beyond the canvas and mask it is given and
+    /// the images it returns. An estimate on the high side: a server refuses tasks whose
+    /// estimated peak memory is over its budget before they run. The default is
+    /// [`DEFAULT_WORKING_BYTES_PER_PIXEL`] per canvas pixel.
+    fn working_memory(&self, width: u32, height: u32) -> u64 {
+        u64::from(width) * u64::from(height) * DEFAULT_WORKING_BYTES_PER_PIXEL
+    }
 }
+
+/// [`Engine::working_memory`] per canvas pixel of an engine that gives no estimate of
+/// its own.
+pub const DEFAULT_WORKING_BYTES_PER_PIXEL: u64 = 64;
 
 /// An engine as users name it.
 #[derive(

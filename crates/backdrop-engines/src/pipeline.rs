@@ -5,9 +5,19 @@
 //!     -> encode result (+ preview, + watermarked variant)
 //! ```
 //!
-//! The command line and the server's workers call [`run_background`] /
-//! [`run_expansion`] and then [`render`]; nothing here does IO, so the same code serves
-//! local files and blob stores.
+//! The command line calls [`run_background`] / [`run_expansion`] and then [`render`]. The
+//! server's workers call [`stream_background`] / [`stream_expansion`], which hand the
+//! finished images to a sink as they are made; nothing here does IO, so the same code
+//! serves local files and blob stores.
+//!
+//! # Memory
+//! A run asks its engine for the images in batches of [`images_per_batch`]: as many as
+//! fit in [`BATCH_BYTES`] at [`HELD_IMAGE_BYTES_PER_PIXEL`] each, at least one. Image `i`
+//! of a batch seeded `seed + first` is image `first + i` of the whole run (the engine
+//! contract), so the images do not depend on the batching. Small jobs make all their
+//! images in one call, as before; a large canvas is made, composited and handed on one
+//! image at a time, so what a task holds does not grow with `n`. [`peak_memory`]
+//! estimates a task's peak from its sizes, `n` and engine before it runs.
 
 use crate::framing::FloorEffects;
 use crate::Engines;
@@ -74,6 +84,112 @@ pub struct Timings {
     pub segment_ms: f64,
 }
 
+/// What a run reports besides its images.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The engine that ran.
+    pub engine: EngineName,
+    /// The seed of the first image (image `i` used `seed + i`).
+    pub seed: u64,
+    /// Choices the engine reported (e.g. the scene and why).
+    pub notes: Vec<(String, String)>,
+    /// Timings (the sink's time is not in them).
+    pub timings: Timings,
+}
+
+impl RunReport {
+    /// The report with its images: what [`run_background`] and [`run_expansion`] return.
+    pub fn with_images(self, images: Vec<DynamicImage>) -> JobOutput {
+        JobOutput {
+            engine: self.engine,
+            seed: self.seed,
+            images,
+            notes: self.notes,
+            timings: self.timings,
+        }
+    }
+}
+
+/// Takes a run's finished images as they are made: the 0-based index of the first image
+/// of the batch, and the batch. Called in order; an error stops the run and is its
+/// result.
+pub type ImageSink<'s> = dyn FnMut(u32, Vec<DynamicImage>) -> Result<(), JobError> + 's;
+
+/// The most bytes of finished images a run holds at once (more only when a single image
+/// is larger): the bound that keeps a task's memory from growing with `n`.
+pub const BATCH_BYTES: u64 = 128 * 1024 * 1024;
+
+/// What one finished image may cost per canvas pixel while a batch holds it: the
+/// composited image (up to 4, RGBA), a watermarked copy while it is encoded (up to 4),
+/// and the encoded files (up to 6: PNG of generated pixels rarely beats 1:1 by less).
+/// The engine's own RGB output (3) is gone by then, consumed by the composite.
+pub const HELD_IMAGE_BYTES_PER_PIXEL: u64 = 14;
+
+/// What a run keeps per canvas pixel from start to end: the canvas (RGBA, 4) and the
+/// mask (1).
+const CANVAS_BYTES_PER_PIXEL: u64 = 5;
+
+/// What preparing the canvas needs per canvas pixel for a moment, before any image
+/// exists: resizing the cut-out (or a reference) goes through premultiplied `f32` RGBA.
+const PREPARE_BYTES_PER_PIXEL: u64 = 16;
+
+/// What a run holds per input pixel: the decoded input (RGBA, 4) and its automatic
+/// cut-out or resized copy (4).
+const INPUT_BYTES_PER_PIXEL: u64 = 8;
+
+/// What a cut-out task holds per photo pixel: the photo (4), the matte and its
+/// refinement (2 + 4, floats at coarse scale included), the result (4) and its file (4).
+const CUTOUT_BYTES_PER_PIXEL: u64 = 18;
+
+/// Encoded files a worker has handed to storage and not yet written, per canvas pixel:
+/// one result's files waiting and one's being written, up to 4 each.
+const FILES_IN_FLIGHT_BYTES_PER_PIXEL: u64 = 8;
+
+fn pixels(width: u32, height: u32) -> u64 {
+    u64::from(width) * u64::from(height)
+}
+
+/// How many of `n` images a run on a `width` x `height` canvas asks its engine for at
+/// once: as many as fit in [`BATCH_BYTES`], at least one.
+pub fn images_per_batch(width: u32, height: u32, n: u32) -> u32 {
+    let per_image = pixels(width, height).max(1) * HELD_IMAGE_BYTES_PER_PIXEL;
+    (BATCH_BYTES / per_image).clamp(1, u64::from(n.max(1))) as u32
+}
+
+/// The estimated peak memory of one task, in bytes, from what is known before it runs:
+/// the job, the engine it resolved to, the input's size, the canvas (output) size and
+/// `n`. What a run keeps throughout (the decoded input, canvas and mask), plus the larger
+/// of preparing the canvas and running: the engine's own working memory
+/// ([`backdrop_core::Engine::working_memory`]), one batch of finished images
+/// ([`images_per_batch`]) and the files on their way to storage. Past one batch it does
+/// not grow with `n`.
+///
+/// Meant to err high without refusing what fits: an 8192 x 8192 `studio` task measured
+/// 1.3 GiB at its peak in a worker, the same with `n` = 1, 4 (with watermarks) and 16;
+/// this estimates 1.9 GiB for it.
+pub fn peak_memory(
+    engines: &Engines,
+    engine: EngineName,
+    kind: JobKind,
+    input: (u32, u32),
+    canvas: (u32, u32),
+    n: u32,
+) -> u64 {
+    let input_px = pixels(input.0, input.1);
+    if kind == JobKind::Cutout {
+        return input_px * CUTOUT_BYTES_PER_PIXEL;
+    }
+    let canvas_px = pixels(canvas.0, canvas.1);
+    let working =
+        engines.get(engine, kind).map_or(0, |(_, e)| e.working_memory(canvas.0, canvas.1));
+    let batch = u64::from(images_per_batch(canvas.0, canvas.1, n));
+    let prepare = canvas_px * PREPARE_BYTES_PER_PIXEL;
+    let run = working
+        + batch * canvas_px * HELD_IMAGE_BYTES_PER_PIXEL
+        + canvas_px * FILES_IN_FLIGHT_BYTES_PER_PIXEL;
+    input_px * INPUT_BYTES_PER_PIXEL + canvas_px * CANVAS_BYTES_PER_PIXEL + prepare.max(run)
+}
+
 /// What a run made.
 #[derive(Debug, Clone)]
 pub struct JobOutput {
@@ -132,13 +248,30 @@ pub fn random_seed() -> u64 {
     hasher.finish() & 0x7FFF_FFFF
 }
 
-/// Runs a background job.
+/// Runs a background job and returns every image.
 pub fn run_background(
     engines: &Engines,
     job: &BackgroundJob<'_>,
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
+    let mut images = Vec::new();
+    let report = stream_background(engines, job, progress, cancel, &mut |_, batch| {
+        images.extend(batch);
+        Ok(())
+    })?;
+    Ok(report.with_images(images))
+}
+
+/// Runs a background job, handing the images to `sink` as they are made (see the module
+/// documentation's Memory section).
+pub fn stream_background(
+    engines: &Engines,
+    job: &BackgroundJob<'_>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+    sink: &mut ImageSink<'_>,
+) -> Result<RunReport, JobError> {
     job.spec.validate()?;
     job.options.validate()?;
     let started = Instant::now();
@@ -169,7 +302,8 @@ pub fn run_background(
             engine,
             started,
             progress,
-        );
+            sink,
+        )?;
         return Ok(with_cutout_notes(output, cut));
     }
     let reference = job.reference.map(|r| {
@@ -208,12 +342,13 @@ pub fn run_background(
         started,
         progress,
         cancel,
+        sink,
     )?;
     Ok(with_cutout_notes(output, cut))
 }
 
 /// Reports an automatic cut-out (its model and time) in a job's output.
-fn with_cutout_notes(mut output: JobOutput, cut: Option<Cutout>) -> JobOutput {
+fn with_cutout_notes(mut output: RunReport, cut: Option<Cutout>) -> RunReport {
     if let Some(cut) = cut {
         output.notes.push(("cutout".into(), cut.model));
         output.timings.segment_ms = cut.segment_ms;
@@ -233,7 +368,8 @@ fn backdrop_only(
     engine: EngineName,
     started: Instant,
     progress: &dyn Progress,
-) -> JobOutput {
+    sink: &mut ImageSink<'_>,
+) -> Result<RunReport, JobError> {
     let prepare_ms = ms(started);
     let composite_started = Instant::now();
     let image = match effects.backdrop(backdrop) {
@@ -244,31 +380,50 @@ fn backdrop_only(
     };
     let n = job.spec.n;
     progress.step(StepProgress { image: n.saturating_sub(1), images: n, step: 1, steps: 1 });
+    let composite_ms = ms(composite_started);
     let note = match backdrop {
         Backdrop::Colour([r, g, b]) => format!("#{r:02x}{g:02x}{b:02x}: no background generated"),
         _ => "transparent: no background generated".to_string(),
     };
-    JobOutput {
+    let per_batch = images_per_batch(image.width(), image.height(), n);
+    let mut first = 0;
+    while first < n {
+        let count = per_batch.min(n - first);
+        sink(first, vec![image.clone(); count as usize])?;
+        first += count;
+    }
+    Ok(RunReport {
         engine,
         seed: job.spec.seed.unwrap_or_else(random_seed),
-        images: vec![image; n as usize],
         notes: vec![("backdrop".to_string(), note)],
-        timings: Timings {
-            prepare_ms,
-            engine_ms: 0.0,
-            composite_ms: ms(composite_started),
-            ..Timings::default()
-        },
-    }
+        timings: Timings { prepare_ms, engine_ms: 0.0, composite_ms, ..Timings::default() },
+    })
 }
 
-/// Runs an expansion job.
+/// Runs an expansion job and returns every image.
 pub fn run_expansion(
     engines: &Engines,
     job: &ExpansionJob<'_>,
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
+    let mut images = Vec::new();
+    let report = stream_expansion(engines, job, progress, cancel, &mut |_, batch| {
+        images.extend(batch);
+        Ok(())
+    })?;
+    Ok(report.with_images(images))
+}
+
+/// Runs an expansion job, handing the images to `sink` as they are made (see the module
+/// documentation's Memory section).
+pub fn stream_expansion(
+    engines: &Engines,
+    job: &ExpansionJob<'_>,
+    progress: &dyn Progress,
+    cancel: &CancelToken,
+    sink: &mut ImageSink<'_>,
+) -> Result<RunReport, JobError> {
     job.spec.validate()?;
     job.options.validate()?;
     let started = Instant::now();
@@ -297,9 +452,12 @@ pub fn run_expansion(
         started,
         progress,
         cancel,
+        sink,
     )
 }
 
+/// Runs the engine batch by batch ([`images_per_batch`]), composites each batch and hands
+/// it to `sink` before the next is made.
 #[allow(clippy::too_many_arguments)]
 fn run(
     engines: &Engines,
@@ -310,42 +468,56 @@ fn run(
     started: Instant,
     progress: &dyn Progress,
     cancel: &CancelToken,
-) -> Result<JobOutput, JobError> {
+    sink: &mut ImageSink<'_>,
+) -> Result<RunReport, JobError> {
     let (engine_name, engine) = engines.get(name, input.kind)?;
     let prepare_ms = ms(started);
-    cancel.check()?;
-    let engine_started = Instant::now();
-    let output = engine.generate(input, progress, cancel)?;
-    let engine_ms = ms(engine_started);
-    if output.images.len() != input.n as usize {
-        return Err(EngineError::Failed {
-            engine: engine.name(),
-            reason: format!("made {} images, {} were asked", output.images.len(), input.n),
-        }
-        .into());
-    }
-    let composite_started = Instant::now();
-    let images: Vec<DynamicImage> = output
-        .images
-        .into_par_iter()
-        .map(|mut generated| {
-            if let Some(effects) = effects {
-                effects.draw(&mut generated);
+    let (width, height) = input.canvas.dimensions();
+    let per_batch = images_per_batch(width, height, input.n);
+    let (mut engine_ms, mut composite_ms) = (0.0, 0.0);
+    let mut notes = Vec::new();
+    let mut first = 0;
+    while first < input.n {
+        cancel.check()?;
+        let count = per_batch.min(input.n - first);
+        // Image `i` of a run seeded `seed + first` is image `first + i` of this run.
+        let batch = EngineInput { seed: input.image_seed(first), n: count, ..*input };
+        let batch_progress = |p: StepProgress| {
+            progress.step(StepProgress { image: first + p.image, images: input.n, ..p })
+        };
+        let engine_started = Instant::now();
+        let output = engine.generate(&batch, &batch_progress, cancel)?;
+        engine_ms += ms(engine_started);
+        if output.images.len() != count as usize {
+            return Err(EngineError::Failed {
+                engine: engine.name(),
+                reason: format!("made {} images, {} were asked", output.images.len(), count),
             }
-            DynamicImage::ImageRgb8(composite(input.canvas, &generated, input.mask, seam))
-        })
-        .collect();
-    Ok(JobOutput {
+            .into());
+        }
+        if first == 0 {
+            notes = output.notes;
+        }
+        let composite_started = Instant::now();
+        let images: Vec<DynamicImage> = output
+            .images
+            .into_par_iter()
+            .map(|mut generated| {
+                if let Some(effects) = effects {
+                    effects.draw(&mut generated);
+                }
+                DynamicImage::ImageRgb8(composite(input.canvas, &generated, input.mask, seam))
+            })
+            .collect();
+        composite_ms += ms(composite_started);
+        sink(first, images)?;
+        first += count;
+    }
+    Ok(RunReport {
         engine: engine_name,
         seed: input.seed,
-        images,
-        notes: output.notes,
-        timings: Timings {
-            prepare_ms,
-            engine_ms,
-            composite_ms: ms(composite_started),
-            ..Timings::default()
-        },
+        notes,
+        timings: Timings { prepare_ms, engine_ms, composite_ms, ..Timings::default() },
     })
 }
 
@@ -458,18 +630,33 @@ pub fn render(
     images
         .par_iter()
         .map(|image| {
-            let main = encode_image(image, options.format).map_err(failed)?;
-            let preview = options
-                .preview_side
-                .map(|side| encode_image(&preview_image(image, side), options.format))
-                .transpose()
-                .map_err(failed)?;
-            let watermarked = options
-                .watermark
-                .then(|| encode_image(&watermarked(image), options.format))
-                .transpose()
-                .map_err(failed)?;
-            Ok(RenderedImage { main, preview, watermarked })
+            // The variants encode in parallel too: a large image is often rendered alone.
+            let (main, (preview, watermarked)) = rayon::join(
+                || encode_image(image, options.format),
+                || {
+                    rayon::join(
+                        || {
+                            options
+                                .preview_side
+                                .map(|side| {
+                                    encode_image(&preview_image(image, side), options.format)
+                                })
+                                .transpose()
+                        },
+                        || {
+                            options
+                                .watermark
+                                .then(|| encode_image(&watermarked(image), options.format))
+                                .transpose()
+                        },
+                    )
+                },
+            );
+            Ok(RenderedImage {
+                main: main.map_err(failed)?,
+                preview: preview.map_err(failed)?,
+                watermarked: watermarked.map_err(failed)?,
+            })
         })
         .collect()
 }
@@ -485,5 +672,136 @@ fn watermarked(image: &DynamicImage) -> DynamicImage {
             DynamicImage::ImageRgba8(out)
         }
         other => DynamicImage::ImageRgb8(watermark(&other.to_rgb8())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backdrop_core::OutputSize;
+    use backdrop_imaging::decode::InputFormat;
+    use image::{GenericImageView, Rgba};
+
+    /// A 96x96 cut-out: an opaque disc on transparency.
+    fn disc() -> DecodedImage {
+        let image = RgbaImage::from_fn(96, 96, |x, y| {
+            let (dx, dy) = (x as f32 - 48.0, y as f32 - 52.0);
+            if dx * dx + dy * dy < 30.0 * 30.0 {
+                Rgba([200, (x * 2) as u8, 40, 255])
+            } else {
+                Rgba([0, 0, 0, 0])
+            }
+        });
+        DecodedImage { image, format: InputFormat::Png, has_alpha: true }
+    }
+
+    /// The batches a background run on a `width` x `height` canvas hands its sink, as
+    /// `(first, images)`.
+    fn batches(width: u32, height: u32, n: u32) -> Vec<(u32, usize)> {
+        let cutout = disc();
+        let spec = BackgroundSpec {
+            scene: Some("concrete".into()),
+            n,
+            seed: Some(5),
+            size: Some(OutputSize { width, height }),
+            ..BackgroundSpec::default()
+        };
+        let job = BackgroundJob {
+            cutout: &cutout,
+            spec: &spec,
+            reference: None,
+            mask_grow: 2,
+            engine: EngineName::Studio,
+            options: EngineOptions::default(),
+        };
+        let mut seen = Vec::new();
+        let report = stream_background(
+            &Engines::weight_free(),
+            &job,
+            &(),
+            &CancelToken::new(),
+            &mut |first, images| {
+                assert!(images.iter().all(|i| i.dimensions() == (width, height)));
+                seen.push((first, images.len()));
+                Ok(())
+            },
+        )
+        .expect("runs");
+        assert_eq!(report.seed, 5);
+        seen
+    }
+
+    #[test]
+    fn a_large_canvas_is_handed_on_one_image_at_a_time() {
+        // 2400 x 2400 px: one image is more than half of BATCH_BYTES.
+        assert_eq!(images_per_batch(2400, 2400, 3), 1);
+        assert_eq!(batches(2400, 2400, 3), vec![(0, 1), (1, 1), (2, 1)]);
+    }
+
+    #[test]
+    fn small_canvases_keep_their_images_in_one_batch() {
+        assert_eq!(batches(256, 256, 4), vec![(0, 4)]);
+        assert_eq!(images_per_batch(1024, 1024, 16), 9);
+        assert_eq!(images_per_batch(1024, 1024, 3), 3);
+    }
+
+    #[test]
+    fn a_sink_error_stops_the_run() {
+        let cutout = disc();
+        let spec = BackgroundSpec {
+            scene: Some("concrete".into()),
+            n: 3,
+            size: Some(OutputSize { width: 2400, height: 2400 }),
+            ..BackgroundSpec::default()
+        };
+        let job = BackgroundJob {
+            cutout: &cutout,
+            spec: &spec,
+            reference: None,
+            mask_grow: 2,
+            engine: EngineName::Studio,
+            options: EngineOptions::default(),
+        };
+        let made = std::sync::atomic::AtomicU32::new(0);
+        let progress = |p: StepProgress| {
+            made.fetch_max(p.image + 1, std::sync::atomic::Ordering::SeqCst);
+        };
+        let err = stream_background(
+            &Engines::weight_free(),
+            &job,
+            &progress,
+            &CancelToken::new(),
+            &mut |_, _| Err(JobError::Encode("disk full".into())),
+        )
+        .expect_err("the sink failed");
+        assert_eq!(err, JobError::Encode("disk full".into()));
+        assert_eq!(made.into_inner(), 1, "no image is made after the sink refused one");
+    }
+
+    #[test]
+    fn peak_memory_stops_growing_with_n_after_one_batch() {
+        let engines = Engines::weight_free();
+        let peak = |side: u32, n: u32| {
+            peak_memory(
+                &engines,
+                EngineName::Studio,
+                JobKind::Background,
+                (96, 96),
+                (side, side),
+                n,
+            )
+        };
+        // One image of 8192 x 8192 fills a batch alone: 16 of them cost what 1 does, and
+        // that fits the default budget of 2 GiB.
+        assert_eq!(peak(8192, 16), peak(8192, 1));
+        assert!(peak(8192, 16) < 2 << 30, "{}", peak(8192, 16));
+        // Small images share a batch, which grows with n up to BATCH_BYTES.
+        assert!(peak(512, 2) > peak(512, 1));
+        assert!(peak(1024, 16) - peak(1024, 1) <= BATCH_BYTES);
+        // The engine's own memory counts: patch keeps a pyramid and a match field.
+        let expansion = |engine| {
+            peak_memory(&engines, engine, JobKind::Expansion, (1000, 1000), (2000, 2000), 1)
+        };
+        assert!(expansion(EngineName::Patch) > expansion(EngineName::Studio));
     }
 }

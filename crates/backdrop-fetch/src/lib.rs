@@ -1,28 +1,33 @@
-//! Fetching input images by URL without opening a door into the network behind the server.
+//! Reaching URLs that API clients name without opening a door into the network behind
+//! the server.
 //!
-//! This crate owns one job: turning an image URL from an API client into bytes, safely.
-//! A server that fetches arbitrary URLs can be aimed at its own loopback services, the
-//! private network, or the cloud metadata endpoint (server-side request forgery), so
-//! [`Fetcher::fetch`] does more than an HTTP GET:
+//! This crate owns one job: contacting a client-supplied URL safely, to download an input
+//! image ([`Fetcher::fetch`]) or to deliver a callback ([`Fetcher::post`]). A server that
+//! contacts arbitrary URLs can be aimed at its own loopback services, the private
+//! network, or the cloud metadata endpoint (server-side request forgery), so both do
+//! more than an HTTP request:
 //!
 //! 1. Only `http` and `https` URLs are accepted.
-//! 2. The host is resolved here, and the fetch is refused if *any* of its addresses is
-//!    loopback, private, link-local, CGNAT, multicast, unspecified, broadcast, reserved, a
-//!    documentation range or a cloud metadata address, including IPv6 forms that embed
-//!    such an IPv4 address (see [`refusal_reason`]). [`FetchPolicy::allow`] lists
-//!    networks that are accepted anyway (a test fixture on loopback, an internal image
-//!    host an operator trusts).
+//! 2. The host is resolved here, once per hop, through the fetcher's [`Resolver`] (the
+//!    system's unless [`Fetcher::with_resolver`] replaced it), and the request is refused
+//!    if *any* of its addresses is loopback, private, link-local, CGNAT, multicast,
+//!    unspecified, broadcast, reserved, a documentation range or a cloud metadata
+//!    address, including IPv6 forms that embed such an IPv4 address (see
+//!    [`refusal_reason`]). [`FetchPolicy::allow`] lists networks that are accepted anyway
+//!    (a test fixture on loopback, an internal image host an operator trusts).
 //! 3. The connection goes to exactly the addresses that were checked: each hop gets a
 //!    fresh client whose only name resolution is that pinned answer, so a second DNS
 //!    answer (DNS rebinding) cannot swap in an internal address between check and
-//!    connect. Proxies from the environment are ignored for the same reason.
-//! 4. Redirects are followed by hand, up to [`FetchPolicy::max_redirects`], and every hop
-//!    goes through steps 1–3 again.
-//! 5. The body is streamed and abandoned as soon as it passes [`FetchPolicy::max_bytes`]
-//!    (or at once when `Content-Length` announces more); the whole fetch, name resolution
-//!    included, is bounded by [`FetchPolicy::timeout`].
-//! 6. The first bytes must be those of a PNG, JPEG or WebP file; anything else is
-//!    refused as early as those bytes arrive.
+//!    connect. The URL's host still names the request (`Host` header, TLS server name).
+//!    Proxies from the environment are ignored for the same reason.
+//! 4. Downloads follow redirects by hand, up to [`FetchPolicy::max_redirects`], and every
+//!    hop goes through steps 1–3 again. A POST follows none: the receiver's 3xx status is
+//!    its answer, and the body never goes anywhere the client did not name.
+//! 5. A download's body is streamed and abandoned as soon as it passes
+//!    [`FetchPolicy::max_bytes`] (or at once when `Content-Length` announces more); the
+//!    whole request, name resolution included, is bounded by [`FetchPolicy::timeout`].
+//! 6. A download's first bytes must be those of a PNG, JPEG or WebP file; anything else
+//!    is refused as early as those bytes arrive.
 //!
 //! Every [`FetchError`] names the limit or the refused address in its message and has a
 //! stable [`FetchError::code`] for the API's error body.
@@ -36,9 +41,36 @@ pub use ipnet::IpNet;
 pub use url::Url;
 
 use reqwest::dns::{Name, Resolve, Resolving};
+use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What a [`Resolver`] lookup returns.
+pub type Lookup<'a> = Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>>;
+
+/// Turns a host name into addresses. The fetcher asks it exactly once per hop and
+/// connects only to what that answer held (after checking it), so a resolver that
+/// answers differently on a second lookup changes nothing about the current hop.
+///
+/// The system resolver ([`SystemResolver`]) is the default; tests replace it to play a
+/// rebinding DNS server, and a deployment could plug in its own.
+pub trait Resolver: Send + Sync + fmt::Debug {
+    /// The addresses of `host` (a domain name, never an IP literal), each with `port`.
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a>;
+}
+
+/// The operating system's resolver (`getaddrinfo` through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolver for SystemResolver {
+    fn lookup<'a>(&'a self, host: &'a str, port: u16) -> Lookup<'a> {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host, port)).await?.collect()) })
+    }
+}
 
 /// The limits a [`Fetcher`] enforces.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,20 +231,31 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// Downloads images by URL under a [`FetchPolicy`]. Cheap to share; holds no
-/// connections between fetches.
+/// Downloads images and delivers callbacks under a [`FetchPolicy`]. Cheap to share;
+/// holds no connections between requests.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     policy: FetchPolicy,
+    resolver: Arc<dyn Resolver>,
 }
 
 /// How many leading bytes decide the image type (WebP needs 12: `RIFF`, size, `WEBP`).
 const SNIFF_LEN: usize = 12;
 
 impl Fetcher {
-    /// A fetcher enforcing `policy`.
+    /// A fetcher enforcing `policy`, resolving names with the system resolver.
     pub fn new(policy: FetchPolicy) -> Self {
-        Fetcher { policy }
+        Fetcher { policy, resolver: Arc::new(SystemResolver) }
+    }
+
+    /// The same fetcher resolving names with `resolver`.
+    pub fn with_resolver(self, resolver: Arc<dyn Resolver>) -> Self {
+        Fetcher { resolver, ..self }
+    }
+
+    /// The same fetcher (and resolver) under another policy.
+    pub fn with_policy(&self, policy: FetchPolicy) -> Self {
+        Fetcher { policy, resolver: Arc::clone(&self.resolver) }
     }
 
     /// The policy in force.
@@ -237,6 +280,37 @@ impl Fetcher {
     pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
         let limit = self.policy.timeout;
         match tokio::time::timeout(limit, self.fetch_within_time(url)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout { limit }),
+        }
+    }
+
+    /// POSTs `body` with `headers` to `url` and returns the receiver's HTTP status,
+    /// whatever it is: the caller decides what counts as delivered. The host is resolved
+    /// once and checked like a download's, the connection goes only to the checked
+    /// address, and a redirect is not followed (its 3xx status is returned). The whole
+    /// request is bounded by the policy's timeout.
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<u16, FetchError> {
+        let limit = self.policy.timeout;
+        let send = async {
+            let destination = self.destination(parse_url(url)?).await?;
+            let host = host_of(&destination.url);
+            let client = pinned_client(&destination)?;
+            let mut request = client.post(destination.url.clone());
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response =
+                request.body(body).send().await.map_err(|e| connection_error(&host, e))?;
+            // The body is not read: dropping the response closes the connection.
+            Ok(response.status().as_u16())
+        };
+        match tokio::time::timeout(limit, send).await {
             Ok(result) => result,
             Err(_) => Err(FetchError::Timeout { limit }),
         }
@@ -301,9 +375,14 @@ impl Fetcher {
             // `http://2130706433/` or `http://0x7f.1/` to dotted IPv4).
             Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
             Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
-            Some(url::Host::Domain(domain)) => tokio::net::lookup_host((domain, port))
+            Some(url::Host::Domain(domain)) => self
+                .resolver
+                .lookup(domain, port)
                 .await
                 .map_err(|e| FetchError::Resolve { host: host.clone(), reason: e.to_string() })?
+                .into_iter()
+                // The URL decides the port, whatever a resolver put in its answer.
+                .map(|addr| SocketAddr::new(addr.ip(), port))
                 .collect(),
             None => return Err(FetchError::InvalidUrl { reason: "the URL has no host".into() }),
         };

@@ -7,8 +7,8 @@
 //! only the pre-connect check produces) well inside the time a connection attempt to an
 //! unreachable address would take.
 
-use backdrop_fetch::{FetchError, FetchPolicy, Fetcher, IpNet};
-use std::net::SocketAddr;
+use backdrop_fetch::{FetchError, FetchPolicy, Fetcher, IpNet, Lookup, Resolver};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +59,16 @@ impl Fixture {
         ip: &str,
         handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
     ) -> Option<Fixture> {
-        let listener = TcpListener::bind((ip, 0)).await.ok()?;
+        Fixture::start_on(ip, 0, handler).await
+    }
+
+    /// [`Fixture::start`] on a given port.
+    async fn start_on(
+        ip: &str,
+        port: u16,
+        handler: impl Fn(&str) -> Reply + Send + Sync + 'static,
+    ) -> Option<Fixture> {
+        let listener = TcpListener::bind((ip, port)).await.ok()?;
         let addr = listener.local_addr().expect("local addr");
         assert!(addr.ip().is_loopback(), "fixtures stay on loopback");
         let connections = Arc::new(AtomicUsize::new(0));
@@ -87,6 +96,22 @@ async fn answer(mut stream: TcpStream, handler: Handler) {
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    // Read a request body too (a POST's), so closing the connection does not reset it
+    // under the client before it reads the answer.
+    let head_len = request.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |i| i + 4);
+    let content_length = String::from_utf8_lossy(&request[..head_len])
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0usize);
+    while request.len() < head_len + content_length {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => request.extend_from_slice(&buf[..n]),
@@ -429,4 +454,120 @@ async fn check_validates_without_connecting() {
     let refused = Fetcher::new(FetchPolicy::default()).check(&fixture.url("/cb")).await;
     assert!(matches!(refused, Err(FetchError::AddressRefused { .. })), "{refused:?}");
     assert_eq!(fixture.connections(), 0);
+}
+
+/// A DNS server that rebinds: its first answer for any name is `first`, every later one
+/// is `then`. Counts the lookups.
+#[derive(Debug)]
+struct Rebinding {
+    first: IpAddr,
+    then: IpAddr,
+    lookups: AtomicUsize,
+}
+
+impl Rebinding {
+    fn new(first: &str, then: &str) -> Arc<Rebinding> {
+        Arc::new(Rebinding {
+            first: first.parse().expect("ip"),
+            then: then.parse().expect("ip"),
+            lookups: AtomicUsize::new(0),
+        })
+    }
+
+    fn lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
+    }
+}
+
+impl Resolver for Rebinding {
+    fn lookup<'a>(&'a self, _host: &'a str, port: u16) -> Lookup<'a> {
+        let ip =
+            if self.lookups.fetch_add(1, Ordering::SeqCst) == 0 { self.first } else { self.then };
+        Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+    }
+}
+
+/// Two fixtures on one port: `127.0.0.1` (on the allow-list) and `127.0.0.2` (not).
+async fn allowed_and_forbidden(
+    handler: impl Fn(&str) -> Reply + Send + Sync + Clone + 'static,
+) -> (Fixture, Fixture) {
+    for _ in 0..20 {
+        let allowed = Fixture::start("127.0.0.1", handler.clone()).await.expect("bind");
+        if let Some(forbidden) =
+            Fixture::start_on("127.0.0.2", allowed.addr.port(), handler.clone()).await
+        {
+            return (allowed, forbidden);
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and 127.0.0.2");
+}
+
+#[tokio::test]
+async fn a_rebinding_name_is_resolved_once_per_fetch_and_connected_to_as_checked() {
+    let (allowed, forbidden) = allowed_and_forbidden(|_| ok("image/png", PNG)).await;
+    let dns = Rebinding::new("127.0.0.1", "127.0.0.2");
+    let fetcher = Fetcher::new(allow_fixture()).with_resolver(dns.clone());
+    let url = format!("http://rebind.test:{}/a.png", allowed.addr.port());
+
+    // The checked answer is the one connected to: the client never asks DNS again, so
+    // the second (rebound) answer cannot reach the connection.
+    let fetched = fetcher.fetch(&url).await.expect("the first answer is allowed");
+    assert_eq!(fetched.bytes, PNG);
+    assert_eq!(dns.lookups(), 1, "one lookup per hop");
+    assert_eq!((allowed.connections(), forbidden.connections()), (1, 0));
+
+    // The next fetch resolves afresh, gets the forbidden address and is refused.
+    assert_refused(&fetcher, &url, "127.0.0.2").await;
+    assert_eq!(dns.lookups(), 2);
+    assert_eq!(forbidden.connections(), 0, "the rebound address is never contacted");
+}
+
+#[tokio::test]
+async fn post_goes_to_the_checked_address_and_follows_no_redirect() {
+    let (allowed, forbidden) = allowed_and_forbidden(|path| match path {
+        "/moved" => redirect(307, "http://127.0.0.2/hook"),
+        "/broken" => Reply::Full { status: 500, headers: vec![], body: b"oops".to_vec() },
+        _ => Reply::Full { status: 204, headers: vec![], body: Vec::new() },
+    })
+    .await;
+    let port = allowed.addr.port();
+    let dns = Rebinding::new("127.0.0.1", "127.0.0.2");
+    let fetcher = Fetcher::new(allow_fixture()).with_resolver(dns.clone());
+    let headers = [("content-type", "application/json")];
+
+    let status = fetcher
+        .post(&format!("http://hook.test:{port}/hook"), &headers, b"{}".to_vec())
+        .await
+        .expect("delivered");
+    assert_eq!((status, dns.lookups(), allowed.connections()), (204, 1, 1));
+    // Every status is the caller's to judge; a redirect is returned, not followed.
+    let status = fetcher.post(&allowed.url("/moved"), &headers, b"{}".to_vec()).await;
+    assert_eq!(status, Ok(307));
+    let status = fetcher.post(&allowed.url("/broken"), &headers, b"{}".to_vec()).await;
+    assert_eq!(status, Ok(500));
+    assert_eq!(allowed.connections(), 3);
+
+    // The name now rebinds to a forbidden address: refused before any connection.
+    let err = fetcher
+        .post(&format!("http://hook.test:{port}/hook"), &headers, b"{}".to_vec())
+        .await
+        .expect_err("rebound");
+    assert!(matches!(err, FetchError::AddressRefused { .. }), "{err:?}");
+    let err = Fetcher::new(FetchPolicy::default())
+        .post(&allowed.url("/hook"), &headers, Vec::new())
+        .await
+        .expect_err("loopback is not allowed by default");
+    assert!(matches!(err, FetchError::AddressRefused { .. }), "{err:?}");
+    assert_eq!((allowed.connections(), forbidden.connections()), (3, 0));
+}
+
+#[tokio::test]
+async fn post_is_bounded_by_the_timeout() {
+    let fixture = Fixture::start("127.0.0.1", |_| Reply::Silent).await.expect("bind");
+    let mut policy = allow_fixture();
+    policy.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = Fetcher::new(policy).post(&fixture.url("/hook"), &[], b"{}".to_vec()).await;
+    assert_eq!(err, Err(FetchError::Timeout { limit: Duration::from_millis(300) }));
+    assert!(started.elapsed() < Duration::from_secs(3));
 }

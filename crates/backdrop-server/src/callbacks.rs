@@ -8,6 +8,19 @@
 //! delivery log (`GET /v1/tasks/{id}/callbacks`). A receiver that is down never blocks or
 //! fails the task.
 //!
+//! # Destinations
+//! Callbacks go out through the input fetcher ([`backdrop_fetch::Fetcher::post`]), under
+//! the same address policy and `[fetch] allow` list: the receiver's name is resolved once
+//! per attempt, every address is checked, and the connection goes only to the checked
+//! address (no second lookup a rebinding DNS server could answer differently, no proxy
+//! from the environment). Redirects are not followed; a 3xx answer is a failed attempt.
+//!
+//! The delivery log is the client's to read, so it must not turn the server into a
+//! probe of networks the client cannot reach: a failed attempt records only a coarse
+//! category ([`failure_category`]: `refused: private or unresolvable address`,
+//! `refused: not an http(s) URL`, `connection failed`, `timeout`, or `HTTP {status}`),
+//! never the connection error's text. The full error goes to the server's log.
+//!
 //! # Signature
 //! Each POST carries `Backdrop-Signature: t=UNIX_SECONDS,v1=HEX` where
 //! `HEX = hex(HMAC-SHA256(secret, "{t}.{body}"))` and `secret` is the hex SHA-256 of the
@@ -15,6 +28,7 @@
 //! `secret = sha256_hex(api_key)`). Reject bodies whose `t` is far from now to stop replays.
 
 use crate::{now_ms, Shared};
+use backdrop_fetch::{FetchError, FetchPolicy, Fetcher};
 use backdrop_store::{DeliveryAttempt, OutboxEntry};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -38,22 +52,18 @@ pub fn sign(secret: &str, t: i64, body: &str) -> String {
 
 /// Delivers due callbacks until `shutdown` turns true.
 pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(shared.config.callbacks.timeout_secs))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::error!("cannot build the callback client: {e}");
-            return;
-        }
-    };
+    // The fetcher's address policy, allow-list and resolver; only the time limit is the
+    // callbacks' own.
+    let sender = shared.fetcher.with_policy(FetchPolicy {
+        timeout: Duration::from_secs(shared.config.callbacks.timeout_secs),
+        max_redirects: 0,
+        ..shared.fetcher.policy().clone()
+    });
     while !*shutdown.borrow() {
         let lease = (shared.config.callbacks.timeout_secs as i64 + 5) * 1000;
         match shared.repo.due_callbacks(now_ms(), lease, 16).await {
             Ok(entries) if !entries.is_empty() => {
-                let sends = entries.into_iter().map(|entry| deliver(&shared, &client, entry));
+                let sends = entries.into_iter().map(|entry| deliver(&shared, &sender, entry));
                 futures::future::join_all(sends).await;
                 continue;
             }
@@ -67,7 +77,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-async fn deliver(shared: &Shared, client: &reqwest::Client, entry: OutboxEntry) {
+async fn deliver(shared: &Shared, sender: &Fetcher, entry: OutboxEntry) {
     let Ok(Some(task)) = shared.repo.task(&entry.task_uid).await else {
         tracing::warn!(task = %entry.task_uid, "callback for a missing task dropped");
         let attempt = DeliveryAttempt {
@@ -93,30 +103,23 @@ async fn deliver(shared: &Shared, client: &reqwest::Client, entry: OutboxEntry) 
         _ => String::new(),
     };
     let attempt_number = entry.attempts + 1;
-    let attempt = match destination_allowed(shared, &entry.url).await {
-        Err(reason) => DeliveryAttempt { status: None, error: Some(reason), delivered: false },
-        Ok(()) => {
-            let signature = sign(&secret, now_ms() / 1000, &body);
-            let sent = client
-                .post(&entry.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, signature)
-                .body(body.clone())
-                .send()
-                .await;
-            match sent {
-                Ok(response) => {
-                    let status = response.status();
-                    DeliveryAttempt {
-                        status: Some(status.as_u16()),
-                        error: (!status.is_success())
-                            .then(|| format!("receiver answered {status}")),
-                        delivered: status.is_success(),
-                    }
-                }
-                Err(e) => {
-                    DeliveryAttempt { status: None, error: Some(e.to_string()), delivered: false }
-                }
+    let signature = sign(&secret, now_ms() / 1000, &body);
+    let headers = [("content-type", "application/json"), (SIGNATURE_HEADER, signature.as_str())];
+    let attempt = match sender.post(&entry.url, &headers, body.clone().into_bytes()).await {
+        Ok(status) => {
+            let delivered = (200..300).contains(&status);
+            DeliveryAttempt {
+                status: Some(status),
+                error: (!delivered).then(|| format!("HTTP {status}")),
+                delivered,
+            }
+        }
+        Err(e) => {
+            tracing::info!(task = %entry.task_uid, "callback attempt failed: {e}");
+            DeliveryAttempt {
+                status: None,
+                error: Some(failure_category(&e).to_string()),
+                delivered: false,
             }
         }
     };
@@ -139,10 +142,21 @@ async fn deliver(shared: &Shared, client: &reqwest::Client, entry: OutboxEntry) 
     }
 }
 
-/// Callbacks obey the same address policy as input downloads: no loopback, private,
-/// link-local or metadata destinations unless the allow-list permits them.
-async fn destination_allowed(shared: &Shared, url: &str) -> Result<(), String> {
-    shared.fetcher.check(url).await.map(|_| ()).map_err(|e| e.to_string())
+/// What the delivery log records for an attempt that got no HTTP answer. Deliberately
+/// coarse: a client chooses the URL and reads the log, so the log must not tell apart
+/// "no such host" from "an internal host" (that would map internal names), nor report
+/// how a connection failed (that would make the server a port scanner).
+pub fn failure_category(error: &FetchError) -> &'static str {
+    match error {
+        FetchError::AddressRefused { .. } | FetchError::Resolve { .. } => {
+            "refused: private or unresolvable address"
+        }
+        FetchError::InvalidUrl { .. } | FetchError::UnsupportedScheme { .. } => {
+            "refused: not an http(s) URL"
+        }
+        FetchError::Timeout { .. } => "timeout",
+        _ => "connection failed",
+    }
 }
 
 #[cfg(test)]

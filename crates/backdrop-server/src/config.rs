@@ -16,6 +16,9 @@
 //! [storage]
 //! type = "filesystem"                  # or "s3" with bucket, endpoint, region, ...
 //! root = "./backdrop-data/blobs"
+//!
+//! [limits]
+//! max_task_memory_bytes = 2147483648   # estimated peak of one task; larger is refused
 //! ```
 
 use backdrop_core::{PriceTable, Secret};
@@ -110,6 +113,11 @@ pub struct LimitsSection {
     /// (`GET /v1/tasks/{id}/events`) and PicWish `sync=1` waits (429 `too_many_streams`
     /// beyond), so a few keys cannot tie up the database pool with polling.
     pub max_key_streams: u32,
+    /// The most memory one task may need, in bytes, as estimated at submit from its
+    /// sizes, `n` and engine (`backdrop_engines::pipeline::peak_memory`); a task over it
+    /// is refused with 400 `task_too_large` before it is queued. Size it to what a
+    /// worker process can give one task per device.
+    pub max_task_memory_bytes: u64,
 }
 
 impl Default for LimitsSection {
@@ -121,6 +129,7 @@ impl Default for LimitsSection {
             max_queued: 1000,
             max_body_bytes: 48 * 1024 * 1024,
             max_key_streams: 8,
+            max_task_memory_bytes: 2 * 1024 * 1024 * 1024,
         }
     }
 }

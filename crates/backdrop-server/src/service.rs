@@ -2,13 +2,14 @@
 //!
 //! A surface parses its own wire format, then calls [`submit`] with a
 //! [`TaskPayload`] and the input bytes; everything that must hold for every surface
-//! (rate limit, full validation before queueing, the input stored, the task and its
-//! credit reservation committed before the answer) happens here once.
+//! (rate limit, full validation before queueing, the task's estimated memory within
+//! `[limits] max_task_memory_bytes`, the input stored, the task and its credit
+//! reservation committed before the answer) happens here once.
 
 use crate::error::ApiError;
 use crate::{now_ms, Shared};
-use backdrop_core::{CutoutMode, JobSpec, TaskPayload, TaskState};
-use backdrop_engines::pipeline::random_seed;
+use backdrop_core::{CutoutMode, EngineName, JobKind, JobSpec, TaskPayload, TaskState};
+use backdrop_engines::pipeline::{peak_memory, random_seed};
 use backdrop_imaging::decode::check_cutout;
 use backdrop_imaging::matte::has_transparency;
 use backdrop_imaging::{decode, DecodeLimits};
@@ -142,9 +143,11 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
             .segmenter()
             .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
     }
-    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+    // The input's size and the canvas's (the results') come back for the memory check.
+    let (input_size, canvas) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let decoded = decode(&input, &limits)?;
-        match &job {
+        let size = decoded.image.dimensions();
+        let canvas = match &job {
             // A photo is accepted when it will be cut out (automatic cut-out, a segmenter
             // present); anything else must be a transparent cut-out, as before.
             JobSpec::Background(spec) => {
@@ -152,14 +155,15 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
                 if !(cut && segmenter) {
                     check_cutout(&decoded)?;
                 }
+                spec.size.map_or(size, |s| (s.width, s.height))
             }
             JobSpec::Expansion(spec) => {
-                let (w, h) = decoded.image.dimensions();
-                spec.ratios.pixels(w, h)?;
+                let pixels = spec.ratios.pixels(size.0, size.1)?;
+                (pixels.canvas_width, pixels.canvas_height)
             }
-            JobSpec::Cutout(_) => {}
-        }
-        Ok(())
+            JobSpec::Cutout(_) => size,
+        };
+        Ok((size, canvas))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -177,6 +181,7 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
         .engines
         .resolve(sub.payload.engine, kind)
         .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
+    check_memory(shared, engine, kind, input_size, canvas, sub.payload.job.n())?;
     // Fix the seed now so a retried attempt (after a crash) makes the same images.
     match &mut sub.payload.job {
         JobSpec::Background(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
@@ -229,6 +234,51 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
     }
     shared.metrics.submit(sub.surface, "accepted");
     Ok(created)
+}
+
+/// Refuses a task whose estimated peak memory is over `[limits] max_task_memory_bytes`:
+/// 400 `task_too_large`, naming the estimate and the limit. Runs before anything is
+/// stored or reserved.
+pub fn check_memory(
+    shared: &Shared,
+    engine: EngineName,
+    kind: JobKind,
+    input: (u32, u32),
+    canvas: (u32, u32),
+    n: u32,
+) -> Result<(), ApiError> {
+    let limit = shared.config.limits.max_task_memory_bytes;
+    let needed = peak_memory(&shared.engines, engine, kind, input, canvas, n);
+    if needed <= limit {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        TASK_TOO_LARGE,
+        format!(
+            "this task would need about {} of memory ({}x{} px, n = {n}, engine {}), over \
+             this server's per-task limit of {} ([limits] max_task_memory_bytes); ask for \
+             a smaller size or fewer images",
+            human_bytes(needed),
+            canvas.0,
+            canvas.1,
+            engine.as_str(),
+            human_bytes(limit)
+        ),
+    ))
+}
+
+/// The error code of a task refused by [`check_memory`].
+pub const TASK_TOO_LARGE: &str = "task_too_large";
+
+/// `bytes` in MiB or GiB with one decimal, for messages.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mib = bytes as f64 / MIB;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
 
 /// The folder every file of a task is stored under: its input and reference at submit,

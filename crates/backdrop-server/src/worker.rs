@@ -8,6 +8,13 @@
 //! cannot finish it a second time. A cancel seen on renewal stops the engine at its next
 //! step.
 //!
+//! The engine hands its images over as it makes them (a batch at a time, one image at a
+//! time on large canvases; see [`backdrop_engines::pipeline`]): the device thread
+//! encodes each and passes the files through a one-slot channel to the task's async
+//! side, which stores them in order while the engine makes the next. A slow store
+//! therefore holds the engine back instead of letting finished images pile up, so what
+//! a task holds does not grow with `n`.
+//!
 //! Every worker also returns lapsed leases to the queue (`requeue_expired`), so tasks of
 //! a killed process are picked up by whoever is alive, up to the retry limit.
 
@@ -15,14 +22,15 @@ use crate::service::task_folder;
 use crate::{now_ms, Shared};
 use backdrop_core::{CancelToken, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
-    cut_out, encode_cutout, render, run_background, run_expansion, BackgroundJob, ExpansionJob,
-    JobError, JobOutput, RenderOptions, RenderedImage, Timings,
+    cut_out, encode_cutout, render, stream_background, stream_expansion, BackgroundJob,
+    ExpansionJob, JobError, RenderOptions, RenderedImage, RunReport, Timings,
 };
 use backdrop_imaging::mask::{DEFAULT_BACKGROUND_GROW, DEFAULT_EXPANSION_GROW};
 use backdrop_imaging::{decode, DecodeLimits};
 use backdrop_store::{Lease, ResultImage, Task, TaskProgress, TaskResult};
 use image::imageops::FilterType;
-use image::GenericImageView;
+use image::{DynamicImage, GenericImageView};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -126,12 +134,24 @@ async fn claim_loop(
     }
 }
 
-/// What a run produced, ready to store.
+/// What a run produced, its files stored.
 struct Made {
-    output: JobOutput,
-    rendered: Vec<RenderedImage>,
+    report: RunReport,
+    images: Vec<ResultImage>,
     /// Width and height of the results.
     size: (u32, u32),
+}
+
+/// Why an attempt produced no result: the task's error code and message.
+struct Failure {
+    code: &'static str,
+    message: String,
+}
+
+impl From<JobError> for Failure {
+    fn from(e: JobError) -> Self {
+        Failure { code: e.code().as_str(), message: e.to_string() }
+    }
 }
 
 async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task) {
@@ -141,7 +161,7 @@ async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task
     let cancel = CancelToken::new();
     let progress: Arc<Mutex<Option<TaskProgress>>> = Arc::new(Mutex::new(None));
     let (done_tx, done_rx) = watch::channel(false);
-    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat_loop(
         Arc::clone(shared),
         uid.clone(),
@@ -152,29 +172,31 @@ async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task
         done_rx,
     ));
 
-    let outcome = run_task(shared, device, &task, cancel.clone(), Arc::clone(&progress)).await;
-    let lease_lost = || lost.load(std::sync::atomic::Ordering::SeqCst);
     // The results are stored while the lease is still renewed: uploading many large
     // images can take longer than a lease.
-    let stored = match outcome {
-        Ok(_) if lease_lost() => None,
-        Ok(made) => {
-            Some(store_results(shared, &task, made).await.map_err(|e| ("output_failed", e)))
-        }
-        Err(e) => Some(Err((e.code().as_str(), e.to_string()))),
-    };
+    let outcome = run_task(shared, device, &task, cancel, Arc::clone(&progress), &lost).await;
     let _ = done_tx.send(true);
     let _ = heartbeat.await;
-    let Some(stored) = stored.filter(|_| !lease_lost()) else {
+    if lost.load(Ordering::SeqCst) {
         tracing::warn!(task = %uid, "lease lost; dropping this attempt's work");
         return;
-    };
+    }
     let seconds = started.elapsed().as_secs_f64();
     let engine = task.engine.as_str();
-    match stored {
-        Ok(result) => {
+    match outcome {
+        Ok(made) => {
             let steps = task_steps(&progress);
-            shared.metrics.engine_steps(engine, steps, result.engine_ms / 1000.0);
+            shared.metrics.engine_steps(engine, steps, made.report.timings.engine_ms / 1000.0);
+            let (width, height) = made.size;
+            let result = TaskResult {
+                engine: made.report.engine.as_str().to_string(),
+                seed: made.report.seed,
+                width,
+                height,
+                images: made.images,
+                notes: made.report.notes,
+                engine_ms: made.report.timings.engine_ms,
+            };
             let expires_at = now_ms() + shared.config.results.ttl_secs * 1000;
             match shared.repo.complete(&uid, worker, result, expires_at, now_ms()).await {
                 Ok(true) => shared.metrics.task_finished(engine, "succeeded", seconds),
@@ -184,7 +206,9 @@ async fn process(shared: &Arc<Shared>, worker: &str, device: &Device, task: Task
                 Err(e) => tracing::error!(task = %uid, "cannot complete: {e}"),
             }
         }
-        Err((code, message)) => fail(shared, worker, &uid, engine, code, &message, seconds).await,
+        Err(failure) => {
+            fail(shared, worker, &uid, engine, failure.code, &failure.message, seconds).await
+        }
     }
 }
 
@@ -244,13 +268,28 @@ async fn heartbeat_loop(
     }
 }
 
+/// One encoded result on its way from the device thread to storage.
+struct Encoded {
+    /// 1-based.
+    index: u32,
+    files: RenderedImage,
+}
+
+/// What the device thread reports once the run is over.
+struct Ran {
+    report: RunReport,
+    size: (u32, u32),
+}
+
+/// Runs the task's job on `device` and stores each result as it arrives.
 async fn run_task(
     shared: &Arc<Shared>,
     device: &Device,
     task: &Task,
     cancel: CancelToken,
     progress: Arc<Mutex<Option<TaskProgress>>>,
-) -> Result<Made, JobError> {
+    lost: &AtomicBool,
+) -> Result<Made, Failure> {
     let input = shared
         .blobs
         .get(&task.input_blob)
@@ -266,15 +305,44 @@ async fn run_task(
     let engines = shared.engines.clone();
     let engine = task.engine;
     let limits = DecodeLimits::default();
-    let run = move || -> Result<Made, JobError> {
-        let report = |p: StepProgress| {
+    // One slot: while one result is being stored the next may wait; the device blocks on
+    // the hand-over after that until there is room.
+    let (files, mut arriving) = tokio::sync::mpsc::channel::<Encoded>(1);
+    let stop = cancel.clone();
+    let run = move || -> Result<Ran, JobError> {
+        let on_step = |p: StepProgress| {
             if let Ok(mut slot) = progress.lock() {
                 *slot = Some(TaskProgress { fraction: p.fraction(), step: p.step, steps: p.steps });
             }
         };
+        let send = |encoded: Encoded| {
+            // Closed only when storing failed; that failure is the task's.
+            files.blocking_send(encoded).map_err(|_| JobError::Encode("storage stopped".into()))
+        };
         let decoded = decode(&input, &DecodeLimits { min_width: 1, min_height: 1, ..limits })?;
         let options = payload.engine_options();
-        let mut output = match &payload.job {
+        let render_options = RenderOptions {
+            format: payload.format,
+            preview_side: payload.preview_side,
+            watermark: payload.watermark,
+        };
+        let mut size = (0, 0);
+        let mut sink = |first: u32, images: Vec<DynamicImage>| -> Result<(), JobError> {
+            let images: Vec<DynamicImage> = match payload.max_output_side {
+                Some(max) => images.into_iter().map(|image| fit_within(image, max)).collect(),
+                None => images,
+            };
+            if let Some(image) = images.first() {
+                size = image.dimensions();
+            }
+            let rendered = render(&images, render_options)?;
+            drop(images);
+            for (i, files) in (first + 1..).zip(rendered) {
+                send(Encoded { index: i, files })?;
+            }
+            Ok(())
+        };
+        let report = match &payload.job {
             JobSpec::Background(spec) => {
                 let reference = match &reference {
                     Some(bytes) => Some(decode(bytes, &limits)?.image),
@@ -288,7 +356,7 @@ async fn run_task(
                     engine,
                     options,
                 };
-                run_background(&engines, &job, &report, &cancel)?
+                stream_background(&engines, &job, &on_step, &cancel, &mut sink)?
             }
             JobSpec::Expansion(spec) => {
                 let job = ExpansionJob {
@@ -298,94 +366,106 @@ async fn run_task(
                     engine,
                     options,
                 };
-                run_expansion(&engines, &job, &report, &cancel)?
+                stream_expansion(&engines, &job, &on_step, &cancel, &mut sink)?
             }
             JobSpec::Cutout(spec) => {
                 let cut = cut_out(&engines, &decoded, spec.model.as_deref(), &cancel)?;
-                report(StepProgress { image: 0, images: 1, step: 1, steps: 1 });
+                on_step(StepProgress { image: 0, images: 1, step: 1, steps: 1 });
                 let main = encode_cutout(&cut.image.image)?;
-                let size = cut.image.image.dimensions();
-                let output = JobOutput {
+                size = cut.image.image.dimensions();
+                send(Encoded {
+                    index: 1,
+                    files: RenderedImage { main, preview: None, watermarked: None },
+                })?;
+                RunReport {
                     engine,
                     seed: 0,
-                    images: Vec::new(),
                     notes: vec![("model".into(), cut.model)],
                     timings: Timings { engine_ms: cut.segment_ms, ..Timings::default() },
-                };
-                let rendered = vec![RenderedImage { main, preview: None, watermarked: None }];
-                return Ok(Made { output, rendered, size });
+                }
             }
         };
-        if let Some(max) = payload.max_output_side {
-            for image in &mut output.images {
-                let (w, h) = image.dimensions();
-                if w.max(h) > max {
-                    let scale = f64::from(max) / f64::from(w.max(h));
-                    let (nw, nh) = (
-                        ((f64::from(w) * scale).round() as u32).max(1),
-                        ((f64::from(h) * scale).round() as u32).max(1),
-                    );
-                    *image = image.resize_exact(nw, nh, FilterType::Lanczos3);
+        Ok(Ran { report, size })
+    };
+    let store = async move {
+        let mut images = Vec::new();
+        while let Some(encoded) = arriving.recv().await {
+            // Another worker owns the task now; its files are its own to write.
+            if lost.load(Ordering::SeqCst) {
+                return Err("the lease was lost".to_string());
+            }
+            match store_image(shared, task, encoded).await {
+                Ok(image) => images.push(image),
+                Err(e) => {
+                    // Nothing more can be stored: stop the engine at its next step.
+                    stop.cancel();
+                    return Err(e);
                 }
             }
         }
-        let rendered = render(
-            &output.images,
-            RenderOptions {
-                format: payload.format,
-                preview_side: payload.preview_side,
-                watermark: payload.watermark,
-            },
-        )?;
-        let size = output.images.first().map_or((0, 0), |img| img.dimensions());
-        Ok(Made { output, rendered, size })
+        Ok(images)
     };
-    device.run(run).await.unwrap_or_else(|| {
+    let (ran, stored) = tokio::join!(device.run(run), store);
+    // A storage failure closes the channel, which then fails the run too: report the
+    // storage failure, the cause.
+    let mut images = stored.map_err(|message| Failure { code: "output_failed", message })?;
+    let ran = ran.unwrap_or_else(|| {
         Err(JobError::Encode("the engine stopped unexpectedly on this task".into()))
-    })
+    })?;
+    for image in &mut images {
+        image.seed = ran.report.seed.wrapping_add(u64::from(image.index - 1));
+    }
+    Ok(Made { report: ran.report, images, size: ran.size })
 }
 
-async fn store_results(shared: &Shared, task: &Task, made: Made) -> Result<TaskResult, String> {
-    let ext = task.payload.format.extension();
-    let mut images = Vec::new();
-    for (i, rendered) in made.rendered.into_iter().enumerate() {
-        let index = i as u32 + 1;
-        let base = format!("{}/{index}", task_folder(&task.uid));
-        let blob = format!("{base}.{ext}");
-        shared.blobs.put(&blob, rendered.main.into()).await.map_err(|e| e.to_string())?;
-        let preview_blob = match rendered.preview {
-            Some(bytes) => {
-                let key = format!("{base}.preview.{ext}");
-                shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
-                Some(key)
-            }
-            None => None,
-        };
-        let watermarked_blob = match rendered.watermarked {
-            Some(bytes) => {
-                let key = format!("{base}.watermarked.{ext}");
-                shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
-                Some(key)
-            }
-            None => None,
-        };
-        images.push(ResultImage {
-            index,
-            seed: made.output.seed.wrapping_add(u64::from(index - 1)),
-            blob,
-            preview_blob,
-            watermarked_blob,
-        });
+/// `image` scaled down to at most `max` pixels on its longer side.
+fn fit_within(image: DynamicImage, max: u32) -> DynamicImage {
+    let (w, h) = image.dimensions();
+    if w.max(h) <= max {
+        return image;
     }
-    let (width, height) = made.size;
-    Ok(TaskResult {
-        engine: made.output.engine.as_str().to_string(),
-        seed: made.output.seed,
-        width,
-        height,
-        images,
-        notes: made.output.notes,
-        engine_ms: made.output.timings.engine_ms,
+    let scale = f64::from(max) / f64::from(w.max(h));
+    let (nw, nh) = (
+        ((f64::from(w) * scale).round() as u32).max(1),
+        ((f64::from(h) * scale).round() as u32).max(1),
+    );
+    image.resize_exact(nw, nh, FilterType::Lanczos3)
+}
+
+/// Stores one result's files under the task's folder.
+async fn store_image(
+    shared: &Shared,
+    task: &Task,
+    encoded: Encoded,
+) -> Result<ResultImage, String> {
+    let ext = task.payload.format.extension();
+    let index = encoded.index;
+    let base = format!("{}/{index}", task_folder(&task.uid));
+    let blob = format!("{base}.{ext}");
+    shared.blobs.put(&blob, encoded.files.main.into()).await.map_err(|e| e.to_string())?;
+    let preview_blob = match encoded.files.preview {
+        Some(bytes) => {
+            let key = format!("{base}.preview.{ext}");
+            shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
+            Some(key)
+        }
+        None => None,
+    };
+    let watermarked_blob = match encoded.files.watermarked {
+        Some(bytes) => {
+            let key = format!("{base}.watermarked.{ext}");
+            shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok(ResultImage {
+        index,
+        // Known once the run reports its first seed.
+        seed: 0,
+        blob,
+        preview_blob,
+        watermarked_blob,
     })
 }
 

@@ -377,6 +377,53 @@ async fn credits_are_refused_when_exhausted() {
 }
 
 #[tokio::test]
+async fn a_task_over_the_memory_budget_is_refused_at_submit() {
+    // 1024 x 1024 images: nine share a batch, so sixteen of them need more than the
+    // budget and two do not.
+    let server = start(true, |c| c.limits.max_task_memory_bytes = 128 * 1024 * 1024).await;
+    let key = server.key(Some(100)).await;
+    let client = reqwest::Client::new();
+    let job = |n: u32| json!({"image_base64": cutout_b64(), "scene": "concrete", "width": 1024, "height": 1024, "n": n});
+    let (status, err) = post(&client, server.url("/v1/backgrounds"), &key, job(16)).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::BAD_REQUEST, Some("task_too_large")));
+    let message = err["message"].as_str().expect("message");
+    assert!(
+        message.contains("128.0 MiB") && message.contains("max_task_memory_bytes"),
+        "the message names the limit: {message}"
+    );
+    // Refused before anything exists: no task, no credits reserved.
+    let listed: Value = client
+        .get(server.url("/v1/tasks"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(0), "{listed}");
+    let account = |client: reqwest::Client| {
+        let (url, key) = (server.url("/v1/account"), key.clone());
+        async move {
+            let response = client.get(url).bearer_auth(key).send().await.expect("get");
+            response.json::<Value>().await.expect("json")
+        }
+    };
+    let before = account(client.clone()).await;
+    assert_eq!(before["balance"], 100, "{before}");
+    let ledger = before["ledger"].as_array().expect("ledger");
+    assert!(ledger.iter().all(|e| e["task"].is_null()), "only the grant: {before}");
+
+    // Under the budget, the same image is accepted and made.
+    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, job(2)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    assert_eq!(task["images"].as_array().map(Vec::len), Some(2));
+    assert_eq!(account(client.clone()).await["balance"], 98);
+}
+
+#[tokio::test]
 async fn signed_urls_refuse_tampering_and_expiry() {
     let server = start(true, |_| {}).await;
     let key = server.key(None).await;

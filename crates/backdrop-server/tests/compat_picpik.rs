@@ -390,3 +390,20 @@ async fn a_body_over_the_limit_is_refused_in_the_envelope() {
     // Under the limit the same call is read, signed and answered.
     assert_eq!(client.call(generate(json!({}))).await["RetCode"], 0);
 }
+
+#[tokio::test]
+async fn a_task_over_the_memory_budget_has_the_parameter_ret_code() {
+    let server = start(false, |c| {
+        fast(c);
+        c.limits.max_task_memory_bytes = 64 * 1024 * 1024;
+    })
+    .await;
+    let client = Client::new(&server, Some(10)).await;
+    let answer =
+        client.call(generate(json!({"Width": 2048, "Height": 2048, "BatchSize": 4}))).await;
+    assert_eq!(answer["RetCode"], 230, "{answer}");
+    let message = answer["Message"].as_str().expect("message");
+    assert!(message.contains("64.0 MiB") && message.contains("max_task_memory_bytes"), "{message}");
+    // A smaller size under the same budget is accepted.
+    assert_eq!(client.call(generate(json!({"BatchSize": 4}))).await["RetCode"], 0);
+}

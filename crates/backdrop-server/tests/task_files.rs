@@ -31,6 +31,32 @@ struct Faults {
     failing_put_suffix: Mutex<Option<String>>,
     /// The next this many deletes fail.
     failing_deletes: AtomicUsize,
+    /// While set, writes of keys ending with this wait until [`Faults::release`].
+    held_put_suffix: Mutex<Option<String>>,
+    released: tokio::sync::Notify,
+}
+
+impl Faults {
+    fn hold_puts(&self, suffix: &str) {
+        *self.held_put_suffix.lock().expect("faults") = Some(suffix.into());
+    }
+
+    fn release(&self) {
+        *self.held_put_suffix.lock().expect("faults") = None;
+        self.released.notify_waiters();
+    }
+
+    async fn wait_while_held(&self, key: &str) {
+        loop {
+            // Registered before the check, so a release in between is not missed.
+            let released = self.released.notified();
+            let held = self.held_put_suffix.lock().expect("faults").clone();
+            if !held.is_some_and(|suffix| key.ends_with(&suffix)) {
+                return;
+            }
+            released.await;
+        }
+    }
 }
 
 /// The configured store with [`Faults`] in front of it.
@@ -62,6 +88,7 @@ impl ObjectStore for Faulty {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         let key = location.as_ref();
+        self.faults.wait_while_held(key).await;
         if !key.ends_with("/input") && !key.ends_with("/reference") {
             let delay = self.faults.result_put_delay_ms.load(Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -129,10 +156,24 @@ async fn faulty_server(
 
 /// Submits a background job of `n` images; returns its id.
 async fn submit(server: &TestServer, client: &reqwest::Client, key: &str, n: u32) -> String {
+    submit_job(server, client, key, json!({"n": n})).await
+}
+
+/// Submits a background job with `fields` added; returns its id.
+async fn submit_job(
+    server: &TestServer,
+    client: &reqwest::Client,
+    key: &str,
+    fields: Value,
+) -> String {
+    let mut job = json!({"image_base64": cutout_b64(), "scene": "concrete", "seed": 3});
+    if let (Some(job), Some(fields)) = (job.as_object_mut(), fields.as_object()) {
+        job.extend(fields.clone());
+    }
     let response = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(key)
-        .json(&json!({"image_base64": cutout_b64(), "scene": "concrete", "n": n, "seed": 3}))
+        .json(&job)
         .send()
         .await
         .expect("submit");
@@ -221,4 +262,44 @@ async fn a_result_upload_slower_than_the_lease_keeps_the_task() {
     assert_eq!(task["state"], "succeeded", "{task}");
     assert_eq!(task["attempts"], 1, "the lease held through the upload: {task}");
     assert_eq!(task["images"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_stored_while_the_engine_makes_the_next() {
+    // 2400 x 2400 px images are made one at a time. While the first result's upload is
+    // held, the engine may make the image being stored, one waiting for the store, and
+    // one more blocked on handing it over: 3 of 5, never all of them.
+    let faults = Arc::new(Faults::default());
+    faults.hold_puts("/1.png");
+    let server = faulty_server(1, &faults, |_| {}).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    let id =
+        submit_job(&server, &client, &key, json!({"n": 5, "width": 2400, "height": 2400})).await;
+    let percent = |task: &Value| task["progress"]["percent"].as_u64().unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = view(&server, &client, &key, &id).await;
+        if percent(&task) >= 40 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the engine did not start: {task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time to run ahead, if it could (progress reaches the API with each lease renewal).
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let held = view(&server, &client, &key, &id).await;
+    assert_eq!(held["state"], "running", "{held}");
+    assert!(percent(&held) <= 60, "the engine ran ahead of storage: {held}");
+    assert!(!exists(&server, &format!("{}/5.png", task_folder(&id))).await);
+
+    faults.release();
+    let task = server.wait_terminal(&client, &key, &id).await;
+    assert_eq!(task["state"], "succeeded", "{task}");
+    let images = task["images"].as_array().expect("images");
+    assert_eq!(images.len(), 5);
+    for (i, image) in images.iter().enumerate() {
+        assert_eq!(image["seed"], 3 + i as u64, "{image}");
+        assert!(exists(&server, &format!("{}/{}.png", task_folder(&id), i + 1)).await);
+    }
 }

@@ -55,7 +55,7 @@
 //! | 2004 | 400 | `imgBase64` is not valid base64 |
 //! | 2005 | 400 | not a readable PNG, JPEG or WebP image |
 //! | 2006 | 400 | the image has no transparent area to fill (or nothing opaque) |
-//! | 2007 | 413 | the image or body is too large |
+//! | 2007 | 413 | the image or body is too large, or the task over the server's per-task memory limit (`task_too_large`) |
 //! | 2008 | 400 | the image is too small |
 //! | 3001 | 404 | no such task for this key |
 //! | 5000 | 500 | internal error |
@@ -143,7 +143,9 @@ fn map_code(code: &str, status: StatusCode) -> (StatusCode, i64) {
         | "dimensions_too_large"
         | "too_many_pixels"
         | "body_too_large"
-        | "download_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, 2007),
+        | "download_too_large"
+        // The output keeps the input's size: only a larger image makes a larger task.
+        | "task_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, 2007),
         "dimensions_too_small" => (StatusCode::BAD_REQUEST, 2008),
         "not_found" | "forbidden" => (StatusCode::NOT_FOUND, 3001),
         "internal" => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
@@ -468,6 +470,10 @@ mod tests {
         assert_eq!(map_code("unauthorized", StatusCode::UNAUTHORIZED).1, 1001);
         assert_eq!(map_code("forbidden", StatusCode::FORBIDDEN), (StatusCode::NOT_FOUND, 3001));
         assert_eq!(map_code("prompt_too_long", StatusCode::BAD_REQUEST).1, 2002);
+        assert_eq!(
+            map_code("task_too_large", StatusCode::BAD_REQUEST),
+            (StatusCode::PAYLOAD_TOO_LARGE, 2007)
+        );
         assert_eq!(map_code("whatever", StatusCode::BAD_GATEWAY).1, 5000);
     }
 }

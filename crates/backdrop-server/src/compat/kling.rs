@@ -635,6 +635,7 @@ mod tests {
             1102
         );
         assert_eq!(code(ApiError::too_large("x")), 1201);
+        assert_eq!(code(ApiError::bad_request("task_too_large", "x")), 1201);
         assert_eq!(code(ApiError::not_found("x")), 1203);
         assert_eq!(code(ApiError::internal("x")), 5000);
     }

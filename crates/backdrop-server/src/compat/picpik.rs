@@ -55,7 +55,7 @@
 //! | 170 | `PublicKey` or `Signature` missing |
 //! | 171 | `Signature` does not match |
 //! | 172 | `PublicKey` unknown, or its key revoked |
-//! | 230 | a parameter missing, of the wrong type or out of range (the message names it), or a `request_uuid` reused for a different request |
+//! | 230 | a parameter missing, of the wrong type or out of range (the message names it), a `request_uuid` reused for a different request, or `Width` x `Height` x the image count over the server's per-task memory limit |
 //! | 231 | an image refused: not base64, not a PNG with transparency, too large or small |
 //! | 232 | `MainModel.ModelCode` or a `SubModelList` model is not served here |
 //! | 233 | a `TaskUID` unknown to this key |
@@ -188,6 +188,10 @@ impl From<ApiError> for PicpikError {
             // Outside an action: another method than POST, a body of another media type.
             "method_not_allowed" | "invalid_body" => 100,
             _ if e.status.is_server_error() => 500,
+            // Width, Height and the image count decide a task's size; steps are a
+            // parameter too.
+            "task_too_large" | "steps_out_of_range" | "guidance_out_of_range"
+            | "unknown_scheduler" => 230,
             // What the service refuses at submit is the input image or an engine/model
             // it cannot serve; the parameters were checked here before.
             "unknown_engine" | "engine_unavailable" | "unsupported" => 232,
@@ -859,6 +863,15 @@ async fn running(state: &Shared, key: &ApiKey) -> Result<Map<String, Value>, Pic
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn submit_refusals_map_to_retcodes() {
+        let code = |e: ApiError| PicpikError::from(e).code;
+        assert_eq!(code(ApiError::bad_request("task_too_large", "x")), 230);
+        assert_eq!(code(ApiError::bad_request("no_alpha_channel", "x")), 231);
+        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 290);
+        assert_eq!(code(ApiError::internal("x")), 500);
+    }
 
     fn map(v: Value) -> Map<String, Value> {
         match v {

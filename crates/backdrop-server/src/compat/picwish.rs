@@ -26,7 +26,8 @@
 //!   another key is answered 404, like an unknown one.
 //! - **Errors.** Only the documented HTTP statuses are used: 400 parameters, 401 key
 //!   (also a key without credits left: the document's "the service is enabled"), 404,
-//!   413 (file bytes, and also a resolution above the limit), 429 (the native per-key
+//!   413 (file bytes, and also a resolution above the limit or a task over the server's
+//!   per-task memory limit), 429 (the native per-key
 //!   submit rate, 2 per second by default; the queue being full), 500. `status` in the
 //!   body equals the HTTP status. Because Backdrop checks the image before it accepts a
 //!   task, failures the vendor reports later as a task state are answered at submit:
@@ -149,7 +150,8 @@ pub fn failed_state(code: &str) -> i64 {
         | "dimensions_too_large"
         | "too_many_pixels"
         | "download_too_large"
-        | "body_too_large" => -5,
+        | "body_too_large"
+        | "task_too_large" => -5,
         "input_unreadable"
         | "unsupported_format"
         | "corrupt_image"
@@ -548,6 +550,7 @@ mod tests {
             ("url_refused", -3),
             ("file_too_large", -5),
             ("dimensions_too_large", -5),
+            ("task_too_large", -5),
             ("corrupt_image", -7),
             ("no_alpha_channel", -7),
             ("download_timeout", -8),

@@ -44,6 +44,18 @@ pub async fn start_with(
     adjust: impl FnOnce(&mut ServiceConfig),
     blobs: impl FnOnce(BlobStore) -> BlobStore,
 ) -> TestServer {
+    start_prepared(engines, devices, adjust, |shared| shared.blobs = blobs(shared.blobs.clone()))
+        .await
+}
+
+/// Starts a server with `engines` and `devices` worker loops, letting `prepare` change the
+/// shared state (the fetcher's resolver, the blob store) before anything uses it.
+pub async fn start_prepared(
+    engines: Engines,
+    devices: usize,
+    adjust: impl FnOnce(&mut ServiceConfig),
+    prepare: impl FnOnce(&mut Shared),
+) -> TestServer {
     let dir = tempfile::tempdir().expect("tmp");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -54,7 +66,7 @@ pub async fn start_with(
     config.callbacks.backoff_ms = 50;
     adjust(&mut config);
     let mut shared = Shared::open(config, engines).await.expect("open");
-    shared.blobs = blobs(shared.blobs.clone());
+    prepare(&mut shared);
     let shared = Arc::new(shared);
     let (stop, stopped) = watch::channel(false);
     let app = backdrop_server::router(Arc::clone(&shared));
