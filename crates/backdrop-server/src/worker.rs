@@ -294,13 +294,14 @@ async fn run_task(
         .blobs
         .get(&task.input_blob)
         .await
-        .map_err(|e| JobError::Encode(format!("input: {e}")))?;
-    let reference = match &task.reference_blob {
-        Some(key) => Some(
-            shared.blobs.get(key).await.map_err(|e| JobError::Encode(format!("reference: {e}")))?,
-        ),
-        None => None,
-    };
+        .map_err(|e| storage_failure(&task.uid, "the input image could not be read", e))?;
+    let reference =
+        match &task.reference_blob {
+            Some(key) => Some(shared.blobs.get(key).await.map_err(|e| {
+                storage_failure(&task.uid, "the reference image could not be read", e)
+            })?),
+            None => None,
+        };
     let payload = task.payload.clone();
     let engines = shared.engines.clone();
     let engine = task.engine;
@@ -432,6 +433,13 @@ fn fit_within(image: DynamicImage, max: u32) -> DynamicImage {
     image.resize_exact(nw, nh, FilterType::Lanczos3)
 }
 
+/// A storage error as the task's client sees it: what failed, never the store's own
+/// text (it names blob paths, buckets and endpoints), which goes to the log instead.
+fn storage_failure(uid: &str, what: &'static str, e: impl std::fmt::Display) -> JobError {
+    tracing::error!(task = %uid, "{what}: {e}");
+    JobError::Encode(what.into())
+}
+
 /// Stores one result's files under the task's folder.
 async fn store_image(
     shared: &Shared,
@@ -442,11 +450,14 @@ async fn store_image(
     let index = encoded.index;
     let base = format!("{}/{index}", task_folder(&task.uid));
     let blob = format!("{base}.{ext}");
-    shared.blobs.put(&blob, encoded.files.main.into()).await.map_err(|e| e.to_string())?;
+    let failed = |e: backdrop_store::StoreError| {
+        storage_failure(&task.uid, "the result could not be stored", e).to_string()
+    };
+    shared.blobs.put(&blob, encoded.files.main.into()).await.map_err(failed)?;
     let preview_blob = match encoded.files.preview {
         Some(bytes) => {
             let key = format!("{base}.preview.{ext}");
-            shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
+            shared.blobs.put(&key, bytes.into()).await.map_err(failed)?;
             Some(key)
         }
         None => None,
@@ -454,7 +465,7 @@ async fn store_image(
     let watermarked_blob = match encoded.files.watermarked {
         Some(bytes) => {
             let key = format!("{base}.watermarked.{ext}");
-            shared.blobs.put(&key, bytes.into()).await.map_err(|e| e.to_string())?;
+            shared.blobs.put(&key, bytes.into()).await.map_err(failed)?;
             Some(key)
         }
         None => None,

@@ -235,6 +235,10 @@ async fn a_failed_tasks_input_and_partial_results_are_swept() {
         (&task["state"], &task["error"]["code"]),
         (&json!("failed"), &json!("output_failed"))
     );
+    // The client learns what failed, not the store's own text (paths, buckets, endpoints).
+    let message = task["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("the result could not be stored"), "{message}");
+    assert!(!message.contains(&id) && !message.contains(".png"), "a blob path leaks: {message}");
     let folder = task_folder(&id);
     let (input, partial) = (format!("{folder}/input"), format!("{folder}/1.png"));
     assert!(exists(&server, &partial).await, "the first image was stored before the second failed");

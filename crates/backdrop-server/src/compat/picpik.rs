@@ -190,7 +190,9 @@ impl From<ApiError> for PicpikError {
             _ if e.status.is_server_error() => 500,
             // Width, Height and the image count decide a task's size; steps are a
             // parameter too.
-            "task_too_large" | "steps_out_of_range" | "guidance_out_of_range"
+            "task_too_large"
+            | "steps_out_of_range"
+            | "guidance_out_of_range"
             | "unknown_scheduler" => 230,
             // What the service refuses at submit is the input image or an engine/model
             // it cannot serve; the parameters were checked here before.
