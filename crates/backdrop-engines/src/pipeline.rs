@@ -255,8 +255,15 @@ pub fn run_background(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
+    collected(|sink| stream_background(engines, job, progress, cancel, sink))
+}
+
+/// Runs `stream` with a sink that keeps every image, for callers that want them all.
+fn collected(
+    stream: impl FnOnce(&mut ImageSink<'_>) -> Result<RunReport, JobError>,
+) -> Result<JobOutput, JobError> {
     let mut images = Vec::new();
-    let report = stream_background(engines, job, progress, cancel, &mut |_, batch| {
+    let report = stream(&mut |_, batch| {
         images.extend(batch);
         Ok(())
     })?;
@@ -407,12 +414,7 @@ pub fn run_expansion(
     progress: &dyn Progress,
     cancel: &CancelToken,
 ) -> Result<JobOutput, JobError> {
-    let mut images = Vec::new();
-    let report = stream_expansion(engines, job, progress, cancel, &mut |_, batch| {
-        images.extend(batch);
-        Ok(())
-    })?;
-    Ok(report.with_images(images))
+    collected(|sink| stream_expansion(engines, job, progress, cancel, sink))
 }
 
 /// Runs an expansion job, handing the images to `sink` as they are made (see the module

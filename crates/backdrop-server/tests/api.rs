@@ -392,24 +392,9 @@ async fn a_task_over_the_memory_budget_is_refused_at_submit() {
         "the message names the limit: {message}"
     );
     // Refused before anything exists: no task, no credits reserved.
-    let listed: Value = client
-        .get(server.url("/v1/tasks"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = server.get_json(&client, &key, "/v1/tasks").await;
     assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(0), "{listed}");
-    let account = |client: reqwest::Client| {
-        let (url, key) = (server.url("/v1/account"), key.clone());
-        async move {
-            let response = client.get(url).bearer_auth(key).send().await.expect("get");
-            response.json::<Value>().await.expect("json")
-        }
-    };
-    let before = account(client.clone()).await;
+    let before = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(before["balance"], 100, "{before}");
     let ledger = before["ledger"].as_array().expect("ledger");
     assert!(ledger.iter().all(|e| e["task"].is_null()), "only the grant: {before}");
@@ -420,7 +405,7 @@ async fn a_task_over_the_memory_budget_is_refused_at_submit() {
     let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
     assert_eq!(task["state"], "succeeded", "{task}");
     assert_eq!(task["images"].as_array().map(Vec::len), Some(2));
-    assert_eq!(account(client.clone()).await["balance"], 98);
+    assert_eq!(server.get_json(&client, &key, "/v1/account").await["balance"], 98);
 }
 
 #[tokio::test]
@@ -863,25 +848,9 @@ async fn engine_settings_are_refused_at_submit_not_at_run() {
             "{extra}"
         );
     }
-    let listed: Value = client
-        .get(server.url("/v1/tasks"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = server.get_json(&client, &key, "/v1/tasks").await;
     assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(0), "no task was made: {listed}");
-    let account: Value = client
-        .get(server.url("/v1/account"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
+    let account = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(account["balance"], 10, "nothing was reserved: {account}");
     // The names the engine accepts pass, in any case and spelling.
     let body = json!({"image_base64": cutout_b64(), "prompt": "white", "engine": "studio",

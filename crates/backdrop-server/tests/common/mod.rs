@@ -90,6 +90,13 @@ impl TestServer {
         auth::create_key(self.shared.repo.as_ref(), "test", credits, now_ms()).await.expect("key").1
     }
 
+    /// GETs a native route with `key`; the JSON answer, whatever the status.
+    pub async fn get_json(&self, client: &reqwest::Client, key: &str, path: &str) -> Value {
+        let response =
+            client.get(self.url(path)).bearer_auth(key).send().await.expect("get");
+        response.json().await.expect("json")
+    }
+
     /// An absolute URL.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
