@@ -1,5 +1,5 @@
 //! HTTP routes: the native v1 API, signed files, health, metrics, the OpenAPI
-//! document and the playground page. Vendor surfaces add their own routers beside these.
+//! documents and the playground page. Vendor surfaces add their own routers beside these.
 
 pub mod files;
 pub mod native;
@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/openapi/{file}", get(openapi::surface_document))
         .route("/files/{*key}", get(files::serve))
         .merge(native::routes().layer(axum::middleware::map_response(json_errors)))
         .merge(playground::routes())

@@ -1,13 +1,21 @@
-//! The native API's OpenAPI 3.1 document, `GET /openapi.json`: every route of
-//! [`crate::api::router`] but the vendor surfaces.
+//! The OpenAPI 3.1 documents: `GET /openapi.json` describes the native API (every route
+//! of [`crate::api::router`] but the vendor surfaces), `GET /openapi/{surface}.json` each
+//! vendor surface (`cutout`, `picwish`, `picpik`, `kling`) with its own auth, bodies and
+//! envelope. Anything else under `/openapi/` is a native 404.
 //!
 //! Nothing here is written by hand that the code already says: operations come from
 //! `#[utoipa::path]` on the handlers themselves, and schemas from `ToSchema` on the types
-//! the handlers parse and answer (the views are built from those types, so the document
-//! follows them). This module owns the document-level parts: info, tags, security
+//! the handlers parse and answer (native views are built from those types, so the document
+//! follows them). The vendor surfaces parse and answer loosely typed JSON to stay
+//! wire-compatible; their schemas are types written for the document beside each surface's
+//! handlers (see [`crate::compat`]), and the suite checks real answers against them
+//! (`tests/openapi.rs`). This module owns the document-level parts: info, tags, security
 //! schemes, the multipart form of a JSON request and the binary file schema.
 
 use super::{files, native, playground};
+use crate::compat::{cutout, kling, picpik, picwish};
+use crate::error::ApiError;
+use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -28,7 +36,8 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
             `{\"code\", \"message\"}` (the `ErrorBody` schema) with the HTTP status of their \
             class. Timestamps are milliseconds since the Unix epoch. A task with a \
             `callback_url` gets a POST on every state change, signed with \
-            `Backdrop-Signature: t=UNIX,v1=HEX`."
+            `Backdrop-Signature: t=UNIX,v1=HEX`. The vendor surfaces have their own documents \
+            at `/openapi/{surface}.json`."
     ),
     paths(
         native::submit_background,
@@ -48,6 +57,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         super::readyz,
         super::metrics,
         document,
+        surface_document,
         playground::page,
         playground::asset,
     ),
@@ -77,6 +87,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
         super::Health,
         super::Readiness,
         super::NotReady,
+        Surface,
     )),
     modifiers(&NativeSecurity),
     tags(
@@ -116,6 +127,46 @@ impl Modify for NativeSecurity {
     }
 }
 
+/// A vendor surface with a document of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum Surface {
+    /// Cutout.pro Background Diffusion.
+    Cutout,
+    /// PicWish Generate Background.
+    Picwish,
+    /// PicPik GenerateBackgrounds.
+    Picpik,
+    /// Kling Image Expansion.
+    Kling,
+}
+
+impl Surface {
+    /// Every surface.
+    pub const ALL: [Surface; 4] =
+        [Surface::Cutout, Surface::Picwish, Surface::Picpik, Surface::Kling];
+
+    /// The name in `/openapi/{surface}.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Surface::Cutout => "cutout",
+            Surface::Picwish => "picwish",
+            Surface::Picpik => "picpik",
+            Surface::Kling => "kling",
+        }
+    }
+
+    /// The surface's document.
+    pub fn document(self) -> utoipa::openapi::OpenApi {
+        match self {
+            Surface::Cutout => cutout::Document::openapi(),
+            Surface::Picwish => picwish::Document::openapi(),
+            Surface::Picpik => picpik::Document::openapi(),
+            Surface::Kling => kling::Document::openapi(),
+        }
+    }
+}
+
 /// A document as JSON, rendered once per process: the documents depend only on the binary.
 fn rendered(
     cell: &'static OnceLock<Bytes>,
@@ -137,6 +188,30 @@ fn rendered(
 pub async fn document() -> Response {
     static NATIVE: OnceLock<Bytes> = OnceLock::new();
     rendered(&NATIVE, ApiDoc::openapi)
+}
+
+/// A vendor surface's document.
+#[utoipa::path(get, path = "/openapi/{surface}.json", operation_id = "surface_openapi_document",
+    params(("surface" = Surface, Path, description = "The vendor surface.")),
+    responses(
+        (status = 200, description = "The surface's OpenAPI 3.1 document.", body = Object),
+        (status = 404, description = "No such surface.", body = native::ErrorBody),
+    ),
+    tag = "service"
+)]
+pub async fn surface_document(Path(file): Path<String>) -> Response {
+    static DOCUMENTS: [OnceLock<Bytes>; 4] = [const { OnceLock::new() }; 4];
+    let found = file
+        .strip_suffix(".json")
+        .and_then(|name| Surface::ALL.iter().position(|s| s.name() == name));
+    match found {
+        Some(index) => rendered(&DOCUMENTS[index], || Surface::ALL[index].document()),
+        None => ApiError::not_found(format!(
+            "no document '{file}'; there are {}",
+            Surface::ALL.map(|s| format!("{}.json", s.name())).join(", ")
+        ))
+        .into_response(),
+    }
 }
 
 /// Bytes of a file: a part of a multipart form, or a binary answer.
@@ -172,6 +247,16 @@ pub fn multipart_form<T: PartialSchema>(
         }
     }
     schema
+}
+
+/// `null`: the schema of an envelope's `data` on failure.
+pub fn null_schema() -> Schema {
+    ObjectBuilder::new().schema_type(Type::Null).into()
+}
+
+/// Any JSON value: the schema of a field a surface echoes as it was sent.
+pub fn any_schema() -> Schema {
+    ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue).into()
 }
 
 /// Adds the security scheme `name` to a document.
