@@ -186,14 +186,15 @@ fn offset_schema() -> utoipa::openapi::Schema {
 }
 
 /// `POST /v1/backgrounds` as `multipart/form-data`: the fields of [`BackgroundRequest`]
-/// as text parts (numbers and lists as their JSON text), the images as file parts.
+/// as text parts (`STRING_FIELDS` says which stay text), the images as file parts.
 pub struct BackgroundForm;
 
 impl utoipa::PartialSchema for BackgroundForm {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
         crate::api::openapi::multipart_form::<BackgroundRequest>(
             "`POST /v1/backgrounds` as `multipart/form-data`: the JSON fields as text parts \
-             (numbers and lists as their JSON text), the images as file parts.",
+             (numbers, booleans and `loras` as their JSON text; `padding` and `offset` in \
+             their text forms `\"t,r,b,l\"` and `\"x,y\"`), the images as file parts.",
             &[
                 (
                     "image",
