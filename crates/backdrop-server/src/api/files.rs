@@ -12,13 +12,35 @@ use backdrop_store::blob::SignatureError;
 use serde::Deserialize;
 
 /// The signature query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Signature {
+    /// Expiry, unix seconds.
+    #[param(required = true)]
     exp: Option<i64>,
+    /// HMAC of the key and the expiry.
+    #[param(required = true)]
     sig: Option<String>,
 }
 
-/// `GET /files/{*key}`.
+/// `GET /files/{*key}`: a result file, at the signed URL a task view gives (use it as it
+/// is; the key contains slashes).
+#[utoipa::path(get, path = "/files/{key}",
+    operation_id = "download_file",
+    summary = "A result file, at the signed URL a task view gives.",
+    params(("key" = String, Path, description = "The file's key, as in the signed URL."), Signature),
+    responses(
+        (status = 200, description = "The file.", content(
+            (crate::api::openapi::Binary = "image/png"),
+            (crate::api::openapi::Binary = "image/jpeg"),
+            (crate::api::openapi::Binary = "image/webp"),
+        )),
+        (status = 403, description = "Not signed, or a bad signature.", body = crate::api::native::ErrorBody),
+        (status = 404, description = "No such file (swept after expiry).", body = crate::api::native::ErrorBody),
+        (status = 410, description = "`link_expired`: the URL has expired.", body = crate::api::native::ErrorBody),
+    ),
+    tag = "files"
+)]
 pub async fn serve(
     State(state): State<AppState>,
     Path(key): Path<String>,

@@ -1,5 +1,5 @@
 //! HTTP routes: the native v1 API, signed files, health, metrics, the OpenAPI
-//! document and the playground page. Vendor surfaces add their own routers beside these.
+//! documents and the playground page. Vendor surfaces add their own routers beside these.
 
 pub mod files;
 pub mod native;
@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::document))
+        .route("/openapi/{file}", get(openapi::surface_document))
         .route("/files/{*key}", get(files::serve))
         .merge(native::routes().layer(axum::middleware::map_response(json_errors)))
         .merge(playground::routes())
@@ -126,12 +127,58 @@ async fn stray_error(response: Response) -> Result<Response, ApiError> {
     Err(ApiError { retry_after, ..ApiError::new(status, code, message) })
 }
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", operation_id = "health",
+    responses((status = 200, description = "The process is up.", body = Health)),
+    tag = "service"
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".to_string() })
+}
+
+/// `GET /healthz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz` when every dependency answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// `ok`.
+    pub database: String,
+    /// `ok`.
+    pub storage: String,
+}
+
+/// `GET /readyz` when a dependency does not answer: an error body that also names each
+/// dependency's state.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NotReady {
+    /// `not_ready`.
+    pub code: String,
+    /// Which dependencies are unavailable.
+    pub message: String,
+    /// `not_ready`.
+    pub status: String,
+    /// `ok` or `unavailable`.
+    pub database: String,
+    /// `ok` or `unavailable`.
+    pub storage: String,
 }
 
 /// Readiness: each dependency as `ok` or `unavailable`. Error texts stay in the log:
 /// they can name hosts, paths and users.
+#[utoipa::path(get, path = "/readyz", operation_id = "readiness",
+    responses(
+        (status = 200, description = "The database and the blob store answer.", body = Readiness),
+        (status = 503, description = "`not_ready`: a dependency does not answer.", body = NotReady),
+    ),
+    tag = "service"
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     let (database, storage) = tokio::join!(state.repo.ping(), state.blobs.reachable());
     let word = |name: &str, result: Result<(), backdrop_store::StoreError>| match result {
@@ -143,9 +190,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let (database, storage) = (word("database", database), word("storage", storage));
     if database == "ok" && storage == "ok" {
-        return axum::Json(serde_json::json!({
-            "status": "ready", "database": database, "storage": storage,
-        }))
+        return axum::Json(Readiness {
+            status: "ready".to_string(),
+            database: database.to_string(),
+            storage: storage.to_string(),
+        })
         .into_response();
     }
     let down: Vec<&str> = [("database", database), ("storage", storage)]
@@ -155,17 +204,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
         .collect();
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({
-            "code": "not_ready",
-            "message": format!("not ready: {} unavailable", down.join(" and ")),
-            "status": "not_ready",
-            "database": database,
-            "storage": storage,
-        })),
+        axum::Json(NotReady {
+            code: "not_ready".to_string(),
+            message: format!("not ready: {} unavailable", down.join(" and ")),
+            status: "not_ready".to_string(),
+            database: database.to_string(),
+            storage: storage.to_string(),
+        }),
     )
         .into_response()
 }
 
+/// Prometheus metrics: submits, finished tasks, queue depths, durations.
+#[utoipa::path(get, path = "/metrics",
+    responses(
+        (status = 200, description = "The Prometheus text format, version 0.0.4.",
+            content_type = "text/plain; version=0.0.4", body = String),
+        (status = 500, description = "The queue depths could not be read.", body = native::ErrorBody),
+    ),
+    tag = "service"
+)]
 async fn metrics(State(state): State<AppState>) -> Response {
     let depths: Vec<(String, u64)> = match state.repo.queue_depths().await {
         Ok(depths) => {

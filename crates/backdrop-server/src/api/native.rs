@@ -81,7 +81,7 @@ pub struct BackgroundRequest {
     /// Model id (diffusion).
     pub model: Option<String>,
     /// LoRAs with weights (diffusion).
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<LoraWeight>>)]
     pub loras: Option<Vec<LoraRef>>,
     /// Reference background to fetch.
     pub reference_image_url: Option<String>,
@@ -113,13 +113,13 @@ pub struct BackgroundRequest {
     pub scale: Option<f64>,
     /// Free space around the box: one number or `[top, right, bottom, left]` (or the
     /// text `"t,r,b,l"`); below 1 a fraction of that side, else pixels.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = padding_schema)]
     pub padding: Option<Value>,
     /// `center` (default), `top`, `bottom`, `left`, `right`, `top-left`, `top-right`,
     /// `bottom-left`, `bottom-right`.
     pub align: Option<String>,
     /// A final shift in pixels: `[x, y]` (or the text `"x,y"`).
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = offset_schema)]
     pub offset: Option<Value>,
     /// `none`, `contact`, `soft`, `hard` or `floating`; default: the engine's own.
     pub shadow: Option<String>,
@@ -136,6 +136,98 @@ pub struct BackgroundRequest {
     /// `auto` (default: cut a photo without transparency out first), `always`, `never`.
     pub cutout: Option<String>,
 }
+
+/// A LoRA of `loras` (the schema of [`LoraRef`]).
+#[derive(Debug, ToSchema)]
+pub struct LoraWeight {
+    /// The LoRA's name, as `GET /v1/models` lists it.
+    pub name: String,
+    /// Its weight.
+    pub weight: f32,
+}
+
+/// `padding`: one number, four numbers, or their text.
+fn padding_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .description(Some(
+            "Free space around the product's box: one number for every side, \
+             `[top, right, bottom, left]`, or the text `\"t,r,b,l\"`; below 1 a fraction of \
+             that side, else pixels.",
+        ))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::Number))
+                .min_items(Some(4))
+                .max_items(Some(4)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+/// `offset`: two whole numbers, or their text.
+fn offset_schema() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .description(Some("A final shift in pixels: `[x, y]` or the text `\"x,y\"`."))
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::Integer))
+                .min_items(Some(2))
+                .max_items(Some(2)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+/// `POST /v1/backgrounds` as `multipart/form-data`: the fields of [`BackgroundRequest`]
+/// as text parts (`STRING_FIELDS` says which stay text), the images as file parts.
+pub struct BackgroundForm;
+
+impl utoipa::PartialSchema for BackgroundForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::api::openapi::multipart_form::<BackgroundRequest>(
+            "`POST /v1/backgrounds` as `multipart/form-data`: the JSON fields as text parts \
+             (numbers, booleans and `loras` as their JSON text; `padding` and `offset` in \
+             their text forms `\"t,r,b,l\"` and `\"x,y\"`), the images as file parts.",
+            &[
+                (
+                    "image",
+                    "The cut-out (or a photo to cut out first), instead of `image_url` or \
+                     `image_base64`.",
+                ),
+                (
+                    "reference_image",
+                    "The reference background, instead of `reference_image_url` or \
+                     `reference_image_base64`.",
+                ),
+            ],
+        )
+    }
+}
+
+impl ToSchema for BackgroundForm {}
+
+/// `POST /v1/expansions` as `multipart/form-data`: the fields of [`ExpansionRequest`]
+/// as text parts, the photo as the file part `image`.
+pub struct ExpansionForm;
+
+impl utoipa::PartialSchema for ExpansionForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::api::openapi::multipart_form::<ExpansionRequest>(
+            "`POST /v1/expansions` as `multipart/form-data`: the JSON fields as text parts, \
+             the photo as the file part `image`.",
+            &[("image", "The photo, instead of `image_url` or `image_base64`.")],
+        )
+    }
+}
+
+impl ToSchema for ExpansionForm {}
 
 /// `POST /v1/expansions`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -474,9 +566,30 @@ fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Option<Bytes> {
     files.iter().position(|(n, _)| n == name).map(|i| files.remove(i).1)
 }
 
-#[utoipa::path(post, path = "/v1/backgrounds", request_body = BackgroundRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+/// Submit a background: the cut-out (or a photo to cut out first) on a generated background.
+#[utoipa::path(post, path = "/v1/backgrounds",
+    request_body(content(
+        (BackgroundRequest = "application/json"),
+        (BackgroundForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "The task is committed and queued.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
+        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
+        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn submit_background(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -630,9 +743,30 @@ fn check_padding_room(job: &JobSpec, input: &Bytes) -> Result<(), ApiError> {
     }
 }
 
-#[utoipa::path(post, path = "/v1/expansions", request_body = ExpansionRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+/// Submit an expansion: the photo extended beyond its edges.
+#[utoipa::path(post, path = "/v1/expansions",
+    request_body(content(
+        (ExpansionRequest = "application/json"),
+        (ExpansionForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "The task is committed and queued.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
+        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
+        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn submit_expansion(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -691,9 +825,46 @@ pub struct CutoutRequest {
     pub client_task_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/cutouts", request_body = CutoutRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 402, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
+/// `POST /v1/cutouts` as `multipart/form-data`: the fields of [`CutoutRequest`] as text
+/// parts, the photo as the file part `image`.
+pub struct CutoutForm;
+
+impl utoipa::PartialSchema for CutoutForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::api::openapi::multipart_form::<CutoutRequest>(
+            "`POST /v1/cutouts` as `multipart/form-data`: the JSON fields as text parts, the \
+             photo as the file part `image`.",
+            &[("image", "The photo, instead of `image_url` or `image_base64`.")],
+        )
+    }
+}
+
+impl ToSchema for CutoutForm {}
+
+/// Submit a cut-out: the product of a photo as a transparent PNG.
+#[utoipa::path(post, path = "/v1/cutouts",
+    request_body(content(
+        (CutoutRequest = "application/json"),
+        (CutoutForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 202, description = "The task is committed and queued.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
+            headers(("Location" = String, description = "The task's status URL."))),
+        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
+        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
+        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
+        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn submit_cutout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -848,7 +1019,18 @@ pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String 
     .to_string()
 }
 
-#[utoipa::path(get, path = "/v1/tasks/{id}", responses((status = 200, body = TaskView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// A task: state, queue position, progress, seed, timings, signed result URLs, error.
+#[utoipa::path(get, path = "/v1/tasks/{id}",
+    responses(
+        (status = 200, description = "The task.", body = TaskView),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+    ),
+    params(("id" = String, Path, description = "Task id.")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn get_task(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -859,7 +1041,19 @@ async fn get_task(
     Ok(axum::Json(task_view(&state, &task).await?))
 }
 
-#[utoipa::path(delete, path = "/v1/tasks/{id}", responses((status = 200, body = TaskView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+/// Cancel a task: a queued one at once, a running one at its next step.
+#[utoipa::path(delete, path = "/v1/tasks/{id}",
+    responses(
+        (status = 200, description = "The task, canceled (or being canceled).", body = TaskView),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+        (status = 409, description = "`task_finished`: the task has already ended.", body = ErrorBody),
+    ),
+    params(("id" = String, Path, description = "Task id.")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn cancel_task(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -895,7 +1089,17 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/tasks", params(ListQuery), responses((status = 200, body = TaskPage), (status = 400, body = ErrorBody)))]
+/// The key's tasks, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks.", body = TaskPage),
+        (status = 400, description = "A query parameter is refused.", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn list_tasks(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -947,6 +1151,22 @@ async fn list_tasks(
     Ok(axum::Json(TaskPage { tasks: views, next_cursor }))
 }
 
+/// The task as server-sent events until it ends: an event `progress` with the task view
+/// (a [`TaskView`] as JSON) whenever it changes, then one `done` when it has ended.
+#[utoipa::path(get, path = "/v1/tasks/{id}/events",
+    responses(
+        (status = 200, description = "`event: progress` for each change and `event: done` for the end; `data` is the task view as JSON (the `TaskView` schema).",
+            content_type = "text/event-stream", body = String),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+        (status = 429, description = "`too_many_streams`: the key holds as many event streams as it may.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    params(("id" = String, Path, description = "Task id.")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn task_events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -992,33 +1212,108 @@ async fn task_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
+/// The task's callback deliveries.
+#[utoipa::path(get, path = "/v1/tasks/{id}/callbacks",
+    responses(
+        (status = 200, description = "The callback URL and every delivery attempt.", body = CallbackLog),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
+        (status = 404, description = "No such task.", body = ErrorBody),
+    ),
+    params(("id" = String, Path, description = "Task id.")),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "tasks"
+)]
 async fn task_callbacks(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<CallbackLog>, ApiError> {
     let key = authenticate(state.repo.as_ref(), &headers).await?;
     let task = owned_task(&state, &key, &id).await?;
     let log = state.repo.deliveries(&task.uid).await?;
-    let items: Vec<Value> = log
+    let deliveries = log
         .into_iter()
-        .map(|d| {
-            json!({"state": d.state.as_str(), "url": d.url, "attempt": d.attempt, "status": d.status,
-                   "error": d.error, "delivered": d.delivered, "at": d.at})
+        .map(|d| DeliveryView {
+            state: d.state.as_str().to_string(),
+            url: d.url,
+            attempt: d.attempt,
+            status: d.status,
+            error: d.error,
+            delivered: d.delivered,
+            at: d.at,
         })
         .collect();
-    Ok(axum::Json(json!({"callback_url": task.callback_url, "deliveries": items})))
+    Ok(axum::Json(CallbackLog { callback_url: task.callback_url, deliveries }))
 }
 
-async fn scenes() -> axum::Json<Value> {
-    let list: Vec<Value> = SCENES
+/// `GET /v1/tasks/{id}/callbacks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackLog {
+    /// Where the task's callbacks go; null when it has none.
+    pub callback_url: Option<String>,
+    /// Every delivery attempt.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One callback delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// The state change announced.
+    pub state: String,
+    /// Where it was POSTed.
+    pub url: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// The receiver's HTTP status; null when no answer came.
+    pub status: Option<u16>,
+    /// What went wrong; null when delivered.
+    pub error: Option<String>,
+    /// Whether this attempt delivered it.
+    pub delivered: bool,
+    /// When (ms).
+    pub at: i64,
+}
+
+/// The scene templates.
+#[utoipa::path(get, path = "/v1/scenes", operation_id = "list_scenes",
+    responses((status = 200, description = "Every scene template.", body = SceneList)),
+    tag = "catalog"
+)]
+async fn scenes() -> axum::Json<SceneList> {
+    let scenes = SCENES
         .iter()
-        .map(|s| {
-            json!({"id": s.id, "name": s.name, "description": s.description, "keywords": s.keywords,
-                   "thumbnail_url": format!("/v1/scenes/{}/thumbnail", s.id)})
+        .map(|s| SceneView {
+            id: s.id.to_string(),
+            name: s.name.to_string(),
+            description: s.description.to_string(),
+            keywords: s.keywords.iter().map(|k| k.to_string()).collect(),
+            thumbnail_url: format!("/v1/scenes/{}/thumbnail", s.id),
         })
         .collect();
-    axum::Json(json!({"scenes": list}))
+    axum::Json(SceneList { scenes })
+}
+
+/// `GET /v1/scenes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SceneList {
+    /// The templates.
+    pub scenes: Vec<SceneView>,
+}
+
+/// A scene template: pass its `id` as `scene`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SceneView {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// One sentence.
+    pub description: String,
+    /// Words of a prompt that pick this scene.
+    pub keywords: Vec<String>,
+    /// Path of its thumbnail.
+    pub thumbnail_url: String,
 }
 
 /// Side lengths of a scene thumbnail (4:3, what a picker shows).
@@ -1027,6 +1322,16 @@ const THUMBNAIL_SIZE: (u32, u32) = (192, 144);
 /// `GET /v1/scenes/{id}/thumbnail`: the scene as the `studio` engine renders it with no
 /// product (seed 1), as a small JPEG. The images depend only on the binary, so they are
 /// rendered once per process and may be cached by clients for a day.
+#[utoipa::path(get, path = "/v1/scenes/{id}/thumbnail",
+    summary = "A scene as the `studio` engine renders it with no product, as a small JPEG.",
+    params(("id" = String, Path, description = "Scene id.")),
+    responses(
+        (status = 200, description = "A 192x144 JPEG of the scene; cacheable for a day.",
+            content_type = "image/jpeg", body = inline(crate::api::openapi::Binary)),
+        (status = 404, description = "No such scene.", body = ErrorBody),
+    ),
+    tag = "catalog"
+)]
 async fn scene_thumbnail(Path(id): Path<String>) -> Result<Response, ApiError> {
     let index = SCENES
         .iter()
@@ -1084,28 +1389,121 @@ fn render_scene_thumbnails() -> Result<Vec<Bytes>, ApiError> {
         .collect()
 }
 
+/// The engines this server runs and its configured diffusion models.
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_models",
+    responses(
+        (status = 200, description = "Engines and models.", body = ModelList),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "catalog"
+)]
 async fn models(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<ModelList>, ApiError> {
     authenticate(state.repo.as_ref(), &headers).await?;
-    let engines: Vec<&str> = state.engines.available().iter().map(|e| e.as_str()).collect();
-    Ok(axum::Json(json!({"engines": engines, "models": state.models})))
+    let engines = state.engines.available().iter().map(|e| e.as_str().to_string()).collect();
+    Ok(axum::Json(ModelList { engines, models: state.models.clone() }))
 }
 
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// Engines that can run here (`engine` of a submit).
+    pub engines: Vec<String>,
+    /// Configured diffusion models (`model` of a submit), as the binary lists them.
+    #[schema(value_type = Vec<ModelInfo>)]
+    pub models: Vec<Value>,
+}
+
+/// A configured diffusion model, as `backdrop serve` lists it.
+#[derive(Debug, ToSchema)]
+pub struct ModelInfo {
+    /// Model id.
+    pub id: String,
+    /// Whether it is the default model.
+    pub default: bool,
+    /// Free text from the configuration.
+    pub description: Option<String>,
+    /// Default denoising steps.
+    pub steps: Option<u32>,
+    /// Default guidance scale.
+    pub guidance: Option<f32>,
+    /// Default scheduler.
+    pub scheduler: Option<String>,
+    /// LoRAs that may be applied to it.
+    #[schema(value_type = Vec<Object>)]
+    pub loras: Vec<Value>,
+}
+
+/// The key's balance and its most recent credit movements.
+#[utoipa::path(get, path = "/v1/account", operation_id = "get_account",
+    responses(
+        (status = 200, description = "The key, its balance and its latest 50 ledger entries.", body = AccountView),
+        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    tag = "account"
+)]
 async fn account(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<AccountView>, ApiError> {
     let key = authenticate(state.repo.as_ref(), &headers).await?;
     let ledger = state.repo.ledger(key.id).await?;
-    let recent: Vec<Value> = ledger
-        .iter()
+    let recent = ledger
+        .into_iter()
         .rev()
         .take(50)
-        .map(|e| json!({"task": e.task_uid, "delta": e.delta, "reason": e.reason, "note": e.note, "at": e.created_at}))
+        .map(|e| LedgerView {
+            task: e.task_uid,
+            delta: e.delta,
+            reason: e.reason,
+            note: e.note,
+            at: e.created_at,
+        })
         .collect();
-    Ok(axum::Json(
-        json!({"key": {"id": key.id, "name": key.name, "prefix": key.prefix}, "balance": key.balance, "ledger": recent}),
-    ))
+    Ok(axum::Json(AccountView {
+        key: KeyView { id: key.id, name: key.name, prefix: key.prefix },
+        balance: key.balance,
+        ledger: recent,
+    }))
+}
+
+/// `GET /v1/account`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The key that asked.
+    pub key: KeyView,
+    /// Credits left; null for an unmetered key.
+    pub balance: Option<i64>,
+    /// The latest 50 credit movements, newest first.
+    pub ledger: Vec<LedgerView>,
+}
+
+/// An API key, as its owner may see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// Numeric id.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// First characters of the key.
+    pub prefix: String,
+}
+
+/// A credit movement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerView {
+    /// The task it belongs to, if any.
+    pub task: Option<String>,
+    /// Change of the balance (negative: reserved or spent).
+    pub delta: i64,
+    /// `reserve`, `charge`, `refund` or `grant`.
+    pub reason: String,
+    /// Free text.
+    pub note: String,
+    /// When (ms).
+    pub at: i64,
 }

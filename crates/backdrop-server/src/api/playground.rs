@@ -103,6 +103,14 @@ fn respond(
     response
 }
 
+/// The playground page.
+#[utoipa::path(get, path = "/", operation_id = "playground_page",
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html; charset=utf-8", body = String),
+        (status = 304, description = "The page has not changed (`If-None-Match`)."),
+    ),
+    tag = "playground"
+)]
 async fn page(request: HeaderMap) -> Response {
     respond(
         &request,
@@ -114,11 +122,27 @@ async fn page(request: HeaderMap) -> Response {
 }
 
 /// The asset query: the version the page asked for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AssetQuery {
+    /// The version the page names; with the current one the answer may be kept for good.
     v: Option<String>,
 }
 
+/// A script, style or icon of the page.
+#[utoipa::path(get, path = "/playground/{file}", operation_id = "playground_asset",
+    params(("file" = String, Path, description = "`playground.css`, `playground.js` or `icon.svg`."), AssetQuery),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/css; charset=utf-8"),
+            (String = "text/javascript; charset=utf-8"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 304, description = "The file has not changed (`If-None-Match`)."),
+        (status = 404, description = "No such file.", body = crate::api::native::ErrorBody),
+    ),
+    tag = "playground"
+)]
 async fn asset(
     request: HeaderMap,
     Path(file): Path<String>,

@@ -2,8 +2,9 @@
 //! `GET /api/v1/getPaintResult?taskId=`, translated onto the native task model.
 //!
 //! This module owns the Cutout.pro wire format: its authentication (header or signed
-//! query), its `{code, data, msg, time}` envelope, its error codes and its task view.
-//! Queueing, validation of the image, storage and credits are the service's.
+//! query), its `{code, data, msg, time}` envelope, its error codes and its task view, and
+//! the surface's OpenAPI document ([`Document`], `GET /openapi/cutout.json`). Queueing,
+//! validation of the image, storage and credits are the service's.
 //!
 //! # Wire choices
 //!
@@ -81,6 +82,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 /// Surface name stored on tasks.
 pub const SURFACE: &str = "cutout";
@@ -244,12 +246,15 @@ async fn cutout_key(
 
 /// The `paintAsync` body. Parsed straight into these fields (unknown ones skipped without
 /// being built), so a large body costs its bytes and no more.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PaintBody {
+    /// URL of the cut-out (a PNG or WebP with transparency).
     #[serde(rename = "imgUrl", default)]
     img_url: Option<String>,
+    /// The cut-out as base64 (a `data:` prefix is accepted); used when both are given.
     #[serde(rename = "imgBase64", default)]
     img_base64: Option<String>,
+    /// What the background should show; without it the default scene template is used.
     #[serde(default)]
     text: Option<String>,
 }
@@ -268,6 +273,21 @@ fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
         .ok()
 }
 
+/// Create a background task from a cut-out.
+#[utoipa::path(post, path = "/api/v1/paintAsync", operation_id = "paintAsync",
+    request_body(content = PaintBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The task is queued; `data` is its id.", body = PaintAccepted),
+        (status = 400, description = "Codes 2001-2006 and 2008: the body, the image or a parameter is refused.", body = CutoutFailure),
+        (status = 401, description = "Codes 1001-1003: no credentials, or bad ones.", body = CutoutFailure),
+        (status = 402, description = "Code 1005: not enough credits.", body = CutoutFailure),
+        (status = 413, description = "Code 2007: the image or the body is too large.", body = CutoutFailure),
+        (status = 429, description = "Codes 1004 and 1006: the submit rate, or the queue.", body = CutoutFailure,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 500, description = "Code 5000.", body = CutoutFailure),
+    ),
+    security(("APIKEY" = []), ("uid" = [], "signExpireTime" = [], "sign" = []))
+)]
 async fn paint_async(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -398,6 +418,18 @@ async fn paint_view(shared: &Shared, task: &Task) -> Result<Value, ApiError> {
     }))
 }
 
+/// The state and results of a task.
+#[utoipa::path(get, path = "/api/v1/getPaintResult", operation_id = "getPaintResult",
+    params(("taskId" = i64, Query, description = "The id `paintAsync` answered.")),
+    responses(
+        (status = 200, description = "The task.", body = PaintResultAnswer),
+        (status = 400, description = "Code 2001: `taskId` missing or not a number.", body = CutoutFailure),
+        (status = 401, description = "Codes 1001-1003: no credentials, or bad ones.", body = CutoutFailure),
+        (status = 404, description = "Code 3001: no such task for this key.", body = CutoutFailure),
+        (status = 500, description = "Code 5000.", body = CutoutFailure),
+    ),
+    security(("APIKEY" = []), ("uid" = [], "signExpireTime" = [], "sign" = []))
+)]
 async fn get_paint_result(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -417,6 +449,16 @@ async fn get_paint_result(
 
 /// `GET /api/v1/mySubscription`: the key's balance, in the fields the official SDK reads
 /// and in Backdrop's own (see the module doc for the mapping).
+#[utoipa::path(get, path = "/api/v1/mySubscription",
+    operation_id = "mySubscription",
+    summary = "The key's balance, in the fields the official SDK reads.",
+    responses(
+        (status = 200, description = "The key's balance.", body = SubscriptionAnswer),
+        (status = 401, description = "Codes 1001-1003: no credentials, or bad ones.", body = CutoutFailure),
+        (status = 500, description = "Code 5000.", body = CutoutFailure),
+    ),
+    security(("APIKEY" = []), ("uid" = [], "signExpireTime" = [], "sign" = []))
+)]
 async fn my_subscription(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -439,6 +481,195 @@ fn subscription(key: &ApiKey) -> Value {
         "monthStartDate": null,
         "monthExpireDate": null,
     })
+}
+
+/// The surface's OpenAPI document (`GET /openapi/cutout.json`). The handlers build their
+/// answers as JSON; the types below describe them for the document, and the suite checks
+/// real answers against it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Backdrop: Cutout.pro Background Diffusion",
+        description = "Cutout.pro's `paintAsync` / `getPaintResult` / `mySubscription`, wire-compatible. \
+            Every answer is the envelope `{code, data, msg, time}`: `code` 0 with `data` on success, \
+            a non-zero `code` with `data: null` and `msg` on failure, with the HTTP status of the \
+            failure's class. Authenticate with the `APIKEY` header, or sign the query: `uid`, \
+            `signExpireTime` (unix seconds, at most 24 h ahead) and \
+            `sign = sha256_hex(uid + secret_key + signExpireTime)`."
+    ),
+    paths(paint_async, get_paint_result, my_subscription),
+    components(schemas(
+        PaintBody,
+        PaintAccepted,
+        PaintResultAnswer,
+        PaintResult,
+        PaintItem,
+        SubscriptionAnswer,
+        Subscription,
+        CutoutFailure
+    )),
+    modifiers(&Security)
+)]
+pub struct Document;
+
+/// The header key and the signed query.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let schemes = [
+            (
+                "APIKEY",
+                ApiKey::Header(ApiKeyValue::with_description(
+                    "APIKEY",
+                    "A Backdrop API key; wins when the query is signed too.",
+                )),
+            ),
+            (
+                "uid",
+                ApiKey::Query(ApiKeyValue::with_description(
+                    "uid",
+                    "Signed form: the key's numeric id, or its vendor access key.",
+                )),
+            ),
+            (
+                "signExpireTime",
+                ApiKey::Query(ApiKeyValue::with_description(
+                    "signExpireTime",
+                    "Signed form: when the signature expires, unix seconds (at most 24 h ahead).",
+                )),
+            ),
+            (
+                "sign",
+                ApiKey::Query(ApiKeyValue::with_description(
+                    "sign",
+                    "Signed form: sha256_hex(uid + secret_key + signExpireTime).",
+                )),
+            ),
+        ];
+        for (name, key) in schemes {
+            crate::api::openapi::add_security_scheme(openapi, name, SecurityScheme::ApiKey(key));
+        }
+    }
+}
+
+/// `paintAsync` answered: the envelope with the task's id.
+#[derive(ToSchema)]
+pub struct PaintAccepted {
+    /// 0.
+    pub code: i64,
+    /// The task's numeric id (`taskId` of `getPaintResult`).
+    pub data: i64,
+    /// null.
+    pub msg: Option<String>,
+    /// Server time (ms).
+    pub time: i64,
+}
+
+/// `getPaintResult` answered: the envelope with the task.
+#[derive(ToSchema)]
+pub struct PaintResultAnswer {
+    /// 0.
+    pub code: i64,
+    /// The task.
+    pub data: PaintResult,
+    /// null.
+    pub msg: Option<String>,
+    /// Server time (ms).
+    pub time: i64,
+}
+
+/// A task as `getPaintResult` shows it.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PaintResult {
+    /// Task id.
+    pub id: i64,
+    /// Submitted at (ms).
+    pub created_at: i64,
+    /// Signed URL of the input image; expires after ten minutes.
+    pub url: String,
+    /// The `text` given; null without one.
+    pub text: Option<String>,
+    /// Images asked for.
+    pub quantity: u32,
+    /// One item per image.
+    pub result_list: Vec<PaintItem>,
+}
+
+/// One image of a task.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PaintItem {
+    /// Task id * 100 + image index.
+    pub id: i64,
+    /// Task id.
+    pub batch_id: i64,
+    /// 3 waiting, 0 running, 1 succeeded, 2 failed or canceled.
+    #[schema(minimum = 0, maximum = 3)]
+    pub status: i64,
+    /// Signed URL of the image, once it exists.
+    pub result: Option<String>,
+    /// Signed URL of its preview, once it exists.
+    pub preview: Option<String>,
+    /// Width: the result's, else the input's.
+    pub width: u64,
+    /// Height: the result's, else the input's.
+    pub height: u64,
+    /// Tasks ahead + 1 while waiting, else 0.
+    pub wait_number: u64,
+    /// Progress, 0..=100.
+    pub percentage: u32,
+}
+
+/// `mySubscription` answered: the envelope with the balance.
+#[derive(ToSchema)]
+pub struct SubscriptionAnswer {
+    /// 0.
+    pub code: i64,
+    /// The balance.
+    pub data: Subscription,
+    /// null.
+    pub msg: Option<String>,
+    /// Server time (ms).
+    pub time: i64,
+}
+
+/// The key's balance in the fields the official SDK reads (see the module doc).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct Subscription {
+    /// The key's numeric id (`uid` of the signed form).
+    pub user_id: i64,
+    /// The balance; null for an unmetered key.
+    pub api_credits: Option<i64>,
+    /// 0: there is no monthly plan.
+    pub month_balance: i64,
+    /// The balance (pay-as-you-go credits); null for an unmetered key.
+    pub image_balance: Option<i64>,
+    /// 0: there is no video service.
+    pub video_balance: i64,
+    /// null.
+    #[schema(schema_with = crate::api::openapi::null_schema)]
+    pub month_start_date: (),
+    /// null.
+    #[schema(schema_with = crate::api::openapi::null_schema)]
+    pub month_expire_date: (),
+}
+
+/// A failure: a non-zero `code` (see the module doc's table), `data: null` and `msg`.
+#[derive(ToSchema)]
+pub struct CutoutFailure {
+    /// The failure's code.
+    pub code: i64,
+    /// null.
+    #[schema(schema_with = crate::api::openapi::null_schema)]
+    pub data: (),
+    /// One sentence.
+    pub msg: String,
+    /// Server time (ms).
+    pub time: i64,
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!
 //! This module owns the Kling routes, the Kling JWT check, the translation of a Kling
 //! expansion request onto the native [`ExpansionSpec`], the Kling task object (answers,
-//! listing and the callback body) and the Kling error envelope.
+//! listing and the callback body), the Kling error envelope, and the surface's OpenAPI
+//! document ([`Document`], `GET /openapi/kling.json`).
 //!
 //! # Routes
 //! - `POST /v1/images/editing/expand`: create a task.
@@ -91,6 +92,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The surface name stored with Kling tasks (and the callback renderer's name).
 pub const SURFACE: &str = "kling";
@@ -315,22 +317,40 @@ fn jwt_error(e: jsonwebtoken::errors::Error) -> KlingError {
 }
 
 /// `POST /v1/images/editing/expand`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct ExpandRequest {
+    /// The photo: an `http(s)` URL or raw base64 (no `data:` prefix); JPEG or PNG, at most
+    /// 10 MB, each side at least 300 px, aspect ratio between 1:2.5 and 2.5:1.
+    #[schema(required = true)]
     image: Option<String>,
+    /// New area above, a fraction of the height, 0..=2.
+    #[schema(required = true, minimum = 0, maximum = 2)]
     up_expansion_ratio: Option<f64>,
+    /// New area below, a fraction of the height, 0..=2.
+    #[schema(required = true, minimum = 0, maximum = 2)]
     down_expansion_ratio: Option<f64>,
+    /// New area to the left, a fraction of the width, 0..=2.
+    #[schema(required = true, minimum = 0, maximum = 2)]
     left_expansion_ratio: Option<f64>,
+    /// New area to the right, a fraction of the width, 0..=2.
+    #[schema(required = true, minimum = 0, maximum = 2)]
     right_expansion_ratio: Option<f64>,
+    /// What the new area should show.
     prompt: Option<String>,
+    /// Images (default 1).
     n: Option<u32>,
+    /// Also make a watermarked variant.
     watermark_info: Option<WatermarkInfo>,
+    /// POSTed the task object on every status change.
     callback_url: Option<String>,
+    /// Your id for the task, unique per key; the task can be queried by it.
     external_task_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `watermark_info`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct WatermarkInfo {
+    /// Also make a watermarked variant (`watermark_url`).
     enabled: Option<bool>,
 }
 
@@ -338,6 +358,19 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
+/// Create an expansion task.
+#[utoipa::path(post, path = "/v1/images/editing/expand", operation_id = "create_expansion_task",
+    request_body(content = ExpandRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new task.", body = TaskAnswer),
+        (status = 400, description = "Code 1200: a malformed body; 1201: a value out of range, a reused `external_task_id`, an unreadable image.", body = KlingFailure),
+        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
+        (status = 500, description = "Code 5000.", body = KlingFailure),
+        (status = 429, description = "Code 1102: no credits; 1302: the submit rate; 1303: images in flight or the queue.", body = KlingFailure,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+    ),
+    security(("bearer" = []))
+)]
 async fn create(State(state): State<AppState>, headers: HeaderMap, request: Request) -> Response {
     match create_task(&state, &headers, request).await {
         Ok(data) => success(data),
@@ -552,6 +585,17 @@ pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String 
     task_object(state, task, entered).to_string()
 }
 
+/// One task, by `task_id` or by the `external_task_id` given at creation.
+#[utoipa::path(get, path = "/v1/images/editing/expand/{id}", operation_id = "get_expansion_task",
+    params(("id" = String, Path, description = "`task_id`, or the `external_task_id`.")),
+    responses(
+        (status = 200, description = "The task.", body = TaskAnswer),
+        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
+        (status = 500, description = "Code 5000.", body = KlingFailure),
+        (status = 404, description = "Code 1203: no such task for this key.", body = KlingFailure),
+    ),
+    security(("bearer" = []))
+)]
 async fn query(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -577,6 +621,20 @@ async fn query(
     }
 }
 
+/// The key's Kling tasks, newest first.
+#[utoipa::path(get, path = "/v1/images/editing/expand", operation_id = "list_expansion_tasks",
+    params(
+        ("pageNum" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page, 1..=1000 (default 1)."),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Tasks per page, 1..=500 (default 30)."),
+    ),
+    responses(
+        (status = 200, description = "A page of tasks.", body = ListAnswer),
+        (status = 400, description = "Code 1201: `pageNum` or `pageSize` out of range.", body = KlingFailure),
+        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
+        (status = 500, description = "Code 5000.", body = KlingFailure),
+    ),
+    security(("bearer" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -613,6 +671,158 @@ async fn list(
     }
 }
 
+/// The surface's OpenAPI document (`GET /openapi/kling.json`). The handlers answer JSON
+/// built by hand; the types below describe it for the document, and the suite checks real
+/// answers against it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Backdrop: Kling Image Expansion",
+        description = "Kling's image expansion API, wire-compatible. Authenticate with \
+            `Authorization: Bearer TOKEN`: an HS256 JWT signed with the key's vendor secret key \
+            (`iss` the vendor access key, `exp` required), or a plain Backdrop API key. Every \
+            answer is `{code, message, request_id, data}`: `code` 0 and `message` `SUCCEED` on \
+            success, Kling's HTTP status and code on failure. A task with `callback_url` gets the \
+            task object POSTed on every status change, signed with `Backdrop-Signature`."
+    ),
+    paths(create, list, query),
+    components(schemas(
+        ExpandRequest,
+        WatermarkInfo,
+        TaskAnswer,
+        ListAnswer,
+        KlingTask,
+        KlingStatus,
+        TaskInfo,
+        TaskResult,
+        KlingImage,
+        KlingFailure
+    )),
+    modifiers(&Security)
+)]
+pub struct Document;
+
+/// The bearer token.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        crate::api::openapi::add_security_scheme(
+            openapi,
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An HS256 JWT (`iss`: the vendor access key, `exp` at most 24 h ahead, \
+                         optional `nbf`) signed with the vendor secret key, or a plain API key.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// One task answered.
+#[derive(ToSchema)]
+pub struct TaskAnswer {
+    /// 0.
+    pub code: u32,
+    /// `SUCCEED`.
+    pub message: String,
+    /// A fresh id of this answer.
+    pub request_id: String,
+    /// The task.
+    pub data: KlingTask,
+}
+
+/// A page of tasks answered.
+#[derive(ToSchema)]
+pub struct ListAnswer {
+    /// 0.
+    pub code: u32,
+    /// `SUCCEED`.
+    pub message: String,
+    /// A fresh id of this answer.
+    pub request_id: String,
+    /// The tasks, newest first.
+    pub data: Vec<KlingTask>,
+}
+
+/// The Kling task object (also the callback body).
+#[derive(ToSchema)]
+pub struct KlingTask {
+    /// Task id.
+    pub task_id: String,
+    /// The status.
+    pub task_status: KlingStatus,
+    /// Why it failed; empty otherwise.
+    pub task_status_msg: String,
+    /// What was given at creation.
+    pub task_info: TaskInfo,
+    /// The results.
+    pub task_result: TaskResult,
+    /// Submitted at (ms).
+    pub created_at: i64,
+    /// Last changed at (ms).
+    pub updated_at: i64,
+}
+
+/// `task_status`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum KlingStatus {
+    /// Queued.
+    Submitted,
+    /// Running.
+    Processing,
+    /// Succeeded.
+    Succeed,
+    /// Failed or canceled.
+    Failed,
+}
+
+/// `task_info`.
+#[derive(ToSchema)]
+pub struct TaskInfo {
+    /// The `external_task_id` given; `""` without one.
+    pub external_task_id: String,
+}
+
+/// `task_result`.
+#[derive(ToSchema)]
+pub struct TaskResult {
+    /// The images, once succeeded.
+    pub images: Vec<KlingImage>,
+}
+
+/// One result image.
+#[derive(ToSchema)]
+pub struct KlingImage {
+    /// 0-based.
+    pub index: u32,
+    /// Signed URL of the image.
+    pub url: Option<String>,
+    /// Signed URL of the watermarked variant, when `watermark_info.enabled` was true.
+    pub watermark_url: Option<String>,
+}
+
+/// A failure: Kling's code, `data: null`.
+#[derive(ToSchema)]
+pub struct KlingFailure {
+    /// Kling's code (see the module doc).
+    pub code: u32,
+    /// One sentence.
+    pub message: String,
+    /// A fresh id of this answer.
+    pub request_id: String,
+    /// null.
+    #[schema(schema_with = crate::api::openapi::null_schema)]
+    pub data: (),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,6 +833,23 @@ mod tests {
         assert_eq!(status_name(TaskState::Running), "processing");
         assert_eq!(status_name(TaskState::Succeeded), "succeed");
         assert_eq!(status_name(TaskState::Canceled), "failed");
+    }
+
+    #[test]
+    fn the_documented_statuses_are_the_ones_sent() {
+        let schema =
+            serde_json::to_value(<KlingStatus as utoipa::PartialSchema>::schema()).expect("json");
+        let mut sent: Vec<&str> = [
+            TaskState::Queued,
+            TaskState::Running,
+            TaskState::Succeeded,
+            TaskState::Failed,
+            TaskState::Canceled,
+        ]
+        .map(status_name)
+        .to_vec();
+        sent.dedup();
+        assert_eq!(schema["enum"], json!(sent));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`picpik`]: PicPik GenerateBackgrounds (`POST /` with an `Action`).
 //! - [`kling`]: Kling Image Expansion (`/v1/images/editing/expand`).
 //!
-//! Each module's doc says what is supported, what differs from the vendor and why.
+//! Each module's doc says what is supported, what differs from the vendor and why; each
+//! module's `Document` is its OpenAPI description, served at `/openapi/{surface}.json`
+//! ([`crate::api::openapi`]).
 
 pub mod cutout;
 pub mod kling;

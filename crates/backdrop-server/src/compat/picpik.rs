@@ -3,7 +3,8 @@
 //!
 //! This module owns `POST /` (every PicPik call is a JSON body whose `Action` picks the
 //! operation), the PicPik signature check, the translation of `GenerateBackgrounds` onto
-//! the native [`BackgroundSpec`], and the PicPik task details.
+//! the native [`BackgroundSpec`], the PicPik task details, and the surface's OpenAPI
+//! document ([`Document`], `GET /openapi/picpik.json`).
 //!
 //! # Actions
 //! - `GenerateBackgrounds` -> `TaskUID`.
@@ -132,9 +133,11 @@ use backdrop_core::{
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, Task, TaskFilter};
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// The surface name stored with PicPik tasks.
 pub const SURFACE: &str = "picpik";
@@ -304,6 +307,13 @@ fn envelope(
     axum::Json(Value::Object(body)).into_response()
 }
 
+/// Every PicPik call: the body's `Action` picks the operation.
+#[utoipa::path(post, path = "/", operation_id = "call",
+    request_body(content = PicpikCall, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every answer, success or failure: `RetCode` 0 is success.", body = PicpikAnswer),
+    )
+)]
 async fn handle(
     State(state): State<AppState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -862,6 +872,269 @@ async fn running(state: &Shared, key: &ApiKey) -> Result<Map<String, Value>, Pic
     Ok(out)
 }
 
+/// The surface's OpenAPI document (`GET /openapi/picpik.json`). The handler reads the body
+/// as a JSON object (its signature covers every field) and answers JSON built by hand; the
+/// types below describe both for the document, and the suite checks real answers against
+/// it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Backdrop: PicPik GenerateBackgrounds",
+        description = "PicPik's API, wire-compatible: every call is `POST /` with a JSON body whose \
+            `Action` picks the operation. Every body carries `PublicKey` (the key's vendor access \
+            key) and `Signature`: the lowercase hex SHA-1 of every other parameter, keys sorted by \
+            byte order, `key + value` concatenated (nested objects and arrays flattened), with the \
+            vendor secret key appended. Every answer is HTTP 200 with `RetCode` (0: success), \
+            `Message`, and `Action` and `request_uuid` echoed."
+    ),
+    paths(handle),
+    components(schemas(
+        PicpikCall,
+        GenerateBackgrounds,
+        MainModel,
+        InferenceParams,
+        SubModel,
+        LoraParams,
+        TransparentForeground,
+        BackgroundImage2Image,
+        PicpikResizeMode,
+        ListTasksDetails,
+        ListRunningTasks,
+        PicpikAnswer,
+        TaskDetail,
+        PicpikStatus
+    ))
+)]
+pub struct Document;
+
+/// A PicPik call: `Action` names the operation.
+#[derive(Deserialize, ToSchema)]
+#[serde(tag = "Action")]
+pub enum PicpikCall {
+    /// Create a task.
+    GenerateBackgrounds(Box<GenerateBackgrounds>),
+    /// Tasks by id.
+    ListTasksDetails(ListTasksDetails),
+    /// The key's queued and running tasks.
+    ListRunningTasks(ListRunningTasks),
+}
+
+/// `GenerateBackgrounds`: a background for a transparent foreground.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct GenerateBackgrounds {
+    /// The key's vendor access key.
+    pub public_key: String,
+    /// The request's signature (also accepted as `signature`).
+    pub signature: String,
+    /// Idempotency key: the same body again answers the same `TaskUID`.
+    #[serde(rename = "request_uuid")]
+    #[schema(max_length = 200)]
+    pub request_uuid: Option<String>,
+    /// The main model; default `PICPIK General`.
+    pub main_model: Option<MainModel>,
+    /// LoRAs of the main model.
+    pub sub_model_list: Option<Vec<SubModel>>,
+    /// Prompts, joined with `", "`; at least one non-empty.
+    pub positive_prompts: Vec<String>,
+    /// What to avoid, joined with `", "`.
+    pub negative_prompts: Option<Vec<String>>,
+    /// Accepted and recorded; prompts are used as given.
+    pub translate_prompts: Option<bool>,
+    /// Accepted and recorded.
+    #[serde(rename = "UseMainModelVAE")]
+    pub use_main_model_vae: Option<bool>,
+    /// -1 (default) picks a random seed.
+    #[schema(minimum = -1, maximum = 2147483647)]
+    pub seed: Option<i64>,
+    /// Output width; alone, the foreground's height is kept.
+    #[schema(minimum = 64, maximum = 2560)]
+    pub width: Option<u32>,
+    /// Output height; alone, the foreground's width is kept.
+    #[schema(minimum = 64, maximum = 2560)]
+    pub height: Option<u32>,
+    /// Images, 1..=16 (default 1).
+    #[schema(minimum = 1, maximum = 16)]
+    pub batch_size: Option<u32>,
+    /// Base64 images (a `data:` prefix is tolerated): the foreground, and maybe a reference.
+    pub image_list: Vec<String>,
+    /// Which image is the foreground (a PNG with transparency) and how it fits.
+    pub transparent_foreground: Option<TransparentForeground>,
+    /// The request example's form of the foreground's index: its first entry.
+    pub transparent_image_index_list: Option<Vec<u32>>,
+    /// A reference background from `ImageList`.
+    #[serde(rename = "BackgroundImage2Image")]
+    pub background_image2_image: Option<BackgroundImage2Image>,
+}
+
+/// `MainModel`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct MainModel {
+    /// `PICPIK General` (Backdrop's default engine) or a configured diffusion model id.
+    pub model_code: Option<String>,
+    /// Its settings.
+    pub inference_params: Option<InferenceParams>,
+}
+
+/// `MainModel.InferenceParams`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct InferenceParams {
+    /// Denoising steps, 6..=100 (default 10).
+    #[schema(minimum = 6, maximum = 100)]
+    pub steps: Option<u32>,
+    /// Ignored: a main model here is never a LoRA.
+    pub lora_weight: Option<f64>,
+}
+
+/// A LoRA of `SubModelList`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubModel {
+    /// A LoRA listed for the chosen model.
+    pub model_code: String,
+    /// Its weight.
+    pub inference_params: Option<LoraParams>,
+}
+
+/// `SubModelList[].InferenceParams`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoraParams {
+    /// The LoRA's weight (default 1).
+    pub lora_weight: Option<f64>,
+}
+
+/// `TransparentForeground`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TransparentForeground {
+    /// Index in `ImageList` (default 0).
+    pub image_index: Option<u32>,
+    /// How the foreground fits the output size.
+    pub resize_mode: Option<PicpikResizeMode>,
+}
+
+/// `BackgroundImage2Image`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackgroundImage2Image {
+    /// Index of the reference in `ImageList`.
+    pub image_index: u32,
+    /// How strongly the reference shapes the background, 0..=1 (default 0.3).
+    #[schema(minimum = 0, maximum = 1)]
+    pub refer_strength: Option<f64>,
+    /// How the reference fits the output size.
+    pub resize_mode: Option<PicpikResizeMode>,
+    /// Accepted and recorded: the reference is always blended into the whole background.
+    pub deep_fusion: Option<bool>,
+}
+
+/// How an image fits the output size.
+#[derive(Deserialize, ToSchema)]
+pub enum PicpikResizeMode {
+    /// Stretch to the size.
+    JustResize,
+    /// Fill the size, cropping the overflow.
+    CropAndResize,
+    /// Fit inside the size (the default).
+    ResizeAndFill,
+}
+
+/// `ListTasksDetails`: tasks by id.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListTasksDetails {
+    /// The key's vendor access key.
+    pub public_key: String,
+    /// The request's signature.
+    pub signature: String,
+    /// Echoed.
+    #[serde(rename = "request_uuid")]
+    pub request_uuid: Option<String>,
+    /// 1 to 100 task ids of this key.
+    #[serde(rename = "TaskUIDList")]
+    #[schema(min_items = 1, max_items = 100)]
+    pub task_uid_list: Vec<String>,
+}
+
+/// `ListRunningTasks`: the key's queued and running tasks.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListRunningTasks {
+    /// The key's vendor access key.
+    pub public_key: String,
+    /// The request's signature.
+    pub signature: String,
+    /// Echoed.
+    #[serde(rename = "request_uuid")]
+    pub request_uuid: Option<String>,
+}
+
+/// Every answer: the envelope, and on success the action's own field.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct PicpikAnswer {
+    /// 0 on success; see the module doc's table.
+    pub ret_code: u32,
+    /// The request's `Action`, echoed (empty when the body could not be read).
+    pub action: String,
+    /// Empty on success, else one sentence.
+    pub message: String,
+    /// The request's `request_uuid`, echoed as sent (`""` without one, null when the body
+    /// could not be read).
+    #[serde(rename = "request_uuid")]
+    #[schema(schema_with = crate::api::openapi::any_schema)]
+    pub request_uuid: Value,
+    /// `GenerateBackgrounds`: the new task's id.
+    #[serde(rename = "TaskUID")]
+    pub task_uid: Option<String>,
+    /// `ListTasksDetails`: the tasks, in the order asked.
+    pub task_detail_list: Option<Vec<TaskDetail>>,
+    /// `ListRunningTasks`: ids of the running and queued tasks.
+    #[serde(rename = "TaskUIDList")]
+    pub task_uid_list: Option<Vec<String>>,
+}
+
+/// A task as `ListTasksDetails` shows it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TaskDetail {
+    /// Task id.
+    #[serde(rename = "TaskUID")]
+    pub task_uid: String,
+    /// `GenerateBackgrounds`.
+    pub action: String,
+    /// The state in the vendor's words.
+    pub status: PicpikStatus,
+    /// Signed URLs of the results (empty until succeeded, and once expired).
+    pub img_list: Vec<String>,
+    /// Seed of the first image.
+    pub seed: Option<u64>,
+    /// The prompt as used.
+    pub txt_list: Vec<String>,
+    /// Credits charged (reserved, while the task runs).
+    pub consume_api_point: i64,
+    /// 0; 500 failed; 499 canceled.
+    pub error_code: u32,
+    /// The failure's reason (the vendor's spelling).
+    pub error_massage: String,
+}
+
+/// `Status` of a task: `Finished` and `Error` mean it has ended.
+#[derive(Deserialize, ToSchema)]
+pub enum PicpikStatus {
+    /// Waiting in the queue.
+    Queuing,
+    /// Running.
+    Running,
+    /// Succeeded.
+    Finished,
+    /// Failed or canceled.
+    Error,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -943,6 +1216,13 @@ mod tests {
             assert!(STATUS_WORDS.contains(&word), "{state:?} -> {word}");
             assert_eq!(TERMINAL_STATUS_WORDS.contains(&word), state.is_terminal(), "{state:?}");
         }
+    }
+
+    #[test]
+    fn the_documented_status_words_are_the_ones_sent() {
+        let schema =
+            serde_json::to_value(<PicpikStatus as utoipa::PartialSchema>::schema()).expect("json");
+        assert_eq!(schema["enum"], json!(STATUS_WORDS));
     }
 
     #[test]

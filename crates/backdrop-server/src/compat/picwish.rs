@@ -3,7 +3,8 @@
 //!
 //! This module owns the PicWish wire format: the `X-API-KEY` header, the form fields, the
 //! PicWish input rules, the `{status, message, data}` envelope, the `data.state` code
-//! table and the `scene_type` ids. Queueing, decoding, storage and credits are the
+//! table, the `scene_type` ids and the surface's OpenAPI document ([`Document`],
+//! `GET /openapi/picwish.json`). Queueing, decoding, storage and credits are the
 //! service's.
 //!
 //! # Wire choices
@@ -62,9 +63,11 @@ use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState,
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{StoreError, Task};
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use utoipa::ToSchema;
 
 /// Surface name stored on tasks.
 pub const SURFACE: &str = "picwish";
@@ -333,6 +336,24 @@ fn scene_of(scene_type: i64) -> Option<&'static str> {
     SCENE_TYPES.iter().find(|(id, _)| i64::from(*id) == scene_type).map(|(_, scene)| *scene)
 }
 
+/// Create a background task (or, with `sync=1`, wait for it).
+#[utoipa::path(post, path = "/api/tasks/visual/background", operation_id = "create_background_task",
+    request_body(content(
+        (CreateForm = "multipart/form-data"),
+        (CreateRequest = "application/x-www-form-urlencoded"),
+        (CreateRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The task id; with `sync=1` the task as the query answers it.", body = CreateAnswer),
+        (status = 400, description = "A field or the image is refused; `data.state` names the vendor's failure state when it has one.", body = PicwishFailure),
+        (status = 401, description = "No key, an unknown key, or no credits left.", body = PicwishFailure),
+        (status = 413, description = "The image or the body is too large (`data.state` -5).", body = PicwishFailure),
+        (status = 429, description = "The submit rate, the queue, or too many `sync=1` waits.", body = PicwishFailure,
+            headers(("Retry-After" = u64, description = "Seconds to wait."))),
+        (status = 500, description = "Internal error.", body = PicwishFailure),
+    ),
+    security(("X-API-KEY" = []))
+)]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -506,6 +527,18 @@ async fn task_data(shared: &Shared, task: &Task) -> Result<Value, PicwishError> 
     Ok(data)
 }
 
+/// A task's state and results.
+#[utoipa::path(get, path = "/api/tasks/visual/background/{task_id}",
+    operation_id = "get_background_task",
+    params(("task_id" = String, Path, description = "The id the create request answered.")),
+    responses(
+        (status = 200, description = "The task.", body = TaskAnswer),
+        (status = 401, description = "No key, or an unknown key.", body = PicwishFailure),
+        (status = 404, description = "No such task for this key.", body = PicwishFailure),
+        (status = 500, description = "Internal error.", body = PicwishFailure),
+    ),
+    security(("X-API-KEY" = []))
+)]
 async fn query(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -527,6 +560,11 @@ async fn query(
 
 /// `GET /api/tasks/visual/background/scene_types`: the `scene_type` ids and their
 /// templates.
+#[utoipa::path(get, path = "/api/tasks/visual/background/scene_types",
+    operation_id = "list_scene_types",
+    summary = "The `scene_type` ids and the templates they mean.",
+    responses((status = 200, description = "Every `scene_type`.", body = SceneTypesAnswer))
+)]
 async fn scene_types() -> Response {
     let list: Vec<Value> = SCENE_TYPES
         .iter()
@@ -537,6 +575,207 @@ async fn scene_types() -> Response {
         })
         .collect();
     success(json!(list))
+}
+
+/// The surface's OpenAPI document (`GET /openapi/picwish.json`). The handlers read form
+/// fields and answer JSON built by hand; the types below describe both for the document,
+/// and the suite checks real answers against it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Backdrop: PicWish Generate Background",
+        description = "PicWish's Generate Background task API, wire-compatible. Send the key in \
+            `X-API-KEY`. Every answer is `{status, message, data}` with `status` equal to the HTTP \
+            status; a failure that the vendor reports as a task state carries it in \
+            `data.state` and `data.state_detail`."
+    ),
+    paths(create, query, scene_types),
+    components(schemas(
+        CreateRequest,
+        CreateForm,
+        CreateAnswer,
+        CreateData,
+        Created,
+        TaskAnswer,
+        PicwishTask,
+        SceneTypesAnswer,
+        SceneType,
+        PicwishFailure,
+        FailureState
+    )),
+    modifiers(&Security)
+)]
+pub struct Document;
+
+/// The `X-API-KEY` header.
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        crate::api::openapi::add_security_scheme(
+            openapi,
+            "X-API-KEY",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-KEY",
+                "A Backdrop API key.",
+            ))),
+        );
+    }
+}
+
+/// The fields of a create request: form fields (multipart or url-encoded), or a JSON
+/// object of the same names (numbers as numbers or text).
+#[derive(ToSchema)]
+pub struct CreateRequest {
+    /// URL of the cut-out; give it or `image_file`.
+    pub image_url: Option<String>,
+    /// What the background should show, at most 1024 characters; give it or `scene_type`.
+    pub prompt: Option<String>,
+    /// A scene template id (`GET /api/tasks/visual/background/scene_types`).
+    pub scene_type: Option<i64>,
+    /// Images, 1 or 2 (default 2).
+    #[schema(minimum = 1, maximum = 2)]
+    pub batch_size: Option<i64>,
+    /// What to avoid.
+    pub negative_prompt: Option<String>,
+    /// 1: results as URLs (default); 2: as base64.
+    #[schema(minimum = 1, maximum = 2)]
+    pub return_type: Option<i64>,
+    /// 1: wait for the task (at most 180 s) and answer it as the query does; 0 (default):
+    /// answer its id at once.
+    #[schema(minimum = 0, maximum = 1)]
+    pub sync: Option<i64>,
+}
+
+/// A create request as `multipart/form-data`: the fields of [`CreateRequest`] and the
+/// cut-out as the file part `image_file`.
+pub struct CreateForm;
+
+impl utoipa::PartialSchema for CreateForm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        crate::api::openapi::multipart_form::<CreateRequest>(
+            "A create request as `multipart/form-data`: the fields as text parts, the cut-out \
+             as the file part `image_file`.",
+            &[(
+                "image_file",
+                "The cut-out: a PNG with transparency, 256x256 to 4096x4096, at most 20 MB.",
+            )],
+        )
+    }
+}
+
+impl ToSchema for CreateForm {}
+
+/// A create request answered.
+#[derive(ToSchema)]
+pub struct CreateAnswer {
+    /// 200.
+    pub status: u16,
+    /// `success`.
+    pub message: String,
+    /// The task id, or with `sync=1` the task.
+    pub data: CreateData,
+}
+
+/// What a create request answers in `data`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreateData {
+    /// Without `sync=1`.
+    Created(Created),
+    /// With `sync=1`: the task as it stands when it ended or the wait did.
+    Task(PicwishTask),
+}
+
+/// The id of a new task.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Created {
+    /// Task id.
+    pub task_id: String,
+}
+
+/// A query answered.
+#[derive(ToSchema)]
+pub struct TaskAnswer {
+    /// 200.
+    pub status: u16,
+    /// `success`.
+    pub message: String,
+    /// The task.
+    pub data: PicwishTask,
+}
+
+/// A task as PicWish shows it.
+#[derive(Deserialize, ToSchema)]
+pub struct PicwishTask {
+    /// Task id.
+    pub task_id: String,
+    /// 0 queued, 2 preparing, 4 processing, 1 done; negative: failed (see `state_detail`).
+    pub state: i64,
+    /// The state in words (and the failure's reason).
+    pub state_detail: String,
+    /// Progress, 0..=100.
+    pub progress: u32,
+    /// 1: `image_N` are URLs; 2: base64.
+    pub return_type: i64,
+    /// Submitted at, unix seconds as text.
+    pub created_at: String,
+    /// Started at, unix seconds as text; absent until started.
+    pub processed_at: Option<String>,
+    /// Milliseconds from start to end (or to now); absent until started.
+    pub time_elapsed: Option<i64>,
+    /// Ended at, unix seconds as text; absent until ended.
+    pub completed_at: Option<String>,
+    /// The first image (URL or base64) once succeeded; null once the results expired.
+    pub image_1: Option<String>,
+    /// The second image, with `batch_size` 2.
+    pub image_2: Option<String>,
+}
+
+/// The scene types answered.
+#[derive(ToSchema)]
+pub struct SceneTypesAnswer {
+    /// 200.
+    pub status: u16,
+    /// `success`.
+    pub message: String,
+    /// Every `scene_type`.
+    pub data: Vec<SceneType>,
+}
+
+/// A `scene_type` and the template it means.
+#[derive(ToSchema)]
+pub struct SceneType {
+    /// The id to send.
+    pub scene_type: u32,
+    /// Backdrop's template id.
+    pub template: String,
+    /// Display name.
+    pub name: String,
+    /// One sentence.
+    pub description: String,
+}
+
+/// A failure: `status` is the HTTP status.
+#[derive(ToSchema)]
+pub struct PicwishFailure {
+    /// The HTTP status.
+    pub status: u16,
+    /// One sentence.
+    pub message: String,
+    /// The task state the vendor would report for this failure, when it has one.
+    pub data: Option<FailureState>,
+}
+
+/// The vendor's task state of a failure refused at submit.
+#[derive(ToSchema)]
+pub struct FailureState {
+    /// -3 download failed, -5 too large, -7 invalid image, -17 invalid prompt or scene.
+    pub state: i64,
+    /// The state in words.
+    pub state_detail: String,
 }
 
 #[cfg(test)]
