@@ -92,8 +92,7 @@ impl TestServer {
 
     /// GETs a native route with `key`; the JSON answer, whatever the status.
     pub async fn get_json(&self, client: &reqwest::Client, key: &str, path: &str) -> Value {
-        let response =
-            client.get(self.url(path)).bearer_auth(key).send().await.expect("get");
+        let response = client.get(self.url(path)).bearer_auth(key).send().await.expect("get");
         response.json().await.expect("json")
     }
 
