@@ -198,7 +198,9 @@ pub struct TaskPayload {
     /// Scheduler name (diffusion).
     pub scheduler: Option<String>,
     /// Largest output side; results larger than this are scaled down keeping the aspect
-    /// ratio (surfaces that promise "at most 1024x1024" set it).
+    /// ratio. Tasks stored by earlier versions carry it (PicWish's 1024 cap); surfaces now
+    /// set the spec's output size instead, so the product is composited at the delivered
+    /// size rather than resampled after.
     pub max_output_side: Option<u32>,
 }
 

@@ -102,6 +102,16 @@ pub fn check_rate(shared: &Shared, bucket: &str) -> Result<(), ApiError> {
     })
 }
 
+/// Width and height from an image's header, without decoding its pixels: the one
+/// dimension probe the surfaces share.
+pub fn image_dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// Takes one of the key's long-lived request slots (an event stream or a synchronous
 /// wait), held until the returned guard drops; 429 `too_many_streams` at the cap.
 pub fn hold_stream(

@@ -480,3 +480,46 @@ async fn expired_results_keep_their_image_keys_as_null() {
         assert!(data.get("image_3").is_none(), "{body}");
     }
 }
+
+#[tokio::test]
+async fn a_large_cutout_is_composited_at_the_delivered_size() {
+    let server = start(true, |_| {}).await;
+    let key = server.key(None).await;
+    let client = reqwest::Client::new();
+    // A textured product: resampling the finished image would change its pixels.
+    let source = RgbaImage::from_fn(1600, 1200, |x, y| {
+        let (dx, dy) = (x as f32 - 800.0, y as f32 - 600.0);
+        if dx * dx / (500.0 * 500.0) + dy * dy / (400.0 * 400.0) < 1.0 {
+            Rgba([(x * 7 % 256) as u8, (y * 13 % 256) as u8, ((x ^ y) % 256) as u8, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    });
+    let form = file_form(png(&source))
+        .text("prompt", "a marble counter")
+        .text("batch_size", "1")
+        .text("return_type", "2");
+    let (status, body) = create(&client, &server.base, &key, form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let task_id = body["data"]["task_id"].as_str().expect("id");
+    let data = poll_done(&client, &server.base, &key, task_id).await;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data["image_1"].as_str().expect("base64"))
+        .expect("valid base64");
+    let result = image::load_from_memory(&bytes).expect("image").to_rgba8();
+    assert_eq!(result.dimensions(), (1024, 768), "at most 1024, aspect kept");
+    // The product is the cut-out resampled once, to the delivered size, and composited
+    // exactly: every fully opaque pixel of it is in the result unchanged.
+    let size = backdrop_core::OutputSize { width: 1024, height: 768 };
+    let expected = backdrop_imaging::canvas::background_canvas(
+        &source,
+        Some(size),
+        backdrop_core::ResizeMode::default(),
+    );
+    let mut opaque = 0;
+    for (x, y, pixel) in expected.enumerate_pixels().filter(|(_, _, p)| p[3] == 255) {
+        opaque += 1;
+        assert_eq!(result.get_pixel(x, y).0[..3], pixel.0[..3], "product pixel ({x}, {y})");
+    }
+    assert!(opaque > 200_000, "{opaque} opaque pixels");
+}

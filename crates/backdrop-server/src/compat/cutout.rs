@@ -264,15 +264,6 @@ fn text_field(value: Option<String>) -> Option<String> {
     value.filter(|s| !s.trim().is_empty())
 }
 
-/// Width and height from the image header, without decoding the pixels.
-fn dimensions(bytes: &[u8]) -> Option<(u32, u32)> {
-    image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_dimensions()
-        .ok()
-}
-
 /// Create a background task from a cut-out.
 #[utoipa::path(post, path = "/api/v1/paintAsync", operation_id = "paintAsync",
     request_body(content = PaintBody, content_type = "application/json"),
@@ -337,7 +328,7 @@ async fn paint_async(
     // Refuse a bad prompt before downloading anything.
     payload.validate().map_err(ApiError::from)?;
     let input = load_image(&state, source, "image").await?;
-    let (width, height) = dimensions(&input).unwrap_or((0, 0));
+    let (width, height) = crate::service::image_dimensions(&input).unwrap_or((0, 0));
     let credits = state.config.prices.cutout(width, height, 1);
     let created = submit(
         &state,

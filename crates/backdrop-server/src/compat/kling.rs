@@ -502,10 +502,7 @@ fn check_image(bytes: &[u8]) -> Result<(), KlingError> {
         Some(InputFormat::Png | InputFormat::Jpeg) => {}
         _ => return Err(KlingError::value("image format must be .jpg / .jpeg / .png")),
     }
-    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok())
+    let (w, h) = crate::service::image_dimensions(bytes)
         .ok_or_else(|| KlingError::value("image cannot be read"))?;
     if w < MIN_IMAGE_SIDE || h < MIN_IMAGE_SIDE {
         return Err(KlingError::value(format!(

@@ -705,10 +705,7 @@ async fn generate(
         ));
     }
     let size = if width.is_some() || height.is_some() {
-        let (fw, fh) = image::ImageReader::new(std::io::Cursor::new(&input))
-            .with_guessed_format()
-            .ok()
-            .and_then(|r| r.into_dimensions().ok())
+        let (fw, fh) = crate::service::image_dimensions(&input)
             .ok_or_else(|| PicpikError::new(231, "the foreground image cannot be read"))?;
         Some(OutputSize {
             width: width.map_or(fw, |w| w as u32),

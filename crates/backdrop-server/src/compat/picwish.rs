@@ -22,7 +22,8 @@
 //!   (429 beyond, before any task is made).
 //! - **Input rules.** PNG only (by its signature), with a transparent area and something
 //!   opaque, 256x256 to 4096x4096, at most 20 MB. Output at most 1024x1024 keeping the
-//!   aspect ratio.
+//!   aspect ratio: the output size the pipeline composites at, so the product is exact
+//!   in the result.
 //! - **Task ids** are the native task ids (strings). A task made on another surface or by
 //!   another key is answered 404, like an unknown one.
 //! - **Errors.** Only the documented HTTP statuses are used: 400 parameters, 401 key
@@ -59,7 +60,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState, SCENES};
+use backdrop_core::{
+    BackgroundSpec, CutoutMode, JobSpec, OutputSize, TaskPayload, TaskState, SCENES,
+};
 use backdrop_imaging::DecodeLimits;
 use backdrop_store::{StoreError, Task};
 use base64::Engine as _;
@@ -413,7 +416,7 @@ async fn create(
         (Some(url), None) => ImageSource::Url(url),
         (None, Some(bytes)) => ImageSource::Bytes(bytes),
     };
-    let spec = BackgroundSpec {
+    let mut spec = BackgroundSpec {
         prompt,
         scene: scene.map(str::to_string),
         negative_prompt,
@@ -422,9 +425,7 @@ async fn create(
         cutout: CutoutMode::Never,
         ..BackgroundSpec::default()
     };
-    let mut payload = TaskPayload::new(JobSpec::Background(spec));
-    payload.max_output_side = Some(1024);
-    payload.validate().map_err(ApiError::from)?;
+    TaskPayload::new(JobSpec::Background(spec.clone())).validate().map_err(ApiError::from)?;
     let input = load_image(&state, source, "image").await?;
     if input.len() as u64 > limits().max_file_bytes {
         return Err(PicwishError {
@@ -437,6 +438,12 @@ async fn create(
     if !input.starts_with(b"\x89PNG\r\n\x1a\n") {
         return Err(PicwishError::bad("the image must be a PNG with transparency", Some(-7)));
     }
+    // Results are at most 1024x1024 keeping the aspect ratio: that is the output size
+    // the pipeline composites at, so the product is exact at the delivered size (scaling
+    // the finished image would resample the product a second time).
+    spec.size = crate::service::image_dimensions(&input)
+        .and_then(|(w, h)| fit_within(w, h, MAX_OUTPUT_SIDE));
+    let payload = TaskPayload::new(JobSpec::Background(spec));
     let credits = state.config.prices.picwish(batch_size as u32);
     let created = submit(
         &state,
@@ -465,6 +472,20 @@ async fn create(
         task = state.repo.task(&task.uid).await.map_err(ApiError::from)?.unwrap_or(task);
     }
     Ok(success(task_data(&state, &task).await?))
+}
+
+/// Largest side of a result.
+const MAX_OUTPUT_SIDE: u32 = 1024;
+
+/// The output size of a `w`x`h` cut-out whose longer side is over `max`: scaled to `max`
+/// keeping the aspect ratio; `None` when it fits already (the output keeps its size).
+fn fit_within(w: u32, h: u32, max: u32) -> Option<OutputSize> {
+    if w.max(h) <= max {
+        return None;
+    }
+    let scale = f64::from(max) / f64::from(w.max(h));
+    let side = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, max);
+    Some(OutputSize { width: side(w), height: side(h) })
 }
 
 /// The PicWish state code of a task.
