@@ -138,33 +138,36 @@ impl Drop for StreamSlot {
     }
 }
 
+/// A clock that stands still until it is moved: for tests (and simulations) of the
+/// limiter without sleeping.
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    elapsed: Mutex<std::time::Duration>,
+}
+
+impl ManualClock {
+    /// A clock at an arbitrary start.
+    pub fn new() -> Arc<Self> {
+        Arc::new(ManualClock { start: Instant::now(), elapsed: Mutex::new(Default::default()) })
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        *self.elapsed.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + *self.elapsed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
-
-    /// A clock that stands still until the test moves it.
-    #[derive(Debug)]
-    struct ManualClock {
-        start: Instant,
-        elapsed: Mutex<Duration>,
-    }
-
-    impl ManualClock {
-        fn new() -> Arc<Self> {
-            Arc::new(ManualClock { start: Instant::now(), elapsed: Mutex::new(Duration::ZERO) })
-        }
-
-        fn advance(&self, by: Duration) {
-            *self.elapsed.lock().expect("clock") += by;
-        }
-    }
-
-    impl Clock for ManualClock {
-        fn now(&self) -> Instant {
-            self.start + *self.elapsed.lock().expect("clock")
-        }
-    }
 
     #[test]
     fn burst_then_refill() {

@@ -6,7 +6,7 @@ mod common;
 
 use backdrop_server::{auth, callbacks, now_ms};
 use base64::Engine as _;
-use common::{cutout_b64, photo_png, png, start};
+use common::{cutout_b64, photo_png, png, start, start_with_clock};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -96,7 +96,7 @@ async fn submit_poll_download_both_jobs() {
 
 #[tokio::test]
 async fn cancel_paging_and_idempotency() {
-    let server = start(false, |_| {}).await;
+    let (server, clock) = start_with_clock(false, |_| {}).await;
     let key = server.key(Some(50)).await;
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -110,7 +110,7 @@ async fn cancel_paging_and_idempotency() {
         .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         ids.push(body["id"].as_str().expect("id").to_string());
-        tokio::time::sleep(Duration::from_millis(600)).await; // stay under 2 submits/s
+        clock.advance(Duration::from_millis(600)); // stay under 2 submits/s
     }
     // Queue positions follow submission order.
     let last: Value = client
@@ -182,7 +182,7 @@ async fn cancel_paging_and_idempotency() {
     assert_eq!(account["balance"], 46, "5 reserved, 1 refunded: {account}");
 
     // The same Idempotency-Key returns the same task and reserves nothing more.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     let first = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -193,7 +193,7 @@ async fn cancel_paging_and_idempotency() {
         .expect("post");
     assert_eq!(first.status(), StatusCode::ACCEPTED);
     let first: Value = first.json().await.expect("json");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     let second = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -220,7 +220,7 @@ async fn cancel_paging_and_idempotency() {
 
 #[tokio::test]
 async fn auth_limits_and_bad_bodies() {
-    let server = start(false, |c| {
+    let (server, clock) = start_with_clock(false, |c| {
         c.limits.max_queued = 2;
         c.limits.max_body_bytes = 256 * 1024;
         c.limits.submits_per_second = 1.0;
@@ -272,13 +272,13 @@ async fn auth_limits_and_bad_bodies() {
     // Queue: at most 2 waiting for the studio engine (no worker runs here).
     let (status, _) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (status, err) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
     assert_eq!(err["code"], "queue_full");
 
     // 413, 400 malformed JSON, 415 wrong type, 400 validation with the core's code.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let big = json!({"image_base64": "A".repeat(400 * 1024), "prompt": "x"});
     let r = client
         .post(server.url("/v1/backgrounds"))
@@ -291,7 +291,7 @@ async fn auth_limits_and_bad_bodies() {
     assert_eq!(r.json::<Value>().await.expect("json")["code"], "body_too_large");
     // The key and its rate are checked from the headers, before the body is read: every
     // submit, malformed or not, takes a token.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let r = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -302,7 +302,7 @@ async fn auth_limits_and_bad_bodies() {
         .expect("post");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.expect("json")["code"], "invalid_json");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let r = client
         .post(server.url("/v1/backgrounds"))
         .bearer_auth(&key)
@@ -312,7 +312,7 @@ async fn auth_limits_and_bad_bodies() {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (status, err) = post(
         &client,
         server.url("/v1/expansions"),
@@ -322,7 +322,7 @@ async fn auth_limits_and_bad_bodies() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["code"], "ratio_out_of_range");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (status, err) = post(
         &client,
         server.url("/v1/backgrounds"),
@@ -339,7 +339,7 @@ async fn auth_limits_and_bad_bodies() {
         32,
         Rgba([1, 2, 3, 255]),
     )));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     let (status, err) = post(
         &client,
         server.url("/v1/backgrounds"),

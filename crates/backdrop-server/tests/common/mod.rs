@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use backdrop_engines::Engines;
+use backdrop_server::ratelimit::{ManualClock, RateLimiter};
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
 use backdrop_store::blob::BlobStore;
@@ -46,6 +47,23 @@ pub async fn start_with(
 ) -> TestServer {
     start_prepared(engines, devices, adjust, |shared| shared.blobs = blobs(shared.blobs.clone()))
         .await
+}
+
+/// Starts a server (with a worker when `workers`) whose submit rate limiter runs on a
+/// clock the test moves, so rate-limit tests need no sleeps.
+pub async fn start_with_clock(
+    workers: bool,
+    adjust: impl FnOnce(&mut ServiceConfig),
+) -> (TestServer, Arc<ManualClock>) {
+    let clock = ManualClock::new();
+    let limiter_clock = Arc::clone(&clock);
+    let server = start_prepared(Engines::weight_free(), usize::from(workers), adjust, |shared| {
+        let limits = &shared.config.limits;
+        shared.limiter =
+            RateLimiter::with_clock(limits.submits_per_second, limits.submit_burst, limiter_clock);
+    })
+    .await;
+    (server, clock)
 }
 
 /// Starts a server with `engines` and `devices` worker loops, letting `prepare` change the
