@@ -71,7 +71,7 @@ async fn poll_done(client: &reqwest::Client, base: &str, key: &str, task_id: &st
 
 #[tokio::test]
 async fn create_poll_download_two_images() {
-    let server = start(true, |_| {}).await;
+    let (server, clock) = common::start_with_clock(true, |_| {}).await;
     let key = server.key(Some(100)).await;
     let client = reqwest::Client::new();
 
@@ -102,7 +102,7 @@ async fn create_poll_download_two_images() {
 
     // A prompt, one image, base64 results, and an input wider than 1024: the output is
     // scaled to 1024 wide keeping the aspect ratio.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     let form = file_form(cutout(1100, 550))
         .text("prompt", "a sunny beach")
         .text("batch_size", "1")
@@ -122,7 +122,7 @@ async fn create_poll_download_two_images() {
     assert_eq!((img.width(), img.height()), (1024, 512));
 
     // sync=1 answers with the finished task.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    clock.advance(Duration::from_millis(600));
     let form = file_form(cutout(256, 256)).text("scene_type", "112").text("sync", "1");
     let (status, body) = create(&client, &server.base, &key, form).await;
     assert_eq!(status, StatusCode::OK, "{body}");
