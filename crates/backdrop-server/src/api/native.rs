@@ -396,9 +396,11 @@ pub enum SubmitBody {
 
 impl SubmitBody {
     /// The typed request and the uploaded files.
-    fn parse<T: serde::de::DeserializeOwned>(self) -> Result<(T, Vec<(String, Bytes)>), ApiError> {
+    async fn parse<T: serde::de::DeserializeOwned + Send + 'static>(
+        self,
+    ) -> Result<(T, Vec<(String, Bytes)>), ApiError> {
         match self {
-            SubmitBody::Json(body) => Ok((parse_json(&body)?, Vec::new())),
+            SubmitBody::Json(body) => Ok((parse_json_body(body).await?, Vec::new())),
             SubmitBody::Form(fields, files) => {
                 let req = serde_json::from_value(Value::Object(fields))
                     .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
@@ -406,6 +408,21 @@ impl SubmitBody {
             }
         }
     }
+}
+
+/// Bodies up to this size are parsed on the async thread; larger ones (tens of MB of
+/// base64 take tens of milliseconds) on the blocking pool, so they do not stall it.
+const INLINE_PARSE_BYTES: usize = 256 * 1024;
+
+/// [`parse_json`], off the async threads when the body is large: what every JSON
+/// submit body (native, Cutout.pro, Kling) is read with.
+pub async fn parse_json_body<T: serde::de::DeserializeOwned + Send + 'static>(
+    body: Bytes,
+) -> Result<T, ApiError> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse_json(&body);
+    }
+    tokio::task::spawn_blocking(move || parse_json(&body)).await.map_err(ApiError::internal)?
 }
 
 /// Parses a JSON body into `T`: a body that is not JSON, or not an object, is
@@ -596,7 +613,7 @@ async fn submit_background(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<BackgroundRequest>()?;
+    let (req, mut files) = body.parse::<BackgroundRequest>().await?;
     let size = match (req.width, req.height) {
         (Some(width), Some(height)) => Some(OutputSize { width, height }),
         (None, None) => None,
@@ -773,7 +790,7 @@ async fn submit_expansion(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<ExpansionRequest>()?;
+    let (req, mut files) = body.parse::<ExpansionRequest>().await?;
     let spec = ExpansionSpec {
         ratios: ExpansionRatios {
             up: req.up.unwrap_or(0.0),
@@ -871,7 +888,7 @@ async fn submit_cutout(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<CutoutRequest>()?;
+    let (req, mut files) = body.parse::<CutoutRequest>().await?;
     let mut payload = TaskPayload::new(JobSpec::Cutout(CutoutSpec { model: req.model }));
     // The result is a transparent PNG; previews and watermarks are for backgrounds.
     payload.format = OutputFormat::Png;

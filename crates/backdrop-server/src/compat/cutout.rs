@@ -300,7 +300,8 @@ async fn paint_async(
             CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.body_text())
         }
     })?;
-    let body: PaintBody = crate::api::native::parse_json(&body)
+    let body: PaintBody = crate::api::native::parse_json_body(body)
+        .await
         .map_err(|e| CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.message))?;
     let img_url = text_field(body.img_url);
     let img_base64 = text_field(body.img_base64);

@@ -391,7 +391,7 @@ async fn create_task(
         .await
         .map_err(|e| KlingError::from(ApiError::new(e.status(), "invalid_body", e.body_text())))?;
     // Straight into the typed request: no JSON tree of a large body.
-    let req: ExpandRequest = crate::api::native::parse_json(&body).map_err(|e| {
+    let req: ExpandRequest = crate::api::native::parse_json_body(body).await.map_err(|e| {
         if e.code == "invalid_parameter" {
             KlingError::params(format!("invalid parameter: {}", e.message))
         } else {
