@@ -611,6 +611,38 @@ pub struct RenderedImage {
     pub watermarked: Option<Vec<u8>>,
 }
 
+/// Which file of one result image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFile {
+    /// The clean result.
+    Main,
+    /// The smaller copy.
+    Preview,
+    /// The watermarked copy.
+    Watermarked,
+}
+
+impl RenderedImage {
+    /// The image's files and their names: `{stem}.{ext}`, `{stem}.preview.{ext}` and
+    /// `{stem}.watermarked.{ext}`, those that were made. The one naming of results that
+    /// the command line (stem `background-1`) and the worker (stem `tasks/{id}/1`) share.
+    pub fn into_files(
+        self,
+        stem: &str,
+        format: OutputFormat,
+    ) -> Vec<(ResultFile, String, Vec<u8>)> {
+        let ext = format.extension();
+        let mut files = vec![(ResultFile::Main, format!("{stem}.{ext}"), self.main)];
+        if let Some(bytes) = self.preview {
+            files.push((ResultFile::Preview, format!("{stem}.preview.{ext}"), bytes));
+        }
+        if let Some(bytes) = self.watermarked {
+            files.push((ResultFile::Watermarked, format!("{stem}.watermarked.{ext}"), bytes));
+        }
+        files
+    }
+}
+
 /// What to encode for each image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RenderOptions {

@@ -40,6 +40,7 @@ pub use address::{refusal_reason, refusal_with_allow};
 pub use ipnet::IpNet;
 pub use url::Url;
 
+use backdrop_core::ErrorCode;
 use reqwest::dns::{Name, Resolve, Resolving};
 use std::fmt;
 use std::future::Future;
@@ -201,21 +202,20 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A stable machine-readable code: `invalid_url`, `url_refused`, `download_failed`,
-    /// `too_many_redirects`, `download_too_large`, `download_timeout` or `not_an_image`.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FetchError::InvalidUrl { .. } => "invalid_url",
+            FetchError::InvalidUrl { .. } => ErrorCode::InvalidUrl,
             FetchError::UnsupportedScheme { .. } | FetchError::AddressRefused { .. } => {
-                "url_refused"
+                ErrorCode::UrlRefused
             }
             FetchError::Resolve { .. }
             | FetchError::Connection { .. }
-            | FetchError::Status { .. } => "download_failed",
-            FetchError::TooManyRedirects { .. } => "too_many_redirects",
-            FetchError::TooLarge { .. } => "download_too_large",
-            FetchError::Timeout { .. } => "download_timeout",
-            FetchError::NotAnImage { .. } => "not_an_image",
+            | FetchError::Status { .. } => ErrorCode::DownloadFailed,
+            FetchError::TooManyRedirects { .. } => ErrorCode::TooManyRedirects,
+            FetchError::TooLarge { .. } => ErrorCode::DownloadTooLarge,
+            FetchError::Timeout { .. } => ErrorCode::DownloadTimeout,
+            FetchError::NotAnImage { .. } => ErrorCode::NotAnImage,
         }
     }
 }
@@ -551,7 +551,7 @@ mod tests {
             (FetchError::NotAnImage { host: "x".into() }, "not_an_image"),
         ];
         for (error, code) in cases {
-            assert_eq!(error.code(), code, "{error}");
+            assert_eq!(error.code().as_str(), code, "{error}");
         }
     }
 
@@ -584,9 +584,9 @@ mod tests {
             "gopher://x/",
             "data:image/png;base64,AA==",
         ] {
-            assert_eq!(parse_url(url).map_err(|e| e.code()), Err("url_refused"), "{url}");
+            assert_eq!(parse_url(url).map_err(|e| e.code()), Err(ErrorCode::UrlRefused), "{url}");
         }
-        assert_eq!(parse_url("not a url").map_err(|e| e.code()), Err("invalid_url"));
+        assert_eq!(parse_url("not a url").map_err(|e| e.code()), Err(ErrorCode::InvalidUrl));
         assert!(parse_url("https://example.com/a.png").is_ok());
     }
 

@@ -168,7 +168,7 @@ async fn assert_refused(fetcher: &Fetcher, url: &str, addr: &str) -> FetchError 
         matches!(&err, FetchError::AddressRefused { addr: a, .. } if a.to_string() == addr),
         "{url}: expected a refusal of {addr}, got {err:?}"
     );
-    assert_eq!(err.code(), "url_refused");
+    assert_eq!(err.code().as_str(), "url_refused");
     assert!(err.to_string().contains(addr), "the message names the address: {err}");
     assert!(started.elapsed() < Duration::from_secs(2), "refused before connecting");
     err
@@ -199,7 +199,7 @@ async fn allow_listed_loopback_fixture_is_fetched() {
 
     let err = fetcher.fetch(&fixture.url("/missing.png")).await.expect_err("404");
     assert!(matches!(err, FetchError::Status { status: 404, .. }), "{err:?}");
-    assert_eq!(err.code(), "download_failed");
+    assert_eq!(err.code().as_str(), "download_failed");
 }
 
 #[tokio::test]
@@ -330,7 +330,7 @@ async fn too_many_redirects() {
     let fetcher = Fetcher::new(allow_fixture());
     let err = fetcher.fetch(&fixture.url("/start")).await.expect_err("loop");
     assert_eq!(err, FetchError::TooManyRedirects { limit: 3 });
-    assert_eq!(err.code(), "too_many_redirects");
+    assert_eq!(err.code().as_str(), "too_many_redirects");
     assert!(err.to_string().contains('3'), "{err}");
     assert_eq!(fixture.connections(), 4, "the first request and three redirects");
 
@@ -363,7 +363,7 @@ async fn size_cap_from_content_length_and_while_streaming() {
 
     let err = fetcher.fetch(&fixture.url("/announced.png")).await.expect_err("too large");
     assert_eq!(err, FetchError::TooLarge { limit: 1000 });
-    assert_eq!(err.code(), "download_too_large");
+    assert_eq!(err.code().as_str(), "download_too_large");
     assert!(err.to_string().contains("1000 bytes"), "{err}");
 
     let started = Instant::now();
@@ -398,7 +398,7 @@ async fn overall_timeout() {
         let started = Instant::now();
         let err = fetcher.fetch(&fixture.url(path)).await.expect_err(path);
         assert_eq!(err, FetchError::Timeout { limit: Duration::from_millis(400) }, "{path}");
-        assert_eq!(err.code(), "download_timeout");
+        assert_eq!(err.code().as_str(), "download_timeout");
         assert!(err.to_string().contains("0.4 s"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3), "{path}: {:?}", started.elapsed());
     }
@@ -427,7 +427,7 @@ async fn non_images_are_refused() {
         let started = Instant::now();
         let err = fetcher.fetch(&fixture.url(path)).await.expect_err(path);
         assert!(matches!(err, FetchError::NotAnImage { .. }), "{path}: {err:?}");
-        assert_eq!(err.code(), "not_an_image");
+        assert_eq!(err.code().as_str(), "not_an_image");
         assert!(started.elapsed() < Duration::from_secs(5), "{path}");
     }
 }
@@ -442,7 +442,7 @@ async fn bad_urls() {
         ("http://", "invalid_url"),
     ] {
         let err = fetcher.fetch(url).await.expect_err(url);
-        assert_eq!(err.code(), code, "{url}: {err}");
+        assert_eq!(err.code().as_str(), code, "{url}: {err}");
     }
 }
 

@@ -1,24 +1,22 @@
 //! One error shape for every native route: `{"code": "...", "message": "..."}` with the
 //! right HTTP status (and `Retry-After` on 429).
 //!
-//! Domain errors keep their stable codes ([`backdrop_core::ErrorCode`]); the status is
-//! chosen here, the one place that knows about HTTP.
+//! Every error carries one [`ErrorCode`], whose HTTP status the code itself names; the
+//! vendor surfaces re-answer the same error in their own envelopes by matching on it.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use backdrop_core::SpecError;
+use backdrop_core::{ErrorCode, SpecError};
 use backdrop_engines::pipeline::JobError;
 use backdrop_imaging::InputError;
 use backdrop_store::StoreError;
-use std::borrow::Cow;
 
-/// An error answered to a client.
+/// An error answered to a client: a code (which decides the HTTP status), one sentence,
+/// and for 429 how long to wait.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
     /// Stable machine-readable code.
-    pub code: Cow<'static, str>,
+    pub code: ErrorCode,
     /// One human sentence.
     pub message: String,
     /// Seconds to wait, for 429.
@@ -26,67 +24,65 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(
-        status: StatusCode,
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
-        ApiError { status, code: code.into(), message: message.into(), retry_after: None }
+    /// An error with a code and message; the status is the code's.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), retry_after: None }
     }
 
-    /// 400 with a code.
-    pub fn bad_request(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    /// The HTTP status of the code.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// 401: no key or an unknown/revoked key.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        ApiError::new(ErrorCode::Unauthorized, message)
     }
 
     /// 403: the key may not see this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+        ApiError::new(ErrorCode::Forbidden, message)
     }
 
     /// 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
     /// 429 with a wait.
-    pub fn too_many(
-        code: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-        retry_after: u64,
-    ) -> Self {
-        ApiError {
-            retry_after: Some(retry_after.max(1)),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
-        }
+    pub fn too_many(code: ErrorCode, message: impl Into<String>, retry_after: u64) -> Self {
+        ApiError { retry_after: Some(retry_after.max(1)), ..ApiError::new(code, message) }
     }
 
     /// 413.
     pub fn too_large(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+        ApiError::new(ErrorCode::BodyTooLarge, message)
+    }
+
+    /// A body extractor's rejection: too large, of the wrong media type, or unreadable.
+    pub fn body_rejection(status: StatusCode, message: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::too_large("the request body is larger than the limit")
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::new(ErrorCode::UnsupportedMediaType, message)
+            }
+            _ => ApiError::new(ErrorCode::InvalidBody, message),
+        }
     }
 
     /// 500; the detail is logged, not shown.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {detail}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+        ApiError::new(ErrorCode::Internal, "internal error; it has been logged")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"code": self.code, "message": self.message});
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (self.status(), axum::Json(body)).into_response();
         // Kept beside the body so a vendor surface can re-answer an error made outside its
         // handlers (an extractor, a fallback) in its own envelope.
         response.extensions_mut().insert(self.clone());
@@ -101,39 +97,33 @@ impl IntoResponse for ApiError {
 
 impl From<SpecError> for ApiError {
     fn from(e: SpecError) -> Self {
-        ApiError::bad_request(e.code().as_str(), e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
 impl From<InputError> for ApiError {
     fn from(e: InputError) -> Self {
-        let status = match e {
-            InputError::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, e.code().as_str(), e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
 impl From<JobError> for ApiError {
     fn from(e: JobError) -> Self {
-        match e {
-            JobError::Spec(e) => e.into(),
-            JobError::Input(e) => e.into(),
-            other => ApiError::bad_request(other.code().as_str(), other.to_string()),
-        }
+        ApiError::new(e.code(), e.to_string())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
-            StoreError::QueueFull { .. } => ApiError::too_many("queue_full", e.to_string(), 5),
+            StoreError::QueueFull { .. } => {
+                ApiError::too_many(ErrorCode::QueueFull, e.to_string(), 5)
+            }
             StoreError::ConcurrencyLimit { .. } => {
-                ApiError::too_many("concurrency_limit", e.to_string(), 5)
+                ApiError::too_many(ErrorCode::ConcurrencyLimit, e.to_string(), 5)
             }
             StoreError::InsufficientCredits { .. } => {
-                ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", e.to_string())
+                ApiError::new(ErrorCode::InsufficientCredits, e.to_string())
             }
             StoreError::BlobNotFound(_) => ApiError::not_found("no such file"),
             _ => ApiError::internal(e),
@@ -143,6 +133,6 @@ impl From<StoreError> for ApiError {
 
 impl From<backdrop_fetch::FetchError> for ApiError {
     fn from(e: backdrop_fetch::FetchError) -> Self {
-        ApiError::bad_request(e.code(), e.to_string())
+        ApiError::new(e.code(), e.to_string())
     }
 }

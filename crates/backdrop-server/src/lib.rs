@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod callbacks;
 pub mod compat;
 pub mod config;

@@ -8,6 +8,7 @@
 
 use crate::error::ApiError;
 use crate::{now_ms, Shared};
+use backdrop_core::ErrorCode;
 use backdrop_core::{CutoutMode, EngineName, JobKind, JobSpec, TaskPayload, TaskState};
 use backdrop_engines::pipeline::{peak_memory, random_seed};
 use backdrop_imaging::decode::check_cutout;
@@ -53,8 +54,8 @@ pub async fn load_image(
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(cleaned.as_bytes()))
                 .map(Bytes::from)
                 .map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_base64",
+                    ApiError::new(
+                        ErrorCode::InvalidBase64,
                         format!("{what} is not valid base64: {e}"),
                     )
                 })
@@ -78,7 +79,7 @@ pub struct Submission {
     /// Surface name.
     pub surface: &'static str,
     /// Surface fields.
-    pub surface_meta: serde_json::Value,
+    pub surface_meta: backdrop_store::SurfaceMeta,
     /// Callback URL.
     pub callback_url: Option<String>,
     /// Credits to reserve.
@@ -92,7 +93,7 @@ pub struct Submission {
 pub fn check_rate(shared: &Shared, bucket: &str) -> Result<(), ApiError> {
     shared.limiter.check(bucket).map_err(|wait| {
         ApiError::too_many(
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!(
                 "more than {} submits per second for this key; retry in {wait} s",
                 shared.config.limits.submits_per_second
@@ -120,7 +121,7 @@ pub fn hold_stream(
 ) -> Result<crate::ratelimit::StreamSlot, ApiError> {
     shared.streams.take(key_id).ok_or_else(|| {
         ApiError::too_many(
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             format!(
                 "this key already holds {} event streams or synchronous waits; close one first",
                 shared.streams.cap()
@@ -148,10 +149,7 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
     let limits = sub.limits;
     let segmenter = shared.engines.has_segmenter();
     if matches!(&job, JobSpec::Background(spec) if spec.cutout == CutoutMode::Always) {
-        shared
-            .engines
-            .segmenter()
-            .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
+        shared.engines.segmenter().map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     }
     // The input's size and the canvas's (the results') come back for the memory check.
     let (input_size, canvas) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
@@ -184,13 +182,13 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
         })
         .await
         .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_request(e.code().as_str(), format!("reference image: {e}")))?;
+        .map_err(|e| ApiError::new(e.code(), format!("reference image: {e}")))?;
     }
     let kind = sub.payload.job.kind();
     let engine = shared
         .engines
         .resolve(sub.payload.engine, kind)
-        .map_err(|e| ApiError::bad_request(e.code().as_str(), e.to_string()))?;
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     check_memory(shared, engine, kind, input_size, canvas, sub.payload.job.n())?;
     // Fix the seed now so a retried attempt (after a crash) makes the same images.
     match &mut sub.payload.job {
@@ -235,7 +233,7 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
                 let _ = shared.blobs.delete(&key).await;
             }
             let error = ApiError::from(e);
-            shared.metrics.submit(sub.surface, &error.code);
+            shared.metrics.submit(sub.surface, error.code.as_str());
             return Err(error);
         }
     };
@@ -262,8 +260,8 @@ pub fn check_memory(
     if needed <= limit {
         return Ok(());
     }
-    Err(ApiError::bad_request(
-        TASK_TOO_LARGE,
+    Err(ApiError::new(
+        ErrorCode::TaskTooLarge,
         format!(
             "this task would need about {} of memory ({}x{} px, n = {n}, engine {}), over \
              this server's per-task limit of {} ([limits] max_task_memory_bytes); ask for \
@@ -276,9 +274,6 @@ pub fn check_memory(
         ),
     ))
 }
-
-/// The error code of a task refused by [`check_memory`].
-pub const TASK_TOO_LARGE: &str = "task_too_large";
 
 /// `bytes` in MiB or GiB with one decimal, for messages.
 fn human_bytes(bytes: u64) -> String {
@@ -301,8 +296,8 @@ pub fn task_folder(uid: &str) -> String {
 pub fn check_callback_url(url: &str) -> Result<(), ApiError> {
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        _ => Err(ApiError::bad_request(
-            "invalid_callback_url",
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidCallbackUrl,
             format!("callback URL '{url}' is not an absolute http(s) URL"),
         )),
     }

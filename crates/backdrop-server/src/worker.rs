@@ -20,10 +20,10 @@
 
 use crate::service::task_folder;
 use crate::{now_ms, Shared};
-use backdrop_core::{CancelToken, JobSpec, StepProgress};
+use backdrop_core::{CancelToken, ErrorCode, JobSpec, StepProgress};
 use backdrop_engines::pipeline::{
     cut_out, encode_cutout, render, stream_background, stream_expansion, BackgroundJob,
-    ExpansionJob, JobError, RenderOptions, RenderedImage, RunReport, Timings,
+    ExpansionJob, JobError, RenderOptions, RenderedImage, ResultFile, RunReport, Timings,
 };
 use backdrop_imaging::mask::{DEFAULT_BACKGROUND_GROW, DEFAULT_EXPANSION_GROW};
 use backdrop_imaging::{decode, DecodeLimits};
@@ -144,13 +144,13 @@ struct Made {
 
 /// Why an attempt produced no result: the task's error code and message.
 struct Failure {
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl From<JobError> for Failure {
     fn from(e: JobError) -> Self {
-        Failure { code: e.code().as_str(), message: e.to_string() }
+        Failure { code: e.code(), message: e.to_string() }
     }
 }
 
@@ -217,12 +217,12 @@ async fn fail(
     worker: &str,
     uid: &str,
     engine: &str,
-    code: &str,
+    code: ErrorCode,
     message: &str,
     seconds: f64,
 ) {
-    let outcome = if code == "canceled" { "canceled" } else { "failed" };
-    tracing::info!(task = %uid, code, "{outcome}: {message}");
+    let outcome = if code == ErrorCode::Canceled { "canceled" } else { "failed" };
+    tracing::info!(task = %uid, code = code.as_str(), "{outcome}: {message}");
     match shared.repo.fail(uid, worker, code, message, now_ms()).await {
         Ok(true) => shared.metrics.task_finished(engine, outcome, seconds),
         Ok(false) => tracing::warn!(task = %uid, "lease lost before failing"),
@@ -409,7 +409,8 @@ async fn run_task(
     let (ran, stored) = tokio::join!(device.run(run), store);
     // A storage failure closes the channel, which then fails the run too: report the
     // storage failure, the cause.
-    let mut images = stored.map_err(|message| Failure { code: "output_failed", message })?;
+    let mut images =
+        stored.map_err(|message| Failure { code: ErrorCode::OutputFailed, message })?;
     let ran = ran.unwrap_or_else(|| {
         Err(JobError::Encode("the engine stopped unexpectedly on this task".into()))
     })?;
@@ -446,30 +447,20 @@ async fn store_image(
     task: &Task,
     encoded: Encoded,
 ) -> Result<ResultImage, String> {
-    let ext = task.payload.format.extension();
     let index = encoded.index;
-    let base = format!("{}/{index}", task_folder(&task.uid));
-    let blob = format!("{base}.{ext}");
+    let stem = format!("{}/{index}", task_folder(&task.uid));
     let failed = |e: backdrop_store::StoreError| {
         storage_failure(&task.uid, "the result could not be stored", e).to_string()
     };
-    shared.blobs.put(&blob, encoded.files.main.into()).await.map_err(failed)?;
-    let preview_blob = match encoded.files.preview {
-        Some(bytes) => {
-            let key = format!("{base}.preview.{ext}");
-            shared.blobs.put(&key, bytes.into()).await.map_err(failed)?;
-            Some(key)
+    let (mut blob, mut preview_blob, mut watermarked_blob) = (String::new(), None, None);
+    for (file, key, bytes) in encoded.files.into_files(&stem, task.payload.format) {
+        shared.blobs.put(&key, bytes.into()).await.map_err(failed)?;
+        match file {
+            ResultFile::Main => blob = key,
+            ResultFile::Preview => preview_blob = Some(key),
+            ResultFile::Watermarked => watermarked_blob = Some(key),
         }
-        None => None,
-    };
-    let watermarked_blob = match encoded.files.watermarked {
-        Some(bytes) => {
-            let key = format!("{base}.watermarked.{ext}");
-            shared.blobs.put(&key, bytes.into()).await.map_err(failed)?;
-            Some(key)
-        }
-        None => None,
-    };
+    }
     Ok(ResultImage {
         index,
         // Known once the run reports its first seed.

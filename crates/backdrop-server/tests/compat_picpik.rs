@@ -331,7 +331,10 @@ async fn every_status_word_and_ended_tasks_are_terminal() {
         words(&detail(failing.clone()).await),
         (Some("Running".into()), Some(0), none.clone())
     );
-    assert!(repo.fail(&failing, "w", "engine_failed", "boom", now_ms()).await.expect("fail"));
+    assert!(repo
+        .fail(&failing, "w", backdrop_core::ErrorCode::EngineFailed, "boom", now_ms())
+        .await
+        .expect("fail"));
     let failed = detail(failing).await;
     assert_eq!(words(&failed), (Some("Error".into()), Some(500), none.clone()));
     assert_eq!(failed["ErrorMassage"], "boom");

@@ -13,10 +13,10 @@
 
 use crate::{
     ApiKey, DeliveryAttempt, Lease, NewKey, NewTask, OutboxEntry, ResultImage, StoreError,
-    SubmitLimits, Task, TaskFilter, TaskProgress, TaskRepo, TaskResult,
+    SubmitLimits, SurfaceMeta, Task, TaskFilter, TaskProgress, TaskRepo, TaskResult,
 };
 use backdrop_core::{
-    BackgroundSpec, EngineName, ExpansionSpec, JobKind, JobSpec, TaskPayload, TaskState,
+    BackgroundSpec, EngineName, ErrorCode, ExpansionSpec, JobKind, JobSpec, TaskPayload, TaskState,
 };
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashSet};
@@ -142,7 +142,7 @@ fn task(uid: &str, key_id: i64, engine: EngineName, payload: TaskPayload, credit
         reference_blob: None,
         idempotency_key: None,
         surface: "native".into(),
-        surface_meta: serde_json::json!({}),
+        surface_meta: SurfaceMeta::default(),
         callback_url: None,
         credits,
     }
@@ -258,7 +258,8 @@ pub async fn create_and_read(repo: Arc<dyn TaskRepo>) {
     new.reference_blob = Some("inputs/ref.png".into());
     new.idempotency_key = Some("client-1".into());
     new.surface = "cutout".into();
-    new.surface_meta = serde_json::json!({"return_type": 2, "nested": {"list": [1, 2]}});
+    new.surface_meta =
+        SurfaceMeta::new(&serde_json::json!({"return_type": 2, "nested": {"list": [1, 2]}}));
     new.callback_url = Some("http://receiver.test/hook".into());
     let created = repo.create_task(new.clone(), OPEN, T0).await.expect("creates");
     assert!(created.created);
@@ -281,7 +282,7 @@ pub async fn create_and_read(repo: Arc<dyn TaskRepo>) {
     assert_eq!((t.lease_owner.clone(), t.lease_expires_at), (None, None));
     assert!(!t.cancel_requested && !t.result_expired);
     assert_eq!(t.result, None);
-    assert_eq!((t.error_code.clone(), t.error_message.clone()), (None, None));
+    assert_eq!((t.error_code, t.error_message.clone()), (None, None));
     assert_eq!(t.credits_reserved, 0, "an unmetered key reserves nothing");
     assert_eq!(t.credits_charged, 0);
     assert_eq!((t.created_at, t.updated_at), (T0, T0));
@@ -618,7 +619,10 @@ pub async fn heartbeat_and_lost_lease(repo: Arc<dyn TaskRepo>) {
         .complete("h", "w1", result_of(1), T0 + 10_000, T0 + 2_000)
         .await
         .expect("answers"));
-    assert!(!repo.fail("h", "w1", "engine_error", "late", T0 + 2_000).await.expect("answers"));
+    assert!(!repo
+        .fail("h", "w1", ErrorCode::EngineFailed, "late", T0 + 2_000)
+        .await
+        .expect("answers"));
     let t = get(repo, "h").await;
     assert_eq!(
         (t.state, t.lease_owner.as_deref()),
@@ -649,7 +653,7 @@ pub async fn complete_and_fail_need_the_lease(repo: Arc<dyn TaskRepo>) {
         !repo.complete("idle", "w1", result_of(1), T0 + 9, T0 + 1).await.expect("answers"),
         "a queued task has no lease to end"
     );
-    assert!(!repo.fail("idle", "w1", "x", "y", T0 + 1).await.expect("answers"));
+    assert!(!repo.fail("idle", "w1", ErrorCode::EngineFailed, "y", T0 + 1).await.expect("answers"));
     assert_eq!(get(repo, "idle").await.state, TaskState::Queued);
 
     claim_exact(repo, "ok", EngineName::Studio, "w1", T0 + 1).await;
@@ -682,22 +686,31 @@ pub async fn complete_and_fail_need_the_lease(repo: Arc<dyn TaskRepo>) {
         !repo.complete("ok", "w1", result_of(2), T0 + 3_600_000, T0 + 4).await.expect("answers"),
         "never twice"
     );
-    assert!(!repo.fail("ok", "w1", "engine_error", "late", T0 + 4).await.expect("answers"));
+    assert!(!repo
+        .fail("ok", "w1", ErrorCode::EngineFailed, "late", T0 + 4)
+        .await
+        .expect("answers"));
     assert_eq!(get(repo, "ok").await, t, "a second end changes nothing");
 
     claim_exact(repo, "bad", EngineName::Studio, "w1", T0 + 5).await;
-    assert!(!repo.fail("bad", "w2", "engine_error", "boom", T0 + 6).await.expect("answers"));
-    assert!(repo.fail("bad", "w1", "engine_error", "boom", T0 + 7).await.expect("fails"));
+    assert!(!repo
+        .fail("bad", "w2", ErrorCode::EngineFailed, "boom", T0 + 6)
+        .await
+        .expect("answers"));
+    assert!(repo.fail("bad", "w1", ErrorCode::EngineFailed, "boom", T0 + 7).await.expect("fails"));
     let t = get(repo, "bad").await;
     assert_eq!(t.state, TaskState::Failed);
     assert_eq!(
-        (t.error_code.as_deref(), t.error_message.as_deref()),
-        (Some("engine_error"), Some("boom"))
+        (t.error_code, t.error_message.as_deref()),
+        (Some(ErrorCode::EngineFailed), Some("boom"))
     );
     assert_eq!((t.finished_at, t.credits_charged, t.result.clone()), (Some(T0 + 7), 0, None));
 
     claim_exact(repo, "stop", EngineName::Studio, "w1", T0 + 8).await;
-    assert!(repo.fail("stop", "w1", "canceled", "stopped at step 3", T0 + 9).await.expect("ends"));
+    assert!(repo
+        .fail("stop", "w1", ErrorCode::Canceled, "stopped at step 3", T0 + 9)
+        .await
+        .expect("ends"));
     assert_eq!(get(repo, "stop").await.state, TaskState::Canceled);
     assert_eq!(balance(repo, key.id).await, Some(96), "only the succeeded task kept its credits");
 }
@@ -729,7 +742,10 @@ pub async fn cancel_queued_and_running(repo: Arc<dyn TaskRepo>) {
         repo.heartbeat("r", "w1", LEASE, None, T0 + 5).await.expect("beats"),
         Lease::Held { cancel_requested: true }
     );
-    assert!(repo.fail("r", "w1", "canceled", "canceled by its owner", T0 + 6).await.expect("ends"));
+    assert!(repo
+        .fail("r", "w1", ErrorCode::Canceled, "canceled by its owner", T0 + 6)
+        .await
+        .expect("ends"));
     let r = get(repo, "r").await;
     assert_eq!((r.state, r.finished_at), (TaskState::Canceled, Some(T0 + 6)));
     assert_eq!(balance(repo, key.id).await, Some(9));
@@ -777,7 +793,7 @@ pub async fn requeue_expired_and_retry_limit(repo: Arc<dyn TaskRepo>) {
     );
     let a = get(repo, "a").await;
     assert_eq!(a.state, TaskState::Failed);
-    assert_eq!(a.error_code.as_deref(), Some("retries_exhausted"));
+    assert_eq!(a.error_code, Some(ErrorCode::RetriesExhausted));
     assert_eq!(a.finished_at, Some(T0 + 3_000));
     assert_eq!(get(repo, "b").await.state, TaskState::Running);
     assert_eq!(balance(repo, key.id).await, Some(6), "a's 2 credits came back");
@@ -820,7 +836,7 @@ pub async fn credits_and_ledger(repo: Arc<dyn TaskRepo>) {
     assert_eq!(balance(repo, key.id).await, Some(81));
 
     claim_exact(repo, "two", EngineName::Studio, "w", T0 + 12).await;
-    assert!(repo.fail("two", "w", "engine_error", "boom", T0 + 13).await.expect("fails"));
+    assert!(repo.fail("two", "w", ErrorCode::EngineFailed, "boom", T0 + 13).await.expect("fails"));
     assert_eq!(balance(repo, key.id).await, Some(85));
     repo.cancel("gone", T0 + 14).await.expect("cancels");
     assert_eq!(balance(repo, key.id).await, Some(90));
@@ -888,13 +904,13 @@ pub async fn expiry_on_every_end_state(repo: Arc<dyn TaskRepo>) {
     finish("b", T0 + 2_000).await;
     create(repo, task("failed", key_id, EngineName::Studio, background(1), 0), T0).await;
     claim_exact(repo, "failed", EngineName::Studio, "w", T0).await;
-    repo.fail("failed", "w", "engine_error", "boom", T0 + 1).await.expect("fails");
+    repo.fail("failed", "w", ErrorCode::EngineFailed, "boom", T0 + 1).await.expect("fails");
     create(repo, task("canceled", key_id, EngineName::Studio, background(1), 0), T0).await;
     repo.cancel("canceled", T0 + 2).await.expect("cancels");
     create(repo, task("stopped", key_id, EngineName::Studio, background(1), 0), T0).await;
     claim_exact(repo, "stopped", EngineName::Studio, "w", T0).await;
     repo.cancel("stopped", T0 + 3).await.expect("requests the cancel");
-    repo.fail("stopped", "w", "canceled", "stopped", T0 + 4).await.expect("ends");
+    repo.fail("stopped", "w", ErrorCode::Canceled, "stopped", T0 + 4).await.expect("ends");
     create(repo, task("lapsed", key_id, EngineName::Studio, background(1), 0), T0).await;
     // A lease of 0 lapses at once: the worker died, and its one attempt was the last.
     repo.claim("w", &[EngineName::Studio], 0, T0).await.expect("claims").expect("lapsed");
@@ -1032,11 +1048,11 @@ pub async fn outbox_per_state_change(repo: Arc<dyn TaskRepo>) {
 
     create(repo, task("silent", key.id, EngineName::Studio, background(1), 0), T0 + 3).await;
     claim_exact(repo, "silent", EngineName::Studio, "w", T0 + 3).await;
-    repo.fail("silent", "w", "engine_error", "boom", T0 + 3).await.expect("fails");
+    repo.fail("silent", "w", ErrorCode::EngineFailed, "boom", T0 + 3).await.expect("fails");
 
     create(repo, studio("broke"), T0 + 4).await;
     claim_exact(repo, "broke", EngineName::Studio, "w", T0 + 4).await;
-    repo.fail("broke", "w", "engine_error", "boom", T0 + 5).await.expect("fails");
+    repo.fail("broke", "w", ErrorCode::EngineFailed, "boom", T0 + 5).await.expect("fails");
 
     create(repo, studio("dropped"), T0 + 6).await;
     repo.cancel("dropped", T0 + 7).await.expect("cancels");
@@ -1044,7 +1060,7 @@ pub async fn outbox_per_state_change(repo: Arc<dyn TaskRepo>) {
     create(repo, studio("stopped"), T0 + 8).await;
     claim_exact(repo, "stopped", EngineName::Studio, "w", T0 + 8).await;
     repo.cancel("stopped", T0 + 9).await.expect("requests the cancel");
-    repo.fail("stopped", "w", "canceled", "canceled", T0 + 10).await.expect("ends");
+    repo.fail("stopped", "w", ErrorCode::Canceled, "canceled", T0 + 10).await.expect("ends");
 
     create(repo, studio("lapsed"), T0 + 11).await;
     repo.claim("w", &[EngineName::Studio], 0, T0 + 11).await.expect("claims").expect("lapsed");

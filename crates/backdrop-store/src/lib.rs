@@ -26,7 +26,7 @@ pub use repo::SqlRepo;
 pub use types::*;
 
 use async_trait::async_trait;
-use backdrop_core::{EngineName, TaskState};
+use backdrop_core::{EngineName, ErrorCode, TaskState};
 
 /// Tasks, keys, credits and callbacks. Every method is one transaction.
 #[async_trait]
@@ -122,7 +122,7 @@ pub trait TaskRepo: Send + Sync {
         &self,
         uid: &str,
         worker: &str,
-        code: &str,
+        code: ErrorCode,
         message: &str,
         now: i64,
     ) -> Result<bool, StoreError>;

@@ -25,8 +25,9 @@ use std::str::FromStr;
 pub type PgRepo = SqlRepo<Postgres>;
 
 impl Backend for Postgres {
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] =
-        &[(1, "init", include_str!("../migrations/postgres/0001_init.sql"))];
+    const ID_COLUMN: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
+    const INTEGER: &'static str = "BIGINT";
+    const REAL: &'static str = "DOUBLE PRECISION";
     const MAX_CONNECTIONS: u32 = 16;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const ROW_LOCKS: bool = true;

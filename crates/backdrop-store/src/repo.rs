@@ -13,7 +13,7 @@ use crate::{
     StoreError, SubmitLimits, Task, TaskFilter, TaskProgress, TaskRepo, TaskResult,
 };
 use async_trait::async_trait;
-use backdrop_core::{EngineName, TaskState};
+use backdrop_core::{EngineName, ErrorCode, TaskState};
 use sqlx::pool::PoolOptions;
 use sqlx::{
     ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction,
@@ -22,9 +22,12 @@ use sqlx::{
 
 /// What one database brings to the shared repository.
 pub(crate) trait Backend: Database<Row: Get> {
-    /// The schema, in order. A version once released is never edited; changes are new
-    /// files.
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)];
+    /// The auto-numbered 64-bit primary key column, as the schema's `{id}`.
+    const ID_COLUMN: &'static str;
+    /// The 64-bit integer type, as the schema's `{int}`.
+    const INTEGER: &'static str;
+    /// The double type, as the schema's `{real}`.
+    const REAL: &'static str;
     /// Connections per process.
     const MAX_CONNECTIONS: u32;
     /// The statement that begins a transaction which will write.
@@ -47,6 +50,20 @@ pub(crate) trait Backend: Database<Row: Get> {
     /// The statement that takes `lock` until the transaction ends, where the database
     /// needs one beyond [`Backend::BEGIN_WRITE`].
     fn lock(lock: Lock) -> Option<&'static str>;
+}
+
+/// The schema, in order, for both databases: each script's placeholders are filled by
+/// [`dialect`]. A version once released is never edited; changes are new files.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// A schema script in `DB`'s dialect.
+fn dialect<DB: Backend>(script: &str) -> String {
+    script
+        .replace("{id}", DB::ID_COLUMN)
+        .replace("{int}", DB::INTEGER)
+        .replace("{real}", DB::REAL)
+        .replace("{false}", DB::FALSE)
 }
 
 /// Locks a transaction takes on something other than rows.
@@ -161,13 +178,14 @@ where
         )
         .fetch_one(&mut *tx)
         .await?;
-        for &(version, description, script) in DB::MIGRATIONS {
+        for &(version, description, script) in MIGRATIONS {
             if version <= current {
                 continue;
             }
+            let script = dialect::<DB>(script);
             // Through the connection: `RawSql::execute` makes the future not `Send`
             // (sqlx issue 3150).
-            (&mut *tx).execute(sqlx::raw_sql(script)).await?;
+            (&mut *tx).execute(sqlx::raw_sql(&script)).await?;
             sqlx::query(&format!(
                 "INSERT INTO backdrop_schema (version, description, applied_at)
                  VALUES ($1, $2, {})",
@@ -178,7 +196,7 @@ where
             .execute(&mut *tx)
             .await?;
         }
-        if let Some((latest, _, _)) = DB::MIGRATIONS.last() {
+        if let Some((latest, _, _)) = MIGRATIONS.last() {
             if current > *latest {
                 return Err(StoreError::Config(format!(
                     "the database has schema version {current}; this build knows up to {latest}"
@@ -295,7 +313,7 @@ where
         conn: &mut DB::Connection,
         task: &Task,
         state: TaskState,
-        code: &str,
+        code: ErrorCode,
         message: &str,
         now: i64,
     ) -> Result<Task, StoreError> {
@@ -305,7 +323,7 @@ where
              WHERE id = $5 RETURNING *",
         )
         .bind(state.as_str())
-        .bind(code)
+        .bind(code.as_str())
         .bind(message)
         .bind(now)
         .bind(task.id)
@@ -428,7 +446,7 @@ where
         .bind(&new.reference_blob)
         .bind(&new.idempotency_key)
         .bind(&new.surface)
-        .bind(sql::json(&new.surface_meta)?)
+        .bind(sql::json(new.surface_meta.as_json())?)
         .bind(&new.callback_url)
         .bind(reserve)
         .bind(now)
@@ -667,7 +685,7 @@ where
         &self,
         uid: &str,
         worker: &str,
-        code: &str,
+        code: ErrorCode,
         message: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -690,7 +708,7 @@ where
                     &mut tx,
                     &task,
                     TaskState::Canceled,
-                    sql::CANCELED_CODE,
+                    ErrorCode::Canceled,
                     "canceled by its owner before it started",
                     now,
                 )
@@ -749,7 +767,7 @@ where
                     &mut tx,
                     &task,
                     TaskState::Canceled,
-                    "canceled",
+                    ErrorCode::Canceled,
                     message,
                     now,
                 )
@@ -760,7 +778,7 @@ where
                     "the worker stopped renewing its lease {} time(s); giving up",
                     task.attempts
                 );
-                let code = sql::RETRIES_EXHAUSTED;
+                let code = ErrorCode::RetriesExhausted;
                 Self::end_unsuccessfully(&mut tx, &task, TaskState::Failed, code, &message, now)
                     .await?;
                 ended += 1;
@@ -996,5 +1014,19 @@ mod tests {
         send(SqliteRepo::open("sqlite://x.db"));
         send(PgRepo::open("postgres://localhost/x"));
         send(crate::open("sqlite://x.db"));
+    }
+
+    /// Every placeholder of the shared schema is one each backend fills.
+    #[test]
+    fn each_dialect_fills_every_placeholder() {
+        for (_, _, script) in super::MIGRATIONS {
+            for rendered in
+                [super::dialect::<sqlx::Sqlite>(script), super::dialect::<sqlx::Postgres>(script)]
+            {
+                assert!(!rendered.contains('{'), "an unfilled placeholder:\n{rendered}");
+            }
+            assert!(super::dialect::<sqlx::Postgres>(script).contains("GENERATED ALWAYS"));
+            assert!(super::dialect::<sqlx::Sqlite>(script).contains("AUTOINCREMENT"));
+        }
     }
 }

@@ -5,9 +5,10 @@
 //! JSON, booleans), so a row of either database decodes through the same code.
 
 use crate::{
-    ApiKey, Delivery, LedgerEntry, OutboxEntry, StoreError, Task, TaskProgress, TaskResult,
+    ApiKey, Delivery, LedgerEntry, OutboxEntry, StoreError, SurfaceMeta, Task, TaskProgress,
+    TaskResult,
 };
-use backdrop_core::{EngineName, TaskPayload, TaskState};
+use backdrop_core::{EngineName, ErrorCode, TaskPayload, TaskState};
 use sqlx::Row;
 
 /// The ledger reasons the schema accepts.
@@ -20,12 +21,6 @@ pub(crate) const GRANT: &str = "grant";
 pub(crate) const PENDING: &str = "pending";
 pub(crate) const DELIVERED: &str = "delivered";
 pub(crate) const FAILED: &str = "failed";
-
-/// The error code of a task whose leases lapsed too often.
-pub(crate) const RETRIES_EXHAUSTED: &str = "retries_exhausted";
-
-/// The `fail` code that ends a task as `canceled` instead of `failed`.
-pub(crate) const CANCELED_CODE: &str = "canceled";
 
 /// Typed column access over either backend's row type, with decode errors mapped to
 /// [`StoreError::Corrupt`] naming the column.
@@ -84,8 +79,10 @@ pub(crate) fn task(row: &impl Get) -> Result<Task, StoreError> {
     let payload: TaskPayload =
         serde_json::from_str(&row.string("payload")?).map_err(|e| corrupt("payload", e))?;
     let engine: EngineName = row.string("engine")?.parse().map_err(|e| corrupt("engine", e))?;
-    let surface_meta = serde_json::from_str(&row.string("surface_meta")?)
-        .map_err(|e| corrupt("surface_meta", e))?;
+    let surface_meta = SurfaceMeta::from_json(
+        serde_json::from_str(&row.string("surface_meta")?)
+            .map_err(|e| corrupt("surface_meta", e))?,
+    );
     let result = match row.opt_string("result")? {
         Some(text) => {
             Some(serde_json::from_str::<TaskResult>(&text).map_err(|e| corrupt("result", e))?)
@@ -115,7 +112,11 @@ pub(crate) fn task(row: &impl Get) -> Result<Task, StoreError> {
         lease_expires_at: row.opt_i64("lease_expires_at")?,
         cancel_requested: row.bool("cancel_requested")?,
         result,
-        error_code: row.opt_string("error_code")?,
+        // A code this version does not know (written by a newer one) reads as `internal`
+        // rather than making the whole task unreadable.
+        error_code: row
+            .opt_string("error_code")?
+            .map(|text| ErrorCode::parse(&text).unwrap_or(ErrorCode::Internal)),
         error_message: row.opt_string("error_message")?,
         credits_reserved: row.i64("credits_reserved")?,
         credits_charged: row.i64("credits_charged")?,
@@ -220,8 +221,8 @@ pub(crate) fn status_after(delivered: bool, next_attempt_at: Option<i64>) -> &'s
 }
 
 /// The state a task ends in when its worker reports `code`.
-pub(crate) fn end_state(code: &str) -> TaskState {
-    if code == CANCELED_CODE {
+pub(crate) fn end_state(code: ErrorCode) -> TaskState {
+    if code == ErrorCode::Canceled {
         TaskState::Canceled
     } else {
         TaskState::Failed

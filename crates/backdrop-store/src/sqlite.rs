@@ -22,8 +22,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub type SqliteRepo = SqlRepo<Sqlite>;
 
 impl Backend for Sqlite {
-    const MIGRATIONS: &'static [(i64, &'static str, &'static str)] =
-        &[(1, "init", include_str!("../migrations/sqlite/0001_init.sql"))];
+    // An `INTEGER PRIMARY KEY` is the row id, 64-bit; AUTOINCREMENT never reuses one.
+    const ID_COLUMN: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
+    const INTEGER: &'static str = "INTEGER";
+    const REAL: &'static str = "REAL";
     // One writer at a time anyway; the rest serve reads.
     const MAX_CONNECTIONS: u32 = 8;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";

@@ -1,6 +1,7 @@
 //! The records the repository stores and returns.
 
-use backdrop_core::{EngineName, JobKind, TaskPayload, TaskState};
+use backdrop_core::{EngineName, ErrorCode, JobKind, TaskPayload, TaskState};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// A task to persist.
@@ -22,12 +23,43 @@ pub struct NewTask {
     pub idempotency_key: Option<String>,
     /// Which API surface created it (`native`, `cutout`, `picwish`, `picpik`, `kling`).
     pub surface: String,
-    /// Surface-specific fields, as JSON (never read by the core).
-    pub surface_meta: serde_json::Value,
+    /// Surface-specific fields (never read by the core).
+    pub surface_meta: SurfaceMeta,
     /// Where state changes are POSTed.
     pub callback_url: Option<String>,
     /// Credits to reserve.
     pub credits: i64,
+}
+
+/// The fields a vendor surface keeps with its tasks (an external task id, the prompt
+/// it echoes, the response shape asked for), stored as one JSON object and never read by
+/// the core. Each surface writes and reads its own typed struct through [`SurfaceMeta::new`]
+/// and [`SurfaceMeta::read`]; the JSON stays inside this type.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SurfaceMeta(serde_json::Value);
+
+impl SurfaceMeta {
+    /// The stored form of a surface's fields.
+    pub fn new<T: Serialize>(fields: &T) -> Self {
+        SurfaceMeta(serde_json::to_value(fields).unwrap_or_default())
+    }
+
+    /// The surface's fields. A task stored without them (or by another surface, or by a
+    /// version whose fields have since changed) reads as `T::default()` field by field
+    /// where the type allows it.
+    pub fn read<T: DeserializeOwned + Default>(&self) -> T {
+        T::deserialize(&self.0).unwrap_or_default()
+    }
+
+    /// The stored JSON (`null` when the surface keeps nothing).
+    pub fn as_json(&self) -> &serde_json::Value {
+        &self.0
+    }
+
+    /// Fields as read back from the database.
+    pub fn from_json(value: serde_json::Value) -> Self {
+        SurfaceMeta(value)
+    }
 }
 
 /// Limits checked atomically with the insert.
@@ -70,7 +102,7 @@ pub struct Task {
     /// Surface that created it.
     pub surface: String,
     /// Surface-specific fields.
-    pub surface_meta: serde_json::Value,
+    pub surface_meta: SurfaceMeta,
     /// Callback URL.
     pub callback_url: Option<String>,
     /// State.
@@ -87,8 +119,8 @@ pub struct Task {
     pub cancel_requested: bool,
     /// Result once succeeded.
     pub result: Option<TaskResult>,
-    /// Error code once failed.
-    pub error_code: Option<String>,
+    /// Error code once failed or canceled.
+    pub error_code: Option<ErrorCode>,
     /// Error message once failed.
     pub error_message: Option<String>,
     /// Credits reserved at submit.

@@ -8,7 +8,7 @@ use backdrop_core::{
 };
 use backdrop_engines::pipeline::{
     cut_out, encode_cutout, render, run_background, run_expansion, BackgroundJob, ExpansionJob,
-    JobError, JobOutput, RenderOptions,
+    JobError, JobOutput, RenderOptions, ResultFile,
 };
 use backdrop_engines::Engines;
 use backdrop_imaging::preview::DEFAULT_PREVIEW_SIDE;
@@ -68,9 +68,16 @@ impl From<JobError> for Failure {
 /// Runs one command.
 pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     let config = crate::config::Config::load(cli.config.as_deref())
-        .map_err(|e| Failure::input(e, ErrorCode::EngineFailed))?;
-    let engines =
-        || crate::models::engines(&config).map_err(|e| Failure::input(e, ErrorCode::EngineFailed));
+        .map_err(|e| Failure::input(e, ErrorCode::InvalidConfig))?;
+    // `--model PATH` runs an exported folder without a configuration entry.
+    let config = match &cli.command {
+        Command::Generate(a) => crate::models::with_model_path(config, &a.common.diffusion),
+        Command::Expand(a) => crate::models::with_model_path(config, &a.common.diffusion),
+        _ => config,
+    };
+    let engines = || {
+        crate::models::engines(&config).map_err(|e| Failure::input(e, ErrorCode::EngineSetupFailed))
+    };
     match cli.command {
         Command::Generate(args) => generate(args, &engines()?),
         Command::Expand(args) => expand(args, &engines()?),
@@ -78,7 +85,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Models(command) => {
             let lines = crate::models::run(&config, command).map_err(|e| Failure {
                 message: e,
-                code: ErrorCode::EngineFailed,
+                code: ErrorCode::EngineSetupFailed,
                 status: 1,
             })?;
             for line in lines {
@@ -341,31 +348,22 @@ fn finish(
     let ext = common.format.extension();
     let write_started = Instant::now();
     let mut files = Vec::new();
-    for (i, r) in rendered.iter().enumerate() {
+    for (i, r) in rendered.into_iter().enumerate() {
         let index = i + 1;
-        let write = |out: &mut StagedOutput, name: String, bytes: &[u8]| {
-            out.add(&name, bytes).map(|p| p.display().to_string()).map_err(|e| {
+        let seed = output.seed.wrapping_add(i as u64);
+        let mut entry = json!({"index": index, "seed": seed, "preview": null, "watermarked": null});
+        for (file, name, bytes) in r.into_files(&format!("{job}-{index}"), common.format) {
+            let path = out.add(&name, &bytes).map_err(|e| {
                 Failure::output(format!("cannot write {name} to {}: {e}", common.out.display()))
-            })
-        };
-        let path = write(out, format!("{job}-{index}.{ext}"), &r.main)?;
-        let preview = r
-            .preview
-            .as_ref()
-            .map(|b| write(out, format!("{job}-{index}.preview.{ext}"), b))
-            .transpose()?;
-        let watermarked = r
-            .watermarked
-            .as_ref()
-            .map(|b| write(out, format!("{job}-{index}.watermarked.{ext}"), b))
-            .transpose()?;
-        files.push(json!({
-            "index": index,
-            "seed": output.seed.wrapping_add(i as u64),
-            "path": path,
-            "preview": preview,
-            "watermarked": watermarked,
-        }));
+            })?;
+            let field = match file {
+                ResultFile::Main => "path",
+                ResultFile::Preview => "preview",
+                ResultFile::Watermarked => "watermarked",
+            };
+            entry[field] = json!(path.display().to_string());
+        }
+        files.push(entry);
     }
     let (width, height) = output.images.first().map_or((0, 0), |img| (img.width(), img.height()));
     let notes: serde_json::Map<String, Value> =

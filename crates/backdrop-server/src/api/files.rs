@@ -6,8 +6,9 @@
 use crate::error::ApiError;
 use crate::{now_ms, AppState};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use backdrop_core::ErrorCode;
 use backdrop_store::blob::SignatureError;
 use serde::Deserialize;
 
@@ -55,8 +56,7 @@ pub async fn serve(
             return ApiError::forbidden("invalid signature").into_response()
         }
         Err(SignatureError::Expired) => {
-            return ApiError::new(StatusCode::GONE, "link_expired", "this link has expired")
-                .into_response()
+            return ApiError::new(ErrorCode::LinkExpired, "this link has expired").into_response()
         }
     }
     match state.blobs.get(&key).await {

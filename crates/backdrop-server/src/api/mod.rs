@@ -13,6 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use backdrop_core::ErrorCode;
 
 /// The service's router.
 pub fn router(state: AppState) -> Router {
@@ -47,8 +48,7 @@ pub async fn time_limit(
     match tokio::time::timeout(std::time::Duration::from_secs(secs), next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!("the request did not complete within {secs} s"),
         )
         .into_response(),
@@ -57,11 +57,7 @@ pub async fn time_limit(
 
 /// 405 for a route that exists with other methods.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this route")
 }
 
 /// The native API answers every error as `{code, message}`. Axum's extractors answer
@@ -112,19 +108,19 @@ async fn stray_error(response: Response) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes).trim().to_string();
     let code = match status {
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "invalid_body",
-        s if s.is_server_error() => "internal",
-        _ => "invalid_parameter",
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::BodyTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidParameter,
     };
     let message = if text.is_empty() {
         status.canonical_reason().unwrap_or("request refused").to_string()
     } else {
         text
     };
-    Err(ApiError { retry_after, ..ApiError::new(status, code, message) })
+    Err(ApiError { retry_after, ..ApiError::new(code, message) })
 }
 
 /// Liveness: the process answers.

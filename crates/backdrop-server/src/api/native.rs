@@ -9,12 +9,13 @@
 //! Timestamps are milliseconds since the Unix epoch.
 
 use crate::auth::authenticate;
+use crate::body::{FormFields, SubmitBody};
 use crate::error::ApiError;
 use crate::service::{
     self, check_rate, load_image, owned_task, percent, signed_url, ImageSource, Submission,
 };
 use crate::{AppState, Shared};
-use axum::extract::{FromRequest, FromRequestParts, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -284,7 +285,8 @@ pub struct Accepted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code.
-    pub code: String,
+    #[schema(value_type = String, example = "unknown_scene")]
+    pub code: ErrorCode,
     /// One sentence.
     pub message: String,
 }
@@ -384,28 +386,39 @@ impl FromRequestParts<AppState> for SubmitKey {
     }
 }
 
-/// A request body, read under the body limit: JSON kept as bytes until it is parsed
-/// straight into the route's typed request (no `serde_json::Value` tree, whose size can
-/// be many times the body's), or multipart text fields plus uploaded files.
-pub enum SubmitBody {
-    /// A JSON body.
-    Json(Bytes),
-    /// Multipart text fields (as JSON values), plus uploaded files by field name.
-    Form(Map<String, Value>, Vec<(String, Bytes)>),
+/// What a native submit handler takes: the request's body, read by the shared reader with
+/// `image` and `reference_image` as file fields.
+impl<S: Send + Sync> FromRequest<S> for SubmitBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        SubmitBody::read(req, &["image", "reference_image"]).await
+    }
 }
 
-impl SubmitBody {
-    /// The typed request and the uploaded files.
-    async fn parse<T: serde::de::DeserializeOwned + Send + 'static>(
-        self,
-    ) -> Result<(T, Vec<(String, Bytes)>), ApiError> {
-        match self {
-            SubmitBody::Json(body) => Ok((parse_json_body(body).await?, Vec::new())),
-            SubmitBody::Form(fields, files) => {
-                let req = serde_json::from_value(Value::Object(fields))
-                    .map_err(|e| ApiError::bad_request("invalid_parameter", e.to_string()))?;
-                Ok((req, files))
-            }
+/// The typed request of a submit body and the files it uploaded: JSON parsed straight
+/// into `T`; form text fields become JSON values (numbers and booleans where they parse,
+/// except [`STRING_FIELDS`]) and then `T`.
+async fn parse_submit<T: serde::de::DeserializeOwned + Send + 'static>(
+    body: SubmitBody,
+) -> Result<(T, FormFields), ApiError> {
+    match body {
+        SubmitBody::Json(body) => Ok((parse_json_body(body).await?, FormFields::default())),
+        SubmitBody::Form(mut form) => {
+            let fields: Map<String, Value> = std::mem::take(&mut form.text)
+                .into_iter()
+                .map(|(name, text)| {
+                    let value = if STRING_FIELDS.contains(&name.as_str()) {
+                        Value::String(text)
+                    } else {
+                        serde_json::from_str(&text).unwrap_or(Value::String(text))
+                    };
+                    (name, value)
+                })
+                .collect();
+            let req = serde_json::from_value(Value::Object(fields))
+                .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.to_string()))?;
+            Ok((req, form))
         }
     }
 }
@@ -432,15 +445,15 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
     if first.is_some() && first != Some(&b'{') {
         // Tell "not an object" apart from "not JSON" the way a client would.
         return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            Ok(_) => ApiError::bad_request("invalid_json", "the body must be a JSON object"),
-            Err(e) => ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")),
+            Ok(_) => ApiError::new(ErrorCode::InvalidJson, "the body must be a JSON object"),
+            Err(e) => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
         });
     }
     serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
-            ApiError::bad_request("invalid_parameter", e.to_string())
+            ApiError::new(ErrorCode::InvalidParameter, e.to_string())
         }
-        _ => ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")),
+        _ => ApiError::new(ErrorCode::InvalidJson, format!("malformed JSON: {e}")),
     })
 }
 
@@ -468,80 +481,11 @@ const STRING_FIELDS: &[&str] = &[
     "cutout",
 ];
 
-impl<S: Send + Sync> FromRequest<S> for SubmitBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if content_type.starts_with("multipart/form-data") {
-            let mut multipart = Multipart::from_request(req, state)
-                .await
-                .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
-            let mut fields = Map::new();
-            let mut files = Vec::new();
-            loop {
-                let field = match multipart.next_field().await {
-                    Ok(Some(field)) => field,
-                    Ok(None) => break,
-                    Err(e) => return Err(multipart_error(e)),
-                };
-                let name = field.name().unwrap_or_default().to_string();
-                if field.file_name().is_some()
-                    || matches!(name.as_str(), "image" | "reference_image")
-                {
-                    let bytes = field.bytes().await.map_err(multipart_error)?;
-                    files.push((name, bytes));
-                } else {
-                    let text = field.text().await.map_err(multipart_error)?;
-                    let value = if STRING_FIELDS.contains(&name.as_str()) {
-                        Value::String(text)
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::String(text))
-                    };
-                    fields.insert(name, value);
-                }
-            }
-            Ok(SubmitBody::Form(fields, files))
-        } else if content_type.starts_with("application/json") || content_type.is_empty() {
-            let body = Bytes::from_request(req, state).await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::too_large("request body is larger than the limit")
-                } else {
-                    ApiError::bad_request("invalid_body", e.body_text())
-                }
-            })?;
-            if body.iter().all(u8::is_ascii_whitespace) {
-                return Err(ApiError::bad_request("invalid_json", "the body is empty"));
-            }
-            Ok(SubmitBody::Json(body))
-        } else {
-            Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("content type '{content_type}' is not accepted; send application/json or multipart/form-data"),
-            ))
-        }
-    }
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large("request body is larger than the limit")
-    } else {
-        ApiError::bad_request("invalid_multipart", e.body_text())
-    }
-}
-
 fn parse_opt<T: std::str::FromStr<Err = String>>(
     value: Option<&str>,
-    code: &'static str,
+    code: ErrorCode,
 ) -> Result<Option<T>, ApiError> {
-    value.map(|v| v.parse::<T>().map_err(|e| ApiError::bad_request(code, e))).transpose()
+    value.map(|v| v.parse::<T>().map_err(|e| ApiError::new(code, e))).transpose()
 }
 
 fn image_source(
@@ -555,8 +499,8 @@ fn image_source(
         (Some(url), None, None) => Ok(Some(ImageSource::Url(url))),
         (None, Some(b64), None) => Ok(Some(ImageSource::Base64(b64))),
         (None, None, Some(bytes)) => Ok(Some(ImageSource::Bytes(bytes))),
-        _ => Err(ApiError::bad_request(
-            "invalid_parameter",
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidParameter,
             format!("give the {what} once: as a URL, as base64 or as a file"),
         )),
     }
@@ -570,17 +514,13 @@ fn idempotency(
     let key = header.or(client_task_id);
     if let Some(k) = &key {
         if k.is_empty() || k.len() > 255 {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
+            return Err(ApiError::new(
+                ErrorCode::InvalidIdempotencyKey,
                 "the idempotency key must be 1-255 characters",
             ));
         }
     }
     Ok(key)
-}
-
-fn take_file(files: &mut Vec<(String, Bytes)>, name: &str) -> Option<Bytes> {
-    files.iter().position(|(n, _)| n == name).map(|i| files.remove(i).1)
 }
 
 /// Submit a background: the cut-out (or a photo to cut out first) on a generated background.
@@ -613,24 +553,24 @@ async fn submit_background(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<BackgroundRequest>().await?;
+    let (req, mut files) = parse_submit::<BackgroundRequest>(body).await?;
     let size = match (req.width, req.height) {
         (Some(width), Some(height)) => Some(OutputSize { width, height }),
         (None, None) => None,
         _ => {
-            return Err(ApiError::bad_request(
-                "invalid_parameter",
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
                 "give both width and height, or neither",
             ))
         }
     };
     let resize_mode: ResizeMode =
-        parse_opt(req.resize_mode.as_deref(), "invalid_parameter")?.unwrap_or_default();
+        parse_opt(req.resize_mode.as_deref(), ErrorCode::InvalidParameter)?.unwrap_or_default();
     let framing = framing(&req)?;
     let reference_source = image_source(
         req.reference_image_url,
         req.reference_image_base64,
-        take_file(&mut files, "reference_image"),
+        files.take_file("reference_image"),
         "reference image",
     )?;
     let spec = BackgroundSpec {
@@ -649,27 +589,26 @@ async fn submit_background(
             resize_mode: ResizeMode::CropAndResize,
         }),
         framing,
-        cutout: parse_opt(req.cutout.as_deref(), "invalid_parameter")?.unwrap_or_default(),
+        cutout: parse_opt(req.cutout.as_deref(), ErrorCode::InvalidParameter)?.unwrap_or_default(),
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
-    payload.engine =
-        parse_opt::<EngineName>(req.engine.as_deref(), "unknown_engine")?.unwrap_or_default();
+    payload.engine = parse_opt::<EngineName>(req.engine.as_deref(), ErrorCode::UnknownEngine)?
+        .unwrap_or_default();
     payload.mask_grow = req.mask_grow;
-    payload.format =
-        parse_opt::<OutputFormat>(req.format.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    payload.format = parse_opt::<OutputFormat>(req.format.as_deref(), ErrorCode::InvalidParameter)?
+        .unwrap_or_default();
     payload.preview_side = req.preview.unwrap_or(true).then_some(512);
     payload.watermark = req.watermark.unwrap_or(false);
     payload.guidance = req.guidance;
     payload.scheduler = req.scheduler;
     let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source =
-        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "image_required",
-                    "send the cut-out as image_url, image_base64 or an 'image' file part",
-                )
-            })?;
+    let source = image_source(req.image_url, req.image_base64, files.take_file("image"), "image")?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ImageRequired,
+                "send the cut-out as image_url, image_base64 or an 'image' file part",
+            )
+        })?;
     // Validate the spec before downloading anything.
     payload.validate()?;
     if let JobSpec::Background(spec) = &payload.job {
@@ -729,17 +668,14 @@ fn framing(req: &BackgroundRequest) -> Result<Framing, ApiError> {
 }
 
 fn bad_padding() -> ApiError {
-    ApiError::bad_request(
-        ErrorCode::InvalidPadding.as_str(),
+    ApiError::new(
+        ErrorCode::InvalidPadding,
         "padding must be a number, [top, right, bottom, left] or \"t,r,b,l\"",
     )
 }
 
 fn bad_offset() -> ApiError {
-    ApiError::bad_request(
-        ErrorCode::InvalidOffset.as_str(),
-        "offset must be [x, y] in whole pixels or \"x,y\"",
-    )
+    ApiError::new(ErrorCode::InvalidOffset, "offset must be [x, y] in whole pixels or \"x,y\"")
 }
 
 /// Pixel padding on a job that keeps the input's size can only be checked against the
@@ -790,7 +726,7 @@ async fn submit_expansion(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<ExpansionRequest>().await?;
+    let (req, mut files) = parse_submit::<ExpansionRequest>(body).await?;
     let spec = ExpansionSpec {
         ratios: ExpansionRatios {
             up: req.up.unwrap_or(0.0),
@@ -804,21 +740,20 @@ async fn submit_expansion(
         watermark: req.watermark.unwrap_or(false),
     };
     let mut payload = TaskPayload::new(JobSpec::Expansion(spec));
-    payload.engine =
-        parse_opt::<EngineName>(req.engine.as_deref(), "unknown_engine")?.unwrap_or_default();
+    payload.engine = parse_opt::<EngineName>(req.engine.as_deref(), ErrorCode::UnknownEngine)?
+        .unwrap_or_default();
     payload.mask_grow = req.mask_grow;
-    payload.format =
-        parse_opt::<OutputFormat>(req.format.as_deref(), "invalid_parameter")?.unwrap_or_default();
+    payload.format = parse_opt::<OutputFormat>(req.format.as_deref(), ErrorCode::InvalidParameter)?
+        .unwrap_or_default();
     payload.preview_side = req.preview.unwrap_or(true).then_some(512);
     let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source =
-        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "image_required",
-                    "send the photo as image_url, image_base64 or an 'image' file part",
-                )
-            })?;
+    let source = image_source(req.image_url, req.image_base64, files.take_file("image"), "image")?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ImageRequired,
+                "send the photo as image_url, image_base64 or an 'image' file part",
+            )
+        })?;
     payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
@@ -888,20 +823,19 @@ async fn submit_cutout(
     SubmitKey(key): SubmitKey,
     body: SubmitBody,
 ) -> Result<Response, ApiError> {
-    let (req, mut files) = body.parse::<CutoutRequest>().await?;
+    let (req, mut files) = parse_submit::<CutoutRequest>(body).await?;
     let mut payload = TaskPayload::new(JobSpec::Cutout(CutoutSpec { model: req.model }));
     // The result is a transparent PNG; previews and watermarks are for backgrounds.
     payload.format = OutputFormat::Png;
     payload.preview_side = None;
     let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source =
-        image_source(req.image_url, req.image_base64, take_file(&mut files, "image"), "image")?
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "image_required",
-                    "send the photo as image_url, image_base64 or an 'image' file part",
-                )
-            })?;
+    let source = image_source(req.image_url, req.image_base64, files.take_file("image"), "image")?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ImageRequired,
+                "send the photo as image_url, image_base64 or an 'image' file part",
+            )
+        })?;
     payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(1);
@@ -928,7 +862,7 @@ async fn submit(
             reference,
             idempotency_key,
             surface: "native",
-            surface_meta: Value::Null,
+            surface_meta: backdrop_store::SurfaceMeta::default(),
             callback_url,
             credits,
             limits: DecodeLimits::default(),
@@ -1004,8 +938,8 @@ pub async fn task_view(state: &Shared, task: &Task) -> Result<TaskView, ApiError
         images,
         expired: task.result_expired,
         notes,
-        error: task.error_code.as_ref().map(|code| ErrorBody {
-            code: code.clone(),
+        error: task.error_code.map(|code| ErrorBody {
+            code,
             message: task.error_message.clone().unwrap_or_default(),
         }),
     })
@@ -1030,7 +964,7 @@ pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String 
         "state": entered.as_str(),
         "engine": task.engine.as_str(),
         "images": images,
-        "error": task.error_code.as_ref().filter(|_| entered.is_terminal()).map(|code| json!({"code": code, "message": task.error_message})),
+        "error": task.error_code.filter(|_| entered.is_terminal()).map(|code| json!({"code": code, "message": task.error_message})),
         "created_at": task.created_at,
     })
     .to_string()
@@ -1080,8 +1014,7 @@ async fn cancel_task(
     let task = owned_task(&state, &key, &id).await?;
     if task.state.is_terminal() {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "task_finished",
+            ErrorCode::TaskFinished,
             format!("the task is already {}", task.state),
         ));
     }
@@ -1125,18 +1058,18 @@ async fn list_tasks(
     let key = authenticate(state.repo.as_ref(), &headers).await?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_parameter", "limit must be between 1 and 100"));
+        return Err(ApiError::new(ErrorCode::InvalidParameter, "limit must be between 1 and 100"));
     }
     let filter = TaskFilter {
-        state: parse_opt::<TaskState>(q.state.as_deref(), "invalid_parameter")?,
+        state: parse_opt::<TaskState>(q.state.as_deref(), ErrorCode::InvalidParameter)?,
         kind: match q.kind.as_deref() {
             None => None,
             Some("background") => Some(JobKind::Background),
             Some("expansion") => Some(JobKind::Expansion),
             Some("cutout") => Some(JobKind::Cutout),
             Some(other) => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidParameter,
                     format!("unknown kind '{other}' (expected background, expansion or cutout)"),
                 ))
             }
@@ -1147,7 +1080,7 @@ async fn list_tasks(
             .as_deref()
             .map(|c| {
                 c.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
+                    ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this API gave")
                 })
             })
             .transpose()?,

@@ -68,17 +68,17 @@ use crate::service::{
 };
 use crate::vendor_keys::{constant_time_eq, credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, Shared};
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use backdrop_core::scene::DEFAULT_SCENE;
+use backdrop_core::ErrorCode;
 use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState};
 use backdrop_imaging::DecodeLimits;
-use backdrop_store::{ApiKey, Task};
-use serde::Deserialize;
+use backdrop_store::{ApiKey, SurfaceMeta, Task};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -121,37 +121,37 @@ impl CutoutError {
 }
 
 /// The Cutout.pro code of a native error code, and the HTTP status to send it with.
-fn map_code(code: &str, status: StatusCode) -> (StatusCode, i64) {
+fn map_code(code: ErrorCode) -> (StatusCode, i64) {
     match code {
-        "unauthorized" => (StatusCode::UNAUTHORIZED, 1001),
-        "rate_limited" => (StatusCode::TOO_MANY_REQUESTS, 1004),
-        "insufficient_credits" => (StatusCode::PAYMENT_REQUIRED, 1005),
-        "queue_full" | "concurrency_limit" => (StatusCode::TOO_MANY_REQUESTS, 1006),
-        "image_required"
-        | "invalid_json"
-        | "invalid_body"
-        | "invalid_parameter"
-        | "unsupported_media_type" => (StatusCode::BAD_REQUEST, 2001),
-        "invalid_url" | "url_refused" | "download_failed" | "too_many_redirects"
-        | "download_timeout" | "not_an_image" => (StatusCode::BAD_REQUEST, 2003),
-        "invalid_base64" => (StatusCode::BAD_REQUEST, 2004),
-        "input_unreadable" | "unsupported_format" | "corrupt_image" => {
+        ErrorCode::Unauthorized => (StatusCode::UNAUTHORIZED, 1001),
+        ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, 1004),
+        ErrorCode::InsufficientCredits => (StatusCode::PAYMENT_REQUIRED, 1005),
+        ErrorCode::QueueFull | ErrorCode::ConcurrencyLimit => (StatusCode::TOO_MANY_REQUESTS, 1006),
+        ErrorCode::ImageRequired
+        | ErrorCode::InvalidJson
+        | ErrorCode::InvalidBody
+        | ErrorCode::InvalidParameter
+        | ErrorCode::UnsupportedMediaType => (StatusCode::BAD_REQUEST, 2001),
+        ErrorCode::InvalidUrl | ErrorCode::UrlRefused | ErrorCode::DownloadFailed | ErrorCode::TooManyRedirects
+        | ErrorCode::DownloadTimeout | ErrorCode::NotAnImage => (StatusCode::BAD_REQUEST, 2003),
+        ErrorCode::InvalidBase64 => (StatusCode::BAD_REQUEST, 2004),
+        ErrorCode::InputUnreadable | ErrorCode::UnsupportedFormat | ErrorCode::CorruptImage => {
             (StatusCode::BAD_REQUEST, 2005)
         }
-        "no_alpha_channel" | "fully_opaque" | "fully_transparent" => {
+        ErrorCode::NoAlphaChannel | ErrorCode::FullyOpaque | ErrorCode::FullyTransparent => {
             (StatusCode::BAD_REQUEST, 2006)
         }
-        "file_too_large"
-        | "dimensions_too_large"
-        | "too_many_pixels"
-        | "body_too_large"
-        | "download_too_large"
+        ErrorCode::FileTooLarge
+        | ErrorCode::DimensionsTooLarge
+        | ErrorCode::TooManyPixels
+        | ErrorCode::BodyTooLarge
+        | ErrorCode::DownloadTooLarge
         // The output keeps the input's size: only a larger image makes a larger task.
-        | "task_too_large" => (StatusCode::PAYLOAD_TOO_LARGE, 2007),
-        "dimensions_too_small" => (StatusCode::BAD_REQUEST, 2008),
-        "not_found" | "forbidden" => (StatusCode::NOT_FOUND, 3001),
-        "internal" => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
-        _ if status.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
+        | ErrorCode::TaskTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 2007),
+        ErrorCode::DimensionsTooSmall => (StatusCode::BAD_REQUEST, 2008),
+        ErrorCode::NotFound | ErrorCode::Forbidden => (StatusCode::NOT_FOUND, 3001),
+        ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
+        _ if code.http_status() >= 500 => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
         // Every other native code is a job parameter the core refused.
         _ => (StatusCode::BAD_REQUEST, 2002),
     }
@@ -159,7 +159,7 @@ fn map_code(code: &str, status: StatusCode) -> (StatusCode, i64) {
 
 impl From<ApiError> for CutoutError {
     fn from(e: ApiError) -> Self {
-        let (status, code) = map_code(&e.code, e.status);
+        let (status, code) = map_code(e.code);
         CutoutError { status, code, msg: e.message, retry_after: e.retry_after }
     }
 }
@@ -289,17 +289,7 @@ async fn paint_async(
     // valid key is refused before its body is read.
     let key = cutout_key(&state, &headers, &query).await?;
     check_rate(&state, &key.id.to_string())?;
-    let body = Bytes::from_request(request, &state).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            CutoutError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                2007,
-                "the body is larger than the limit",
-            )
-        } else {
-            CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.body_text())
-        }
-    })?;
+    let body = crate::body::read_bytes(request).await?;
     let body: PaintBody = crate::api::native::parse_json_body(body)
         .await
         .map_err(|e| CutoutError::new(StatusCode::BAD_REQUEST, 2001, e.message))?;
@@ -340,7 +330,7 @@ async fn paint_async(
             reference: None,
             idempotency_key: None,
             surface: SURFACE,
-            surface_meta: json!({"text": text, "width": width, "height": height}),
+            surface_meta: SurfaceMeta::new(&PaintMeta { text, width, height }),
             callback_url: None,
             credits,
             limits: DecodeLimits::default(),
@@ -348,6 +338,16 @@ async fn paint_async(
     )
     .await?;
     Ok(ok(json!(created.task.id)))
+}
+
+/// What a `paintAsync` task keeps for its result: the prompt it echoes and the input's
+/// size, reported before the result exists.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct PaintMeta {
+    text: Option<String>,
+    width: u32,
+    height: u32,
 }
 
 fn status_of(task: &Task) -> i64 {
@@ -365,11 +365,10 @@ async fn paint_view(shared: &Shared, task: &Task) -> Result<Value, ApiError> {
     } else {
         0
     };
-    let meta_dim =
-        |name: &str| task.surface_meta.get(name).and_then(Value::as_u64).unwrap_or_default();
+    let meta: PaintMeta = task.surface_meta.read();
     let (width, height) = match &task.result {
-        Some(r) => (u64::from(r.width), u64::from(r.height)),
-        None => (meta_dim("width"), meta_dim("height")),
+        Some(r) => (r.width, r.height),
+        None => (meta.width, meta.height),
     };
     let status = status_of(task);
     let items: Vec<Value> = (1..=task.n())
@@ -404,7 +403,7 @@ async fn paint_view(shared: &Shared, task: &Task) -> Result<Value, ApiError> {
         "id": task.id,
         "createdAt": task.created_at,
         "url": input_url,
-        "text": task.surface_meta.get("text").cloned().unwrap_or(Value::Null),
+        "text": meta.text,
         "quantity": task.n(),
         "resultList": items,
     }))
@@ -690,13 +689,11 @@ mod tests {
 
     #[test]
     fn native_codes_map_to_cutout_codes() {
-        assert_eq!(map_code("unauthorized", StatusCode::UNAUTHORIZED).1, 1001);
-        assert_eq!(map_code("forbidden", StatusCode::FORBIDDEN), (StatusCode::NOT_FOUND, 3001));
-        assert_eq!(map_code("prompt_too_long", StatusCode::BAD_REQUEST).1, 2002);
-        assert_eq!(
-            map_code("task_too_large", StatusCode::BAD_REQUEST),
-            (StatusCode::PAYLOAD_TOO_LARGE, 2007)
-        );
-        assert_eq!(map_code("whatever", StatusCode::BAD_GATEWAY).1, 5000);
+        assert_eq!(map_code(ErrorCode::Unauthorized).1, 1001);
+        assert_eq!(map_code(ErrorCode::Forbidden), (StatusCode::NOT_FOUND, 3001));
+        assert_eq!(map_code(ErrorCode::PromptTooLong).1, 2002);
+        assert_eq!(map_code(ErrorCode::TaskTooLarge), (StatusCode::PAYLOAD_TOO_LARGE, 2007));
+        assert_eq!(map_code(ErrorCode::EngineFailed).1, 5000);
+        assert_eq!(map_code(ErrorCode::OutputFailed).1, 5000);
     }
 }

@@ -76,19 +76,19 @@ use crate::error::ApiError;
 use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
 use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, CallbackRenderer, Shared};
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use backdrop_core::ErrorCode;
 use backdrop_core::{ExpansionRatios, ExpansionSpec, JobSpec, TaskPayload, TaskState};
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
-use backdrop_store::{ApiKey, Task, TaskFilter};
+use backdrop_store::{ApiKey, SurfaceMeta, Task, TaskFilter};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -161,10 +161,12 @@ impl KlingError {
 
 impl From<ApiError> for KlingError {
     fn from(e: ApiError) -> Self {
-        let (status, code) = match (e.status, e.code.as_ref()) {
-            (_, "rate_limited") => (StatusCode::TOO_MANY_REQUESTS, 1302),
-            (_, "concurrency_limit" | "queue_full") => (StatusCode::TOO_MANY_REQUESTS, 1303),
-            (_, "insufficient_credits") => (StatusCode::TOO_MANY_REQUESTS, 1102),
+        let (status, code) = match (e.status(), e.code) {
+            (_, ErrorCode::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, 1302),
+            (_, ErrorCode::ConcurrencyLimit | ErrorCode::QueueFull) => {
+                (StatusCode::TOO_MANY_REQUESTS, 1303)
+            }
+            (_, ErrorCode::InsufficientCredits) => (StatusCode::TOO_MANY_REQUESTS, 1102),
             (StatusCode::UNAUTHORIZED, _) => (StatusCode::UNAUTHORIZED, 1000),
             (StatusCode::NOT_FOUND | StatusCode::FORBIDDEN, _) => (StatusCode::NOT_FOUND, 1203),
             (s, _) if s.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, 5000),
@@ -354,6 +356,13 @@ struct WatermarkInfo {
     enabled: Option<bool>,
 }
 
+/// What an expansion task keeps: the client's own id for it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct ExpandMeta {
+    external_task_id: Option<String>,
+}
+
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
@@ -387,12 +396,10 @@ async fn create_task(
     // refused before its body is read.
     let key = authenticate(state, headers).await?;
     check_rate(state, &key.id.to_string())?;
-    let body = Bytes::from_request(request, state)
-        .await
-        .map_err(|e| KlingError::from(ApiError::new(e.status(), "invalid_body", e.body_text())))?;
+    let body = crate::body::read_bytes(request).await?;
     // Straight into the typed request: no JSON tree of a large body.
     let req: ExpandRequest = crate::api::native::parse_json_body(body).await.map_err(|e| {
-        if e.code == "invalid_parameter" {
+        if e.code == ErrorCode::InvalidParameter {
             KlingError::params(format!("invalid parameter: {}", e.message))
         } else {
             KlingError::params(e.message)
@@ -464,7 +471,7 @@ async fn create_task(
             reference: None,
             idempotency_key,
             surface: SURFACE,
-            surface_meta: json!({"external_task_id": external}),
+            surface_meta: SurfaceMeta::new(&ExpandMeta { external_task_id: external.clone() }),
             callback_url,
             credits: state.config.prices.kling(n),
             limits: DecodeLimits {
@@ -531,10 +538,7 @@ pub fn status_name(state: TaskState) -> &'static str {
 /// The task's `external_task_id`; `""` when none was given, as Kling's own answers
 /// have it (clients that read it as a string would fail on `null`).
 fn external_id(task: &Task) -> Value {
-    match task.surface_meta.get("external_task_id") {
-        Some(Value::String(id)) => Value::String(id.clone()),
-        _ => Value::String(String::new()),
-    }
+    Value::String(task.surface_meta.read::<ExpandMeta>().external_task_id.unwrap_or_default())
 }
 
 /// The Kling task object of `task` as it stood on entering `entered`.
@@ -852,14 +856,11 @@ mod tests {
     #[test]
     fn api_errors_map_to_kling_codes() {
         let code = |e: ApiError| KlingError::from(e).code;
-        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 1302);
-        assert_eq!(code(ApiError::too_many("concurrency_limit", "x", 1)), 1303);
-        assert_eq!(
-            code(ApiError::new(StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "x")),
-            1102
-        );
+        assert_eq!(code(ApiError::too_many(ErrorCode::RateLimited, "x", 1)), 1302);
+        assert_eq!(code(ApiError::too_many(ErrorCode::ConcurrencyLimit, "x", 1)), 1303);
+        assert_eq!(code(ApiError::new(ErrorCode::InsufficientCredits, "x")), 1102);
         assert_eq!(code(ApiError::too_large("x")), 1201);
-        assert_eq!(code(ApiError::bad_request("task_too_large", "x")), 1201);
+        assert_eq!(code(ApiError::new(ErrorCode::TaskTooLarge, "x")), 1201);
         assert_eq!(code(ApiError::not_found("x")), 1203);
         assert_eq!(code(ApiError::internal("x")), 5000);
     }

@@ -120,20 +120,19 @@ use crate::error::ApiError;
 use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
 use crate::vendor_keys::{constant_time_eq, credentials, key_id};
 use crate::{AppState, Shared};
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use backdrop_core::ErrorCode;
 use backdrop_core::{
     BackgroundSpec, CutoutMode, EngineName, JobSpec, LoraRef, OutputSize, ReferenceSpec,
     ResizeMode, TaskPayload, TaskState,
 };
 use backdrop_imaging::decode::InputFormat;
 use backdrop_imaging::DecodeLimits;
-use backdrop_store::{ApiKey, Task, TaskFilter};
-use serde::Deserialize;
+use backdrop_store::{ApiKey, SurfaceMeta, Task, TaskFilter};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
@@ -184,22 +183,24 @@ impl PicpikError {
 
 impl From<ApiError> for PicpikError {
     fn from(e: ApiError) -> Self {
-        let code = match e.code.as_ref() {
-            "rate_limited" => 290,
-            "concurrency_limit" | "queue_full" => 291,
-            "insufficient_credits" => 284,
+        let code = match e.code {
+            ErrorCode::RateLimited => 290,
+            ErrorCode::ConcurrencyLimit | ErrorCode::QueueFull => 291,
+            ErrorCode::InsufficientCredits => 284,
             // Outside an action: another method than POST, a body of another media type.
-            "method_not_allowed" | "invalid_body" => 100,
-            _ if e.status.is_server_error() => 500,
+            ErrorCode::MethodNotAllowed
+            | ErrorCode::InvalidBody
+            | ErrorCode::UnsupportedMediaType => 100,
+            _ if e.status().is_server_error() => 500,
             // Width, Height and the image count decide a task's size; steps are a
             // parameter too.
-            "task_too_large"
-            | "steps_out_of_range"
-            | "guidance_out_of_range"
-            | "unknown_scheduler" => 230,
+            ErrorCode::TaskTooLarge
+            | ErrorCode::StepsOutOfRange
+            | ErrorCode::GuidanceOutOfRange
+            | ErrorCode::UnknownScheduler => 230,
             // What the service refuses at submit is the input image or an engine/model
             // it cannot serve; the parameters were checked here before.
-            "unknown_engine" | "engine_unavailable" | "unsupported" => 232,
+            ErrorCode::UnknownEngine => 232,
             _ => 231,
         };
         PicpikError { code, message: e.message }
@@ -314,22 +315,19 @@ fn envelope(
         (status = 200, description = "Every answer, success or failure: `RetCode` 0 is success.", body = PicpikAnswer),
     )
 )]
-async fn handle(
-    State(state): State<AppState>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+async fn handle(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     // The router's body limit (`limits.max_body_bytes`) bounds what is read here, so
     // nothing larger is ever parsed or hashed.
-    let body = match body {
+    let body = match crate::body::read_bytes(request).await {
         Ok(body) => body,
         Err(e) => {
-            let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            let message = if e.code == ErrorCode::BodyTooLarge {
                 format!(
                     "the body is larger than the limit of {} bytes",
                     state.config.limits.max_body_bytes
                 )
             } else {
-                format!("the body cannot be read: {}", e.body_text())
+                format!("the body cannot be read: {}", e.message)
             };
             return envelope("", &Value::Null, Err(PicpikError::new(100, message)));
         }
@@ -594,6 +592,20 @@ fn image_at(images: &[Value], index: i64, what: &str) -> Result<String, PicpikEr
 
 /// The idempotency key a `request_uuid` is stored under (prefixed, so it never collides
 /// with a native `Idempotency-Key`); `None` when the request carries no `request_uuid`.
+/// What a `GenerateBackgrounds` task keeps: the request's uuid and signature (to tell a
+/// replay from a reused uuid), the prompt it echoes, and the options it was asked with.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct GenerateMeta {
+    request_uuid: Option<String>,
+    signature: String,
+    model_code: String,
+    prompt: String,
+    translate_prompts: bool,
+    use_main_model_vae: bool,
+    deep_fusion: bool,
+}
+
 fn idempotency_key(params: &Map<String, Value>) -> Result<Option<String>, PicpikError> {
     match str_field(params, "request_uuid")?.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(None),
@@ -609,8 +621,8 @@ fn idempotency_key(params: &Map<String, Value>) -> Result<Option<String>, Picpik
 /// uuid was reused for a different request, which is a client bug to surface, not to
 /// answer with someone else's task.
 fn replayed(task: &Task, signature: &str) -> Result<Map<String, Value>, PicpikError> {
-    let same_body = task.surface == SURFACE
-        && task.surface_meta.get("signature").and_then(Value::as_str) == Some(signature);
+    let same_body =
+        task.surface == SURFACE && task.surface_meta.read::<GenerateMeta>().signature == signature;
     if !same_body {
         let uuid = task.idempotency_key.as_deref().unwrap_or_default();
         let uuid = uuid.strip_prefix(IDEMPOTENCY_PREFIX).unwrap_or(uuid);
@@ -751,14 +763,14 @@ async fn generate(
             reference: reference_bytes,
             idempotency_key,
             surface: SURFACE,
-            surface_meta: json!({
-                "request_uuid": params.get("request_uuid"),
-                "signature": signature,
-                "model_code": model.as_deref().unwrap_or(DEFAULT_MODEL),
-                "prompt": prompt,
-                "translate_prompts": translate,
-                "use_main_model_vae": use_vae,
-                "deep_fusion": deep_fusion,
+            surface_meta: SurfaceMeta::new(&GenerateMeta {
+                request_uuid: str_field(params, "request_uuid")?.map(str::to_string),
+                signature: signature.to_string(),
+                model_code: model.as_deref().unwrap_or(DEFAULT_MODEL).to_string(),
+                prompt: prompt.clone(),
+                translate_prompts: translate,
+                use_main_model_vae: use_vae,
+                deep_fusion,
             }),
             callback_url: None,
             credits: state.config.prices.picpik(batch as u32),
@@ -806,7 +818,7 @@ fn detail(state: &Shared, task: &Task) -> Value {
         })
         .unwrap_or_default();
     let seed = task.result.as_ref().map(|r| r.seed).or(task.payload.job.seed());
-    let prompt = task.surface_meta.get("prompt").and_then(Value::as_str).unwrap_or_default();
+    let prompt = task.surface_meta.read::<GenerateMeta>().prompt;
     let error_code = match task.state {
         TaskState::Failed => 500,
         TaskState::Canceled => 499,
@@ -1139,9 +1151,9 @@ mod tests {
     #[test]
     fn submit_refusals_map_to_retcodes() {
         let code = |e: ApiError| PicpikError::from(e).code;
-        assert_eq!(code(ApiError::bad_request("task_too_large", "x")), 230);
-        assert_eq!(code(ApiError::bad_request("no_alpha_channel", "x")), 231);
-        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 290);
+        assert_eq!(code(ApiError::new(ErrorCode::TaskTooLarge, "x")), 230);
+        assert_eq!(code(ApiError::new(ErrorCode::NoAlphaChannel, "x")), 231);
+        assert_eq!(code(ApiError::too_many(ErrorCode::RateLimited, "x", 1)), 290);
         assert_eq!(code(ApiError::internal("x")), 500);
     }
 
@@ -1225,17 +1237,10 @@ mod tests {
     #[test]
     fn api_errors_map_to_ret_codes() {
         let code = |e: ApiError| PicpikError::from(e).code;
-        assert_eq!(code(ApiError::too_many("rate_limited", "x", 1)), 290);
-        assert_eq!(code(ApiError::too_many("queue_full", "x", 1)), 291);
-        assert_eq!(
-            code(ApiError::new(
-                axum::http::StatusCode::PAYMENT_REQUIRED,
-                "insufficient_credits",
-                "x"
-            )),
-            284
-        );
-        assert_eq!(code(ApiError::bad_request("fully_opaque", "x")), 231);
+        assert_eq!(code(ApiError::too_many(ErrorCode::RateLimited, "x", 1)), 290);
+        assert_eq!(code(ApiError::too_many(ErrorCode::QueueFull, "x", 1)), 291);
+        assert_eq!(code(ApiError::new(ErrorCode::InsufficientCredits, "x")), 284);
+        assert_eq!(code(ApiError::new(ErrorCode::FullyOpaque, "x")), 231);
         assert_eq!(code(ApiError::internal("x")), 500);
     }
 }

@@ -49,24 +49,26 @@
 //! - **Credits.** [`backdrop_core::PriceTable::picwish`] of `batch_size`.
 
 use crate::auth::authenticate;
+use crate::body::SubmitBody;
 use crate::error::ApiError;
 use crate::service::{
     check_rate, hold_stream, load_image, percent, submit, ImageSource, Submission,
 };
 use crate::{now_ms, AppState, Shared};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use backdrop_core::ErrorCode;
 use backdrop_core::{
     BackgroundSpec, CutoutMode, JobSpec, OutputSize, TaskPayload, TaskState, SCENES,
 };
 use backdrop_imaging::DecodeLimits;
-use backdrop_store::{StoreError, Task};
+use backdrop_store::{StoreError, SurfaceMeta, Task};
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -148,46 +150,52 @@ impl PicwishError {
 }
 
 /// The PicWish task state of a native error code (negative), if it has a specific one.
-pub fn failed_state(code: &str) -> i64 {
+pub fn failed_state(code: ErrorCode) -> i64 {
     match code {
-        "invalid_url" | "url_refused" | "download_failed" | "too_many_redirects"
-        | "not_an_image" => -3,
-        "file_too_large"
-        | "dimensions_too_large"
-        | "too_many_pixels"
-        | "download_too_large"
-        | "body_too_large"
-        | "task_too_large" => -5,
-        "input_unreadable"
-        | "unsupported_format"
-        | "corrupt_image"
-        | "no_alpha_channel"
-        | "fully_opaque"
-        | "fully_transparent"
-        | "dimensions_too_small"
-        | "invalid_base64" => -7,
-        "prompt_too_long"
-        | "prompt_or_scene_required"
-        | "unknown_scene"
-        | "negative_prompt_too_long" => -17,
-        "output_failed" => -2,
-        "canceled" => -13,
-        c if c.contains("timeout") => -8,
+        ErrorCode::InvalidUrl
+        | ErrorCode::UrlRefused
+        | ErrorCode::DownloadFailed
+        | ErrorCode::TooManyRedirects
+        | ErrorCode::NotAnImage => -3,
+        ErrorCode::FileTooLarge
+        | ErrorCode::DimensionsTooLarge
+        | ErrorCode::TooManyPixels
+        | ErrorCode::DownloadTooLarge
+        | ErrorCode::BodyTooLarge
+        | ErrorCode::TaskTooLarge => -5,
+        ErrorCode::InputUnreadable
+        | ErrorCode::UnsupportedFormat
+        | ErrorCode::CorruptImage
+        | ErrorCode::NoAlphaChannel
+        | ErrorCode::FullyOpaque
+        | ErrorCode::FullyTransparent
+        | ErrorCode::DimensionsTooSmall
+        | ErrorCode::InvalidBase64 => -7,
+        ErrorCode::PromptTooLong
+        | ErrorCode::PromptOrSceneRequired
+        | ErrorCode::UnknownScene
+        | ErrorCode::NegativePromptTooLong => -17,
+        ErrorCode::OutputFailed => -2,
+        ErrorCode::Canceled => -13,
+        ErrorCode::DownloadTimeout | ErrorCode::RequestTimeout => -8,
         _ => -1,
     }
 }
 
 impl From<ApiError> for PicwishError {
     fn from(e: ApiError) -> Self {
-        let code = e.code.as_ref();
+        let code = e.code;
         let (status, state) = match code {
-            "unauthorized" | "insufficient_credits" => (StatusCode::UNAUTHORIZED, None),
-            "rate_limited" | "queue_full" | "concurrency_limit" | "too_many_streams" => {
-                (StatusCode::TOO_MANY_REQUESTS, None)
+            ErrorCode::Unauthorized | ErrorCode::InsufficientCredits => {
+                (StatusCode::UNAUTHORIZED, None)
             }
-            "not_found" | "forbidden" => (StatusCode::NOT_FOUND, None),
-            "internal" => (StatusCode::INTERNAL_SERVER_ERROR, None),
-            _ if e.status.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            ErrorCode::RateLimited
+            | ErrorCode::QueueFull
+            | ErrorCode::ConcurrencyLimit
+            | ErrorCode::TooManyStreams => (StatusCode::TOO_MANY_REQUESTS, None),
+            ErrorCode::NotFound | ErrorCode::Forbidden => (StatusCode::NOT_FOUND, None),
+            ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            _ if e.status().is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, None),
             _ => match failed_state(code) {
                 -5 => (StatusCode::PAYLOAD_TOO_LARGE, Some(-5)),
                 -1 => (StatusCode::BAD_REQUEST, None),
@@ -246,6 +254,22 @@ fn success(data: Value) -> Response {
     axum::Json(json!({"status": 200, "message": "success", "data": data})).into_response()
 }
 
+/// What a create task keeps: how its result is answered (`return_type`) and the scene
+/// type it asked for.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct CreateMeta {
+    return_type: i64,
+    scene_type: Option<i64>,
+}
+
+impl Default for CreateMeta {
+    fn default() -> Self {
+        // The vendor's default: a URL to the result.
+        CreateMeta { return_type: 1, scene_type: None }
+    }
+}
+
 /// The fields of a create request.
 #[derive(Debug, Default)]
 struct Fields {
@@ -253,76 +277,27 @@ struct Fields {
     file: Option<Bytes>,
 }
 
+/// The fields of a create request, from a multipart or url-encoded form or a JSON object
+/// (whose values are taken as text, as a form would send them).
 async fn read_fields(req: Request) -> Result<Fields, PicwishError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let too_large = || PicwishError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: "the request body is larger than the limit".into(),
-        state: Some(-5),
-        retry_after: None,
-    };
-    let mut fields = Fields::default();
-    if content_type.starts_with("multipart/form-data") {
-        let mut multipart = Multipart::from_request(req, &())
-            .await
-            .map_err(|e| PicwishError::bad(e.body_text(), None))?;
-        loop {
-            let field = match multipart.next_field().await {
-                Ok(Some(field)) => field,
-                Ok(None) => break,
-                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
-                Err(e) => return Err(PicwishError::bad(e.body_text(), None)),
-            };
-            let name = field.name().unwrap_or_default().to_string();
-            let bytes = field.bytes().await.map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large()
-                } else {
-                    PicwishError::bad(e.body_text(), None)
-                }
-            })?;
-            if name == "image_file" {
-                fields.file = Some(bytes);
-            } else {
-                let text = String::from_utf8(bytes.to_vec())
-                    .map_err(|_| PicwishError::bad(format!("{name} is not UTF-8 text"), None))?;
-                fields.text.insert(name, text);
-            }
+    match SubmitBody::read(req, &["image_file"]).await? {
+        SubmitBody::Form(mut form) => {
+            Ok(Fields { file: form.take_file("image_file"), text: form.text.into_iter().collect() })
         }
-        return Ok(fields);
+        SubmitBody::Json(body) => {
+            let value: Map<String, Value> = serde_json::from_slice(&body)
+                .map_err(|e| PicwishError::bad(format!("malformed JSON: {e}"), None))?;
+            let text = value
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| match v {
+                    Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect();
+            Ok(Fields { text, file: None })
+        }
     }
-    let body = Bytes::from_request(req, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            PicwishError::bad(e.body_text(), None)
-        }
-    })?;
-    if content_type.starts_with("application/json") {
-        let value: Map<String, Value> = serde_json::from_slice(&body)
-            .map_err(|e| PicwishError::bad(format!("malformed JSON: {e}"), None))?;
-        for (k, v) in value {
-            let text = match v {
-                Value::String(s) => s,
-                Value::Null => continue,
-                other => other.to_string(),
-            };
-            fields.text.insert(k, text);
-        }
-    } else if content_type.starts_with("application/x-www-form-urlencoded") {
-        fields.text = url::form_urlencoded::parse(&body).into_owned().collect();
-    } else {
-        return Err(PicwishError::bad(
-            "send multipart/form-data (or a url-encoded form) with image_url or image_file",
-            None,
-        ));
-    }
-    Ok(fields)
 }
 
 fn int_field(fields: &Fields, name: &str) -> Result<Option<i64>, PicwishError> {
@@ -454,7 +429,7 @@ async fn create(
             reference: None,
             idempotency_key: None,
             surface: SURFACE,
-            surface_meta: json!({"return_type": return_type, "scene_type": scene_type}),
+            surface_meta: SurfaceMeta::new(&CreateMeta { return_type, scene_type }),
             callback_url: None,
             credits,
             limits: limits(),
@@ -496,7 +471,7 @@ pub fn task_state(task: &Task) -> i64 {
         TaskState::Running => 4,
         TaskState::Succeeded => 1,
         TaskState::Canceled => -13,
-        TaskState::Failed => failed_state(task.error_code.as_deref().unwrap_or_default()),
+        TaskState::Failed => failed_state(task.error_code.unwrap_or(ErrorCode::EngineFailed)),
     }
 }
 
@@ -505,7 +480,7 @@ fn secs(ms: i64) -> String {
 }
 
 async fn task_data(shared: &Shared, task: &Task) -> Result<Value, PicwishError> {
-    let return_type = task.surface_meta.get("return_type").and_then(Value::as_i64).unwrap_or(1);
+    let return_type = task.surface_meta.read::<CreateMeta>().return_type;
     let state = task_state(task);
     let mut data = json!({
         "task_id": task.uid,
@@ -820,7 +795,7 @@ mod tests {
             ("unknown_scene", -17),
             ("engine_failed", -1),
         ] {
-            assert_eq!(failed_state(code), state, "{code}");
+            assert_eq!(failed_state(ErrorCode::parse(code).expect("a code")), state, "{code}");
             assert_ne!(state_detail(state), "unknown");
         }
     }

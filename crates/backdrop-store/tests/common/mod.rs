@@ -41,7 +41,7 @@ pub async fn queue_tasks(repo: &dyn TaskRepo) {
             reference_blob: None,
             idempotency_key: None,
             surface: "native".into(),
-            surface_meta: serde_json::json!({}),
+            surface_meta: backdrop_store::SurfaceMeta::default(),
             callback_url: Some("http://receiver.test/hook".into()),
             credits: 0,
         };
