@@ -11,6 +11,9 @@ diffusion engine loads (the diffusers/Optimum ONNX layout):
     tokenizer/                vocab.json, merges.txt, tokenizer_config.json, ...
     scheduler/scheduler_config.json
     */config.json             the component configs (VAE scale, scaling factor, ...)
+    vae_decoder_tiny/         with --tiny-vae: a TAESD-style decoder (diffusers'
+                              AutoencoderTiny), latent_sample -> sample like vae_decoder
+    export.json               what the export did (precision, options), for `models show`
 
 The input folder is any diffusers checkpoint in safetensors (or .bin) with
 model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ -- SD 1.x or 2.x,
@@ -22,8 +25,14 @@ for GPUs while keeping float32 inputs and outputs (the engine feeds float32).
 
 Setup (once): python3 -m venv .venv-diffusion &&
     .venv-diffusion/bin/pip install -r tools/diffusion/requirements.txt
+`--tiny-vae DIR` also exports a diffusers AutoencoderTiny folder (for SD 1.x/2.x:
+madebyollin/taesd) as vae_decoder_tiny/; the engine decodes with it when the model's
+configuration says `tiny_decoder = "vae_decoder_tiny"`. TAESD decodes the UNet's latents
+as they are (its scaling_factor is 1.0, recorded in its config.json).
+
 Usage: .venv-diffusion/bin/python tools/diffusion/export_onnx.py CHECKPOINT OUT
-       [--lora a.safetensors:0.8 ...] [--fp16] [--opset 17]
+       [--lora a.safetensors:0.8 ...] [--fp16] [--opset 17] [--tiny-vae TAESD_DIR]
+       OUT --tiny-vae TAESD_DIR --tiny-only    (add a tiny decoder to an existing export)
 """
 
 import argparse
@@ -73,6 +82,40 @@ class VaeDecoder(torch.nn.Module):
 
     def forward(self, latent_sample):
         return self.vae.decode(latent_sample).sample
+
+
+class TinyDecoder(torch.nn.Module):
+    """AutoencoderTiny's decode: `latent_sample` are the UNet's latents divided by its
+    scaling_factor (1.0 for TAESD); the output is in [-1, 1] like AutoencoderKL's."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample).sample
+
+
+def export_tiny_decoder(vae, out: Path, opset=17, fp16=False):
+    """Exports an AutoencoderTiny's decoder as OUT/vae_decoder_tiny/ (model.onnx and the
+    AutoencoderTiny config.json)."""
+    out = Path(out)
+    vae.eval()
+    latent = torch.randn(1, vae.config.latent_channels, 8, 8)
+    export_one(TinyDecoder(vae), (latent,), out / "vae_decoder_tiny" / "model.onnx",
+               ["latent_sample"], ["sample"],
+               {"latent_sample": {0: "batch", 2: "height_latent", 3: "width_latent"},
+                "sample": {0: "batch", 2: "height", 3: "width"}}, opset, fp16)
+    vae.save_config(out / "vae_decoder_tiny")
+    return out / "vae_decoder_tiny"
+
+
+def write_export_info(out: Path, **fields):
+    """export.json: what produced the folder, merged with what is there already."""
+    path = Path(out) / "export.json"
+    info = json.loads(path.read_text()) if path.exists() else {}
+    info.update({k: v for k, v in fields.items() if v is not None})
+    path.write_text(json.dumps(info, indent=2) + "\n")
 
 
 def load_pipeline(checkpoint: Path, loras):
@@ -193,6 +236,8 @@ def export(checkpoint: Path, out: Path, loras=(), fp16=False, opset=17):
         "requires_safety_checker": False,
     }
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_export_info(out, precision="fp16" if fp16 else "fp32", opset=opset,
+                      loras=[f"{p.name}:{w}" for p, w in loras] or None)
     return out
 
 
@@ -203,7 +248,21 @@ def main():
     parser.add_argument("--lora", action="append", default=[], help="FILE:WEIGHT (repeatable)")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--tiny-vae", type=Path, help="an AutoencoderTiny folder to export as vae_decoder_tiny/")
+    parser.add_argument("--tiny-only", action="store_true",
+                        help="only add --tiny-vae to an existing export (CHECKPOINT is then ignored)")
     args = parser.parse_args()
+    if args.tiny_vae:
+        from diffusers import AutoencoderTiny
+
+        tiny = AutoencoderTiny.from_pretrained(args.tiny_vae)
+    if args.tiny_only:
+        if not args.tiny_vae:
+            sys.exit("--tiny-only needs --tiny-vae")
+        folder = export_tiny_decoder(tiny, args.out, args.opset, args.fp16)
+        write_export_info(args.out, tiny_decoder="vae_decoder_tiny")
+        print(f"exported {args.tiny_vae} to {folder}")
+        return
     loras = []
     for spec in args.lora:
         path, _, weight = spec.rpartition(":")
@@ -211,6 +270,9 @@ def main():
             path, weight = spec, "1.0"
         loras.append((Path(path), float(weight)))
     export(args.checkpoint, args.out, loras, args.fp16, args.opset)
+    if args.tiny_vae:
+        export_tiny_decoder(tiny, args.out, args.opset, args.fp16)
+        write_export_info(args.out, tiny_decoder="vae_decoder_tiny")
     print(f"exported {args.checkpoint} to {args.out}")
 
 

@@ -6,13 +6,17 @@ recorded from PyTorch, transformers and diffusers.
 Subcommands (run from the repository root with the tools venv, see requirements.txt):
   models      tiny checkpoints (diffusers format) -> export_onnx.py -> fixtures/models/,
               source images and the case list (cases.json)
+  tiny-vae    a tiny random TAESD-style decoder (diffusers' AutoencoderTiny), exported
+              beside tiny-inpaint's networks as vae_decoder_tiny/ (the engine's optional
+              tiny decoder)
   cases       rewrite cases.json only (the list of parity cases below)
   vectors     recorded vectors: torch.randn (rng.json), CLIPTokenizer ids
               (tokenizer.json), scheduler timesteps and steps (schedulers.json)
   references  diffusers' StableDiffusionInpaintPipeline on the same ONNX files (run
               through ONNX Runtime) for every case, from the prepared inputs the Rust
               engine writes (`cargo test -p backdrop-diffusion --test parity --
-              --ignored write_prepared_inputs`): final images (PNG) and latents (.f32)
+              --ignored write_prepared_inputs`): final images (PNG) and latents (.f32);
+              `references NAME...` redoes only the named cases
 
 The CLIP vocabulary cannot be downloaded here, so `models` learns a small CLIP-style BPE
 vocabulary (the 512 byte symbols, a few hundred merges, the two special tokens) that
@@ -216,7 +220,54 @@ CASES = [
     dict(name="plain-expand-ddim-n2", model="tiny-plain", kind="expansion", prompt="forest",
          negative=None, seed=21, n=2, steps=4, guidance=3.0, scheduler="ddim",
          ratios=dict(up=0.25, down=0.25, left=0.0, right=0.0)),
+    # LCM's few-step setting: guidance <= 1 skips classifier-free guidance (the UNet runs
+    # the prompt's half only); the negative prompt is then unused, as in diffusers.
+    dict(name="inpaint-bg-lcm-nocfg-n2", model="tiny-inpaint", kind="background", prompt="soft studio light",
+         negative="blurry", seed=13, n=2, steps=4, guidance=1.0, scheduler="lcm"),
+    dict(name="plain-bg-ref-lcm-nocfg", model="tiny-plain", kind="background", prompt="ocean and sky",
+         negative=None, seed=17, n=1, steps=3, guidance=0.0, scheduler="lcm",
+         reference="reference.png", strength=0.7),
+    # The tiny decoder (vae_decoder_tiny/, see `tiny-vae`): the KL encoder, the tiny
+    # decoder for the final image, with AutoencoderTiny's own latent scaling.
+    dict(name="inpaint-bg-lcm-tiny", model="tiny-inpaint-taesd", kind="background", prompt="marble podium",
+         negative=None, seed=23, n=1, steps=4, guidance=1.0, scheduler="lcm"),
+    dict(name="inpaint-bg-ddim-tiny", model="tiny-inpaint-taesd", kind="background", prompt="a sunny garden",
+         negative="dark", seed=29, n=1, steps=3, guidance=5.0, scheduler="ddim"),
 ]
+
+# Model ids of the cases that are not folders of their own: (folder, tiny decoder folder).
+MODEL_VARIANTS = {"tiny-inpaint-taesd": ("tiny-inpaint", "vae_decoder_tiny")}
+TINY_VAE_SEED = 300
+
+
+def make_tiny_vae():
+    """A tiny random AutoencoderTiny (TAESD's architecture, a few channels), the same
+    weights on every call."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(TINY_VAE_SEED)
+    vae = AutoencoderTiny(
+        in_channels=3, out_channels=3, latent_channels=4,
+        encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        # Spread the random decoder's output over the image range, centred, so that the
+        # pixels vary widely rather than sit near one grey or clamp.
+        last = [m for m in vae.decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        last.weight.mul_(6.0)
+        last.bias.fill_(0.5)
+    return vae.eval()
+
+
+def cmd_tiny_vae():
+    from export_onnx import export_tiny_decoder
+
+    vae = make_tiny_vae()
+    out = FIXTURES / "models" / "tiny-inpaint"
+    export_tiny_decoder(vae, out)
+    print("exported", out / "vae_decoder_tiny")
 
 
 def cmd_models():
@@ -390,19 +441,25 @@ def cmd_cases():
     (FIXTURES / "cases.json").write_text(json.dumps(CASES, indent=2) + "\n")
 
 
-def cmd_references():
+def cmd_references(names=()):
     from PIL import Image
 
     cases = json.loads((FIXTURES / "cases.json").read_text())
+    if names:
+        unknown = set(names) - {c["name"] for c in cases}
+        if unknown:
+            sys.exit(f"unknown cases: {', '.join(sorted(unknown))}")
+        cases = [c for c in cases if c["name"] in names]
     prepared = FIXTURES / "prepared"
     refs = FIXTURES / "references"
     refs.mkdir(exist_ok=True)
     pipes = {}
     for case in cases:
         model = case["model"]
-        if model not in pipes:
-            pipes[model] = ort_pipeline(FIXTURES / "models" / model)
-        pipe = pipes[model]
+        folder, tiny = MODEL_VARIANTS.get(model, (model, None))
+        if folder not in pipes:
+            pipes[folder] = ort_pipeline(FIXTURES / "models" / folder)
+        pipe = pipes[folder]
         image = Image.open(prepared / f"{case['name']}-image.png").convert("RGB")
         mask = Image.open(prepared / f"{case['name']}-mask.png").convert("L")
         strength = json.loads((prepared / f"{case['name']}.json").read_text())["strength"]
@@ -417,16 +474,40 @@ def cmd_references():
             out = pipe(prompt=case["prompt"], negative_prompt=case["negative"], image=image, mask_image=mask,
                        height=image.height, width=image.width, strength=strength,
                        num_inference_steps=case["steps"], guidance_scale=case["guidance"],
-                       generator=torch.Generator("cpu").manual_seed(seed), output_type="pil",
+                       generator=torch.Generator("cpu").manual_seed(seed),
+                       output_type="latent" if tiny else "pil",
                        callback_on_step_end=keep, callback_on_step_end_tensor_inputs=["latents"])
-            out.images[0].save(refs / f"{case['name']}-{i}.png")
+            if tiny:
+                picture = tiny_decode(out.images, FIXTURES / "models" / folder / tiny, pipe)
+            else:
+                picture = out.images[0]
+            picture.save(refs / f"{case['name']}-{i}.png")
             captured["latents"].numpy().astype("<f4").tofile(refs / f"{case['name']}-{i}.f32")
         print("reference", case["name"])
 
 
+def tiny_decode(latents, folder: Path, pipe):
+    """What diffusers makes of the UNet's final latents with AutoencoderTiny as the VAE:
+    `vae.decode(latents / vae.config.scaling_factor)` and the pipeline's postprocess, on
+    the torch module the fixture was exported from. The exported ONNX decoder must agree
+    with it first, so the reference also checks the export."""
+    import onnxruntime as ort
+
+    vae = make_tiny_vae()
+    with torch.no_grad():
+        image = vae.decode(latents / vae.config.scaling_factor).sample
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(None, {"latent_sample": (latents / vae.config.scaling_factor).numpy()})[0]
+    worst = float(np.abs(exported - image.numpy()).max())
+    if worst > 1e-4:
+        sys.exit(f"{folder}: the exported tiny decoder differs from AutoencoderTiny by {worst}")
+    return pipe.image_processor.postprocess(image, output_type="pil", do_denormalize=[True])[0]
+
+
 if __name__ == "__main__":
-    commands = {"models": cmd_models, "cases": cmd_cases, "vectors": cmd_vectors, "references": cmd_references}
-    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+    commands = {"models": cmd_models, "tiny-vae": cmd_tiny_vae, "cases": cmd_cases, "vectors": cmd_vectors,
+                "references": cmd_references}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands or (len(sys.argv) > 2 and sys.argv[1] != "references"):
         sys.exit(__doc__)
     torch.set_num_threads(2)
-    commands[sys.argv[1]]()
+    commands[sys.argv[1]](*([sys.argv[2:]] if len(sys.argv) > 2 else []))

@@ -1,12 +1,25 @@
 //! Timings of the diffusion engine on one model folder, printed as one JSON line for
-//! `tools/diffusion/bench.py`: one UNet step (batch 2, 64x64 latents), VAE encode and
-//! decode at 512x512, a full inpaint at 512x512, and the process's peak RSS.
+//! `tools/diffusion/bench.py`. Every figure is the median of `--runs` timed runs after
+//! one warm-up run (the first runs of a session are slower while ONNX Runtime settles).
 //!
-//! Usage: `bench MODEL_DIR [STEPS]` (release build; ONNX Runtime found as usual).
+//! - `unet_step_s`: one UNet step, batch 2 (guidance), 64x64 latents, through the bound
+//!   call a denoising loop uses (embeddings bound once, buffers reused);
+//! - `unet_step_plain_s`: the same step with owned inputs and a fresh output per call;
+//! - `unet_step_b1_s`: batch 1 (guidance <= 1, the LCM path);
+//! - `vae_encode_s`, `vae_decode_s` at 512x512; `vae_decode_tiny_s` with `--tiny-decoder`;
+//! - `inpaint_s`: a full `--steps` inpaint at 512x512 (guidance 7.5, DPM-Solver++);
+//!   `lcm_s`: 4 LCM steps with guidance 1, and `lcm_tiny_s` the same with the tiny
+//!   decoder when given (one run each, not with `--quick`, which times the UNet step and
+//!   the decode only);
+//! - `peak_rss_mb`: the process's peak resident memory.
+//!
+//! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--fixed-shapes]
+//! [--tiny-decoder PATH] [--threads N]` (release build; ONNX Runtime found as usual;
+//! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
 
 use backdrop_core::CancelToken;
 use backdrop_diffusion::inpaint::{inpaint, InpaintRequest};
-use backdrop_diffusion::model::Model;
+use backdrop_diffusion::model::{Model, ModelOptions};
 use backdrop_diffusion::rng::TorchGenerator;
 use backdrop_diffusion::runtime::RuntimeConfig;
 use image::{GrayImage, Luma, Rgb, RgbImage};
@@ -24,52 +37,171 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type Failure = Box<dyn std::error::Error>;
+
+/// One warm-up run, then the median of `runs` timed runs, and every timed run.
+fn median_of(
+    runs: usize,
+    mut f: impl FnMut() -> Result<(), Failure>,
+) -> Result<(f64, Vec<f64>), Failure> {
+    f()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        f()?;
+        times.push(started.elapsed().as_secs_f64());
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok((sorted[sorted.len() / 2], times))
+}
+
+struct Args {
+    folder: PathBuf,
+    steps: usize,
+    runs: usize,
+    quick: bool,
+    runtime: RuntimeConfig,
+    tiny: Option<PathBuf>,
+}
+
+fn parse() -> Result<Args, Failure> {
+    let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--fixed-shapes] \
+                 [--tiny-decoder PATH] [--threads N]";
     let mut args = std::env::args().skip(1);
-    let folder = PathBuf::from(args.next().ok_or("usage: bench MODEL_DIR [STEPS]")?);
-    let steps: usize = args.next().map_or(Ok(20), |s| s.parse())?;
-    let model = Model::open(&folder, &RuntimeConfig::default())?;
+    let folder = PathBuf::from(args.next().ok_or(usage)?);
+    let mut parsed = Args {
+        folder,
+        steps: 20,
+        runs: 3,
+        quick: false,
+        runtime: RuntimeConfig::default(),
+        tiny: None,
+    };
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--steps" => parsed.steps = args.next().ok_or(usage)?.parse()?,
+            "--runs" => parsed.runs = args.next().ok_or(usage)?.parse()?,
+            "--threads" => parsed.runtime.threads = Some(args.next().ok_or(usage)?.parse()?),
+            "--quick" => parsed.quick = true,
+            "--fixed-shapes" => parsed.runtime.fixed_shapes = true,
+            "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
+            // A bare number is the step count, as before.
+            other if other.parse::<usize>().is_ok() => parsed.steps = other.parse()?,
+            other => return Err(format!("unknown argument {other}; {usage}").into()),
+        }
+    }
+    if let Some(name) = std::env::var("BACKDROP_BENCH_PROVIDER").ok().filter(|p| !p.is_empty()) {
+        parsed.runtime.provider = serde_json::from_value(serde_json::Value::String(name))?;
+    }
+    Ok(parsed)
+}
+
+fn main() -> Result<(), Failure> {
+    let args = parse()?;
+    let started = Instant::now();
+    let model = Model::open(&args.folder, &args.runtime)?;
+    let load_s = started.elapsed().as_secs_f64();
     let info = model.info.clone();
     let mut generator = TorchGenerator::new(0);
     let dim = info.embedding_dim.unwrap_or(768);
     let channels = info.unet_in_channels;
+    let mut figures: Vec<(String, String)> = vec![("load_s".into(), load_s.to_string())];
+    let mut record = |name: &str, (median, runs): (f64, Vec<f64>)| {
+        figures.push((name.to_owned(), median.to_string()));
+        figures.push((format!("{name}_runs"), format!("{runs:?}")));
+    };
 
     let sample = generator.randn(2 * channels * 64 * 64);
     let hidden = generator.randn(2 * 77 * dim);
-    model.unet(sample.clone(), [2, channels, 64, 64], 500.0, hidden.clone(), [2, 77, dim])?;
-    let started = Instant::now();
-    model.unet(sample, [2, channels, 64, 64], 500.0, hidden, [2, 77, dim])?;
-    let unet_step_s = started.elapsed().as_secs_f64();
+    let mut call = model.unet_call([2, channels, 64, 64], hidden.clone(), [2, 77, dim])?;
+    call.sample_mut().copy_from_slice(&sample);
+    record("unet_step_s", median_of(args.runs, || Ok(call.run(500.0, |_| ())?))?);
+    drop(call);
+    record(
+        "unet_step_plain_s",
+        median_of(args.runs, || {
+            model.unet(
+                sample.clone(),
+                [2, channels, 64, 64],
+                500.0,
+                hidden.clone(),
+                [2, 77, dim],
+            )?;
+            Ok(())
+        })?,
+    );
+    let mut single =
+        model.unet_call([1, channels, 64, 64], hidden[..77 * dim].to_vec(), [1, 77, dim])?;
+    single.sample_mut().copy_from_slice(&sample[..channels * 64 * 64]);
+    record("unet_step_b1_s", median_of(args.runs, || Ok(single.run(500.0, |_| ())?))?);
+    drop(single);
 
     let image = generator.randn(3 * 512 * 512);
-    let started = Instant::now();
-    model.encode_image(image, 512, 512)?;
-    let vae_encode_s = started.elapsed().as_secs_f64();
+    if !args.quick {
+        record(
+            "vae_encode_s",
+            median_of(args.runs, || {
+                model.encode_image(image.clone(), 512, 512)?;
+                Ok(())
+            })?,
+        );
+    }
     let latent = generator.randn(4 * 64 * 64);
-    let started = Instant::now();
-    model.decode(latent, 64, 64)?;
-    let vae_decode_s = started.elapsed().as_secs_f64();
-
-    let picture = RgbImage::from_fn(512, 512, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 128]));
-    let mask = GrayImage::from_fn(512, 512, |x, _| Luma([if x > 256 { 255 } else { 0 }]));
-    let request = InpaintRequest {
-        image: &picture,
-        mask: &mask,
-        prompt: "a bottle on a table",
-        negative_prompt: None,
-        seeds: &[1],
-        steps,
-        guidance: 7.5,
-        scheduler: "dpm++2m".parse()?,
-        strength: 1.0,
-        max_batch: 1,
-    };
-    let started = Instant::now();
-    inpaint(&model, &request, &(), &CancelToken::new())?;
-    let inpaint_s = started.elapsed().as_secs_f64();
-    println!(
-        "{{\"unet_step_s\": {unet_step_s}, \"vae_encode_s\": {vae_encode_s}, \"vae_decode_s\": {vae_decode_s}, \"inpaint_s\": {inpaint_s}, \"peak_rss_mb\": {}}}",
-        peak_rss_mb()
+    record(
+        "vae_decode_s",
+        median_of(args.runs, || {
+            model.decode(latent.clone(), 64, 64)?;
+            Ok(())
+        })?,
     );
+    let tiny = match &args.tiny {
+        Some(path) => {
+            let options = ModelOptions { tiny_decoder: Some(path.clone()) };
+            let tiny = Model::open_with(&args.folder, &args.runtime, &options)?;
+            record(
+                "vae_decode_tiny_s",
+                median_of(args.runs, || {
+                    tiny.decode(latent.clone(), 64, 64)?;
+                    Ok(())
+                })?,
+            );
+            Some(tiny)
+        }
+        None => None,
+    };
+
+    if !args.quick {
+        let picture = RgbImage::from_fn(512, 512, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 128]));
+        let mask = GrayImage::from_fn(512, 512, |x, _| Luma([if x > 256 { 255 } else { 0 }]));
+        let request = InpaintRequest {
+            image: &picture,
+            mask: &mask,
+            prompt: "a bottle on a table",
+            negative_prompt: None,
+            seeds: &[1],
+            steps: args.steps,
+            guidance: 7.5,
+            scheduler: "dpm++2m".parse()?,
+            strength: 1.0,
+            max_batch: 1,
+        };
+        // One timed run: a full inpaint already repeats the step many times.
+        let started = Instant::now();
+        inpaint(&model, &request, &(), &CancelToken::new())?;
+        figures.push(("inpaint_s".into(), started.elapsed().as_secs_f64().to_string()));
+        let lcm = InpaintRequest { steps: 4, guidance: 1.0, scheduler: "lcm".parse()?, ..request };
+        let started = Instant::now();
+        inpaint(&model, &lcm, &(), &CancelToken::new())?;
+        figures.push(("lcm_s".into(), started.elapsed().as_secs_f64().to_string()));
+        if let Some(tiny) = &tiny {
+            let started = Instant::now();
+            inpaint(tiny, &lcm, &(), &CancelToken::new())?;
+            figures.push(("lcm_tiny_s".into(), started.elapsed().as_secs_f64().to_string()));
+        }
+    }
+    figures.push(("peak_rss_mb".into(), peak_rss_mb().to_string()));
+    let body: Vec<String> = figures.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    println!("{{{}}}", body.join(", "));
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! steps = 25
 //! guidance = 7.5
 //! scheduler = "dpm++2m-karras"            # ddim, euler-a, dpm++2m, dpm++2m-karras, lcm
+//! tiny_decoder = "vae_decoder_tiny"       # optional TAESD-style decoder (in the folder)
 //!
 //! [diffusion.runtime]
 //! library = "/opt/onnxruntime/lib/libonnxruntime.so.1.22.1"   # default: discovered
@@ -21,6 +22,11 @@
 //! threads = 2                        # default: all cores
 //! optimization = "all"               # disable, basic, extended, all
 //! memory_arena = true
+//! memory_pattern = true              # default: as memory_arena
+//! spinning = true                    # idle threads spin (ONNX Runtime's default)
+//! denormal_as_zero = false
+//! fixed_shapes = false               # sessions built per batch and size, cached
+//! fixed_shape_cache = 1              # fixed-shape sessions kept per network
 //! ```
 
 use crate::runtime::RuntimeConfig;
@@ -54,6 +60,12 @@ pub struct ModelEntry {
     /// One line for `backdrop models list`.
     #[serde(default)]
     pub description: Option<String>,
+    /// A TAESD-style tiny VAE decoder to decode with instead of `vae_decoder/`: a folder
+    /// with `model.onnx` and `config.json` (diffusers' `AutoencoderTiny`, exported by
+    /// `export_onnx.py --tiny-vae` as `vae_decoder_tiny/`) or an `.onnx` file; relative
+    /// paths are inside the model folder. Much faster, slightly softer images.
+    #[serde(default)]
+    pub tiny_decoder: Option<PathBuf>,
 }
 
 /// `[diffusion]`.

@@ -21,7 +21,7 @@
 
 use crate::config::{DiffusionConfig, DEFAULT_GUIDANCE, DEFAULT_STEPS};
 use crate::inpaint::{inpaint, InpaintRequest};
-use crate::model::Model;
+use crate::model::{Model, ModelOptions};
 use crate::scheduler::SchedulerKind;
 use crate::DiffusionError;
 use backdrop_core::{
@@ -99,7 +99,8 @@ impl DiffusionEngine {
             ))
         })?;
         let folder = crate::hub::resolve(id, entry)?;
-        let model = Arc::new(Model::open(&folder, &self.config.runtime)?);
+        let options = ModelOptions { tiny_decoder: entry.tiny_decoder.clone() };
+        let model = Arc::new(Model::open_with(&folder, &self.config.runtime, &options)?);
         if let Ok(mut models) = self.models.lock() {
             models.insert(id.to_owned(), Arc::clone(&model));
         }

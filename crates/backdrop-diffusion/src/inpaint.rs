@@ -9,7 +9,11 @@
 //!   seed, in diffusers' order: image latents (4-channel UNets, or strength below 1),
 //!   initial noise, masked-image latents, then whatever the scheduler draws per step;
 //! - classifier-free guidance with the negative (or empty) prompt and the prompt in one
-//!   UNet batch, several images per call as `max_batch` allows;
+//!   UNet batch, several images per call as `max_batch` allows; with guidance 1 or less
+//!   (LCM's few-step setting) only the prompt's half runs, a batch of one per image, as
+//!   diffusers skips guidance when `guidance_scale <= 1`;
+//! - the decode through the model's decoder (the KL VAE, or a tiny TAESD-style decoder
+//!   configured per model, each with its own latent scaling);
 //! - inpainting UNets (9 channels) get the mask and masked-image latents concatenated;
 //!   ordinary UNets (4 channels) get the known latents, re-noised to the next step's level,
 //!   blended back after every step;
@@ -228,56 +232,76 @@ pub fn inpaint(
     let images = request.seeds.len();
     let max_batch = request.max_batch.max(1);
     let unet_channels = info.unet_in_channels;
+    let plane = lh * lw;
+    let entry = unet_channels * plane;
+    let copies = if guided { 2 } else { 1 };
+    // One bound UNet call per chunk of images, for all steps: the text embeddings and an
+    // inpainting UNet's mask and masked-image channels are written once, not per step.
+    let chunks: Vec<std::ops::Range<usize>> = (0..images)
+        .step_by(max_batch)
+        .map(|start| start..(start + max_batch).min(images))
+        .collect();
+    let mut calls = Vec::with_capacity(chunks.len());
+    for chunk in &chunks {
+        let k = chunk.len();
+        let batch = k * copies;
+        let mut hidden = Vec::with_capacity(batch * seq * dim);
+        for copy in 0..copies {
+            for _ in chunk.clone() {
+                hidden.extend_from_slice(embedding(copy));
+            }
+        }
+        let mut call =
+            model.unet_call([batch, unet_channels, lh, lw], hidden, [batch, seq, dim])?;
+        if nine {
+            let sample = call.sample_mut();
+            for copy in 0..copies {
+                for (j, i) in chunk.clone().enumerate() {
+                    let at = (copy * k + j) * entry + per_image;
+                    sample[at..at + plane].copy_from_slice(&mask_latent);
+                    sample[at + plane..at + plane + per_image].copy_from_slice(&masked_latents[i]);
+                }
+            }
+        }
+        calls.push(call);
+    }
+    drop(masked_latents);
+
+    // The images' latents side by side, the layout the scheduler steps.
+    let mut latents: Vec<f32> = latents.concat();
+    let mut guided_out = vec![0f32; images * per_image];
     for (done, index) in (t_start..timesteps.len()).enumerate() {
         cancel.check()?;
         let t = timesteps[index];
-        let mut guided_out: Vec<Vec<f32>> = Vec::with_capacity(images);
-        for chunk_start in (0..images).step_by(max_batch) {
-            let chunk = chunk_start..(chunk_start + max_batch).min(images);
+        for (chunk, call) in chunks.iter().zip(calls.iter_mut()) {
             let k = chunk.len();
-            let copies = if guided { 2 } else { 1 };
-            let batch = k * copies;
-            let plane = lh * lw;
-            let mut sample = Vec::with_capacity(batch * unet_channels * plane);
-            let mut hidden = Vec::with_capacity(batch * seq * dim);
+            let sample = call.sample_mut();
             for copy in 0..copies {
-                for i in chunk.clone() {
-                    let mut scaled = latents[i].clone();
-                    scheduler.scale_model_input(&mut scaled, index);
-                    sample.extend_from_slice(&scaled);
-                    if nine {
-                        sample.extend_from_slice(&mask_latent);
-                        sample.extend_from_slice(&masked_latents[i]);
+                for (j, i) in chunk.clone().enumerate() {
+                    let at = (copy * k + j) * entry;
+                    let scaled = &mut sample[at..at + per_image];
+                    scaled.copy_from_slice(&latents[i * per_image..(i + 1) * per_image]);
+                    scheduler.scale_model_input(scaled, index);
+                }
+            }
+            call.run(t, |out| {
+                for (j, i) in chunk.clone().enumerate() {
+                    let target = &mut guided_out[i * per_image..(i + 1) * per_image];
+                    let text = &out[(copies - 1) * k * per_image + j * per_image..][..per_image];
+                    if guided {
+                        let uncond = &out[j * per_image..(j + 1) * per_image];
+                        for ((o, &u), &t) in target.iter_mut().zip(uncond).zip(text) {
+                            *o = u + request.guidance * (t - u);
+                        }
+                    } else {
+                        target.copy_from_slice(text);
                     }
-                    hidden.extend_from_slice(embedding(copy));
                 }
-            }
-            let out =
-                model.unet(sample, [batch, unet_channels, lh, lw], t, hidden, [batch, seq, dim])?;
-            for j in 0..k {
-                if guided {
-                    let uncond = &out[j * per_image..(j + 1) * per_image];
-                    let text = &out[(k + j) * per_image..(k + j + 1) * per_image];
-                    guided_out.push(
-                        uncond
-                            .iter()
-                            .zip(text)
-                            .map(|(&u, &t)| u + request.guidance * (t - u))
-                            .collect(),
-                    );
-                } else {
-                    guided_out.push(out[j * per_image..(j + 1) * per_image].to_vec());
-                }
-            }
+            })?;
         }
-        let batch_out: Vec<f32> = guided_out.concat();
-        let batch_latents: Vec<f32> = latents.concat();
         let mut draw =
             || -> Vec<f32> { generators.iter_mut().flat_map(|g| g.randn(per_image)).collect() };
-        let stepped = scheduler.step(&batch_out, index, &batch_latents, &mut draw);
-        for (i, latent) in latents.iter_mut().enumerate() {
-            latent.copy_from_slice(&stepped[i * per_image..(i + 1) * per_image]);
-        }
+        latents = scheduler.step(&guided_out, index, &latents, &mut draw);
         if !nine {
             for i in 0..images {
                 let proper = if index + 1 < timesteps.len() {
@@ -285,8 +309,8 @@ pub fn inpaint(
                 } else {
                     image_latents[i].clone()
                 };
-                let plane = lh * lw;
-                for (j, v) in latents[i].iter_mut().enumerate() {
+                let latent = &mut latents[i * per_image..(i + 1) * per_image];
+                for (j, v) in latent.iter_mut().enumerate() {
                     let m = mask_latent[j % plane];
                     *v = (1.0 - m) * proper[j] + m * *v;
                 }
@@ -299,12 +323,13 @@ pub fn inpaint(
             steps: count as u32,
         });
     }
+    drop(calls);
 
+    let latents: Vec<Vec<f32>> = latents.chunks(per_image).map(<[f32]>::to_vec).collect();
     let mut out_images = Vec::with_capacity(images);
     for latent in &latents {
         cancel.check()?;
-        let unscaled: Vec<f32> = latent.iter().map(|&v| v / info.scaling_factor).collect();
-        let decoded = model.decode(unscaled, lh, lw)?;
+        let decoded = model.decode_latents(latent, lh, lw)?;
         out_images.push(to_image(&decoded, width, height));
     }
     Ok(InpaintOutput { images: out_images, latents })

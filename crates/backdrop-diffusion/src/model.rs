@@ -9,6 +9,8 @@
 //! vae_decoder/model.onnx      latent_sample -> sample
 //! tokenizer/                  vocab.json, merges.txt, tokenizer_config.json
 //! scheduler/scheduler_config.json
+//! vae_decoder_tiny/           optional: a TAESD-style decoder (diffusers'
+//!                             `AutoencoderTiny`), same input and output names
 //! ```
 //!
 //! This module owns reading that layout: which files must exist, the network facts that
@@ -16,17 +18,24 @@
 //! factor, input element types), read from the sessions' signatures and the `config.json`
 //! files the exports write beside each network. An older export whose VAE encoder returns
 //! an already sampled `latent_sample` is accepted too.
+//!
+//! It also owns how the networks are driven: with `fixed_shapes` a network's sessions are
+//! built per concrete input shape (free-dimension overrides) and cached; the UNet of a
+//! denoising loop runs through an [`UnetCall`], whose text embeddings, constant input
+//! channels and output buffer are bound once for all steps.
 
-use crate::runtime::{session, RuntimeConfig};
+use crate::runtime::{session, session_with, RuntimeConfig};
 use crate::scheduler::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::DiffusionError;
+use ort::io_binding::IoBinding;
 use ort::session::Session;
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Whether a folder looks like an ONNX Stable Diffusion export (the files the pipeline
 /// opens all exist).
@@ -55,6 +64,37 @@ pub enum EncoderOutput {
     Sampled,
 }
 
+/// Per-model options from the configuration (`[diffusion.models.ID]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelOptions {
+    /// A TAESD-style tiny VAE decoder folder (`model.onnx` and `config.json`) or
+    /// `.onnx` file to decode with instead of `vae_decoder/`; relative to the model folder.
+    pub tiny_decoder: Option<PathBuf>,
+}
+
+/// The tiny decoder's folder or file, resolved against the model folder.
+pub fn tiny_decoder_file(root: &Path, tiny: &Path) -> PathBuf {
+    let path = if tiny.is_absolute() { tiny.to_path_buf() } else { root.join(tiny) };
+    if path.extension().is_some_and(|e| e == "onnx") {
+        path
+    } else {
+        path.join("model.onnx")
+    }
+}
+
+/// The decoder a model decodes with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderInfo {
+    /// Its ONNX file.
+    pub file: PathBuf,
+    /// Whether it is a tiny (TAESD-style) decoder.
+    pub tiny: bool,
+    /// What the UNet's latents are divided by before decoding: the KL decoder's
+    /// `scaling_factor` (0.18215 for SD 1.x), or the tiny decoder's own (1.0 for TAESD,
+    /// which decodes the UNet's latents as they are), read from its `config.json`.
+    pub scaling_factor: f32,
+}
+
 /// Facts about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
@@ -78,6 +118,143 @@ pub struct ModelInfo {
     pub encoder_output: EncoderOutput,
     /// The scheduler configuration shipped with the model.
     pub scheduler: SchedulerConfig,
+    /// The decoder images are decoded with.
+    pub decoder: DecoderInfo,
+    /// Bytes of the networks' ONNX files and external weights on disk (with the decoder
+    /// in use), about what loading them takes in memory.
+    pub weights_bytes: u64,
+}
+
+/// Calls made to a model's networks, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelStats {
+    /// UNet calls.
+    pub unet_calls: u64,
+    /// UNet batch entries over all calls (with guidance each image is two).
+    pub unet_batch_entries: u64,
+    /// Sessions built for fixed shapes.
+    pub fixed_sessions_built: u64,
+}
+
+/// The sizes of a network's symbolic dimensions, and the session built for them.
+type FixedSession = (Vec<(String, i64)>, Arc<Mutex<Session>>);
+
+/// One network: its file, its input signature, and its sessions.
+struct Network {
+    what: &'static str,
+    file: PathBuf,
+    runtime: RuntimeConfig,
+    /// Per input: name, element type, shape (-1 where dynamic) and dimension symbols.
+    inputs: Vec<(String, TensorElementType, Vec<i64>, Vec<String>)>,
+    /// Output names in order.
+    outputs: Vec<String>,
+    /// The dynamic-shape session (absent with fixed shapes, once the signature is read).
+    dynamic: Option<Arc<Mutex<Session>>>,
+    /// Fixed-shape sessions, most recently used first.
+    fixed: Mutex<Vec<FixedSession>>,
+    built: AtomicU64,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl Network {
+    fn open(
+        what: &'static str,
+        file: &Path,
+        runtime: &RuntimeConfig,
+        shaped: bool,
+    ) -> Result<Network, DiffusionError> {
+        let session = session(runtime, file)?;
+        let inputs = session
+            .inputs
+            .iter()
+            .filter_map(|i| match &i.input_type {
+                ValueType::Tensor { ty, shape, dimension_symbols } => Some((
+                    i.name.clone(),
+                    *ty,
+                    shape.to_vec(),
+                    dimension_symbols.iter().cloned().collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let outputs = session.outputs.iter().map(|o| o.name.clone()).collect();
+        // With fixed shapes the dynamic session is not kept: a second copy of the weights
+        // for a session that never runs.
+        let keep_dynamic = !(shaped && runtime.fixed_shapes);
+        Ok(Network {
+            what,
+            file: file.to_path_buf(),
+            runtime: runtime.clone(),
+            inputs,
+            outputs,
+            dynamic: keep_dynamic.then(|| Arc::new(Mutex::new(session))),
+            fixed: Mutex::new(Vec::new()),
+            built: AtomicU64::new(0),
+        })
+    }
+
+    fn input(&self, name: &str) -> Option<(TensorElementType, &[i64])> {
+        self.inputs.iter().find(|i| i.0 == name).map(|i| (i.1, i.2.as_slice()))
+    }
+
+    /// The session for inputs of these shapes: the dynamic one, or the one built for
+    /// exactly these sizes of the symbolic dimensions.
+    fn session(&self, shapes: &[(&str, &[i64])]) -> Result<Arc<Mutex<Session>>, DiffusionError> {
+        if let Some(dynamic) = &self.dynamic {
+            return Ok(Arc::clone(dynamic));
+        }
+        let mut key: Vec<(String, i64)> = Vec::new();
+        for (name, shape) in shapes {
+            let Some(input) = self.inputs.iter().find(|i| i.0 == *name) else { continue };
+            for (at, (&dim, symbol)) in input.2.iter().zip(&input.3).enumerate() {
+                if dim >= 0 || symbol.is_empty() || key.iter().any(|(s, _)| s == symbol) {
+                    continue;
+                }
+                if let Some(&size) = shape.get(at) {
+                    key.push((symbol.clone(), size));
+                }
+            }
+        }
+        key.sort();
+        let mut fixed = self.fixed.lock().map_err(|_| {
+            DiffusionError::Failed(format!("{}: a previous run panicked", self.what))
+        })?;
+        if let Some(at) = fixed.iter().position(|(k, _)| *k == key) {
+            let entry = fixed.remove(at);
+            let session = Arc::clone(&entry.1);
+            fixed.insert(0, entry);
+            return Ok(session);
+        }
+        // Drop the oldest before building, so the weights are held at most `cache` times.
+        let cache = self.runtime.fixed_shape_cache.max(1);
+        fixed.truncate(cache - 1);
+        let session = Arc::new(Mutex::new(session_with(&self.runtime, &self.file, &key)?));
+        self.built.fetch_add(1, Ordering::Relaxed);
+        fixed.insert(0, (key, Arc::clone(&session)));
+        Ok(session)
+    }
+
+    /// Runs once with owned inputs and returns the first output as f32.
+    fn run(&self, inputs: Vec<(&str, DynValue)>) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
+        let shapes: Vec<(&str, Vec<i64>)> = inputs
+            .iter()
+            .map(|(n, v)| {
+                let shape = match v.dtype() {
+                    ValueType::Tensor { shape, .. } => shape.to_vec(),
+                    _ => Vec::new(),
+                };
+                (*n, shape)
+            })
+            .collect();
+        let refs: Vec<(&str, &[i64])> = shapes.iter().map(|(n, s)| (*n, s.as_slice())).collect();
+        let session = self.session(&refs)?;
+        run(&session, self.what, inputs)
+    }
 }
 
 /// A model with its sessions open.
@@ -87,28 +264,50 @@ pub struct Model {
     pub info: ModelInfo,
     /// Its tokenizer.
     pub tokenizer: ClipTokenizer,
-    text_encoder: Mutex<Session>,
-    unet: Mutex<Session>,
-    vae_encoder: Mutex<Session>,
-    vae_decoder: Mutex<Session>,
+    text_encoder: Network,
+    unet: Network,
+    vae_encoder: Network,
+    vae_decoder: Network,
     ids_are_i32: bool,
     timestep_type: TensorElementType,
+    unet_calls: AtomicU64,
+    unet_entries: AtomicU64,
 }
 
 fn read_json(path: &Path) -> Option<Value> {
     std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok())
 }
 
-fn input_type(session: &Session, name: &str) -> Option<(TensorElementType, Vec<i64>)> {
-    session.inputs.iter().find(|i| i.name == name).and_then(|i| match &i.input_type {
-        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.to_vec())),
-        _ => None,
-    })
+/// Bytes of a network's weights on disk (the ONNX file and any external data beside it).
+fn weights_on_disk(file: &Path) -> u64 {
+    let Some(dir) = file.parent() else { return 0 };
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".onnx") || name.ends_with(".pb") || name.ends_with(".onnx_data")
+                })
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 impl Model {
-    /// Opens a model folder.
+    /// Opens a model folder with default options.
     pub fn open(root: &Path, runtime: &RuntimeConfig) -> Result<Model, DiffusionError> {
+        Model::open_with(root, runtime, &ModelOptions::default())
+    }
+
+    /// Opens a model folder.
+    pub fn open_with(
+        root: &Path,
+        runtime: &RuntimeConfig,
+        options: &ModelOptions,
+    ) -> Result<Model, DiffusionError> {
         let missing = missing_files(root);
         if !missing.is_empty() {
             return Err(DiffusionError::Model(format!(
@@ -117,15 +316,32 @@ impl Model {
                 missing.join(", ")
             )));
         }
+        let tiny_file = options.tiny_decoder.as_deref().map(|t| tiny_decoder_file(root, t));
+        if let Some(file) = &tiny_file {
+            if !file.is_file() {
+                return Err(DiffusionError::Model(format!(
+                    "tiny_decoder: {} does not exist",
+                    file.display()
+                )));
+            }
+        }
         let scheduler_text = std::fs::read_to_string(root.join("scheduler/scheduler_config.json"))
             .map_err(|e| DiffusionError::Model(format!("scheduler_config.json: {e}")))?;
         let scheduler: SchedulerConfig = serde_json::from_str(&scheduler_text)
             .map_err(|e| DiffusionError::Model(format!("scheduler_config.json: {e}")))?;
         let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
-        let text_encoder = session(runtime, &root.join("text_encoder/model.onnx"))?;
-        let unet = session(runtime, &root.join("unet/model.onnx"))?;
-        let vae_encoder = session(runtime, &root.join("vae_encoder/model.onnx"))?;
-        let vae_decoder = session(runtime, &root.join("vae_decoder/model.onnx"))?;
+        let text_encoder =
+            Network::open("text encoder", &root.join("text_encoder/model.onnx"), runtime, false)?;
+        let unet = Network::open("UNet", &root.join("unet/model.onnx"), runtime, true)?;
+        let vae_encoder =
+            Network::open("VAE encoder", &root.join("vae_encoder/model.onnx"), runtime, true)?;
+        let decoder_file = tiny_file.clone().unwrap_or_else(|| root.join("vae_decoder/model.onnx"));
+        let vae_decoder = Network::open(
+            if tiny_file.is_some() { "tiny VAE decoder" } else { "VAE decoder" },
+            &decoder_file,
+            runtime,
+            true,
+        )?;
 
         let vae_config = read_json(&root.join("vae_decoder/config.json"))
             .or_else(|| read_json(&root.join("vae_encoder/config.json")))
@@ -133,7 +349,8 @@ impl Model {
         let unet_config = read_json(&root.join("unet/config.json"));
         let from_vae = |key: &str| vae_config.as_ref().and_then(|c| c.get(key));
 
-        let (_, sample_shape) = input_type(&unet, "sample")
+        let (_, sample_shape) = unet
+            .input("sample")
             .ok_or_else(|| DiffusionError::Model("unet/model.onnx has no 'sample' input".into()))?;
         let unet_in_channels = sample_shape
             .get(1)
@@ -168,13 +385,35 @@ impl Model {
         let size_multiple = vae_scale_factor << unet_levels.saturating_sub(1);
         let scaling_factor =
             from_vae("scaling_factor").and_then(Value::as_f64).unwrap_or(0.18215) as f32;
-        let encoder_output = match vae_encoder.outputs.first().map(|o| o.name.as_str()) {
+        let decoder = match &tiny_file {
+            Some(file) => {
+                let config = file.parent().and_then(|d| read_json(&d.join("config.json")));
+                let get = |key: &str| config.as_ref().and_then(|c| c.get(key));
+                let tiny_channels = get("latent_channels").and_then(Value::as_u64).unwrap_or(4);
+                if tiny_channels as usize != latent_channels {
+                    return Err(DiffusionError::Model(format!(
+                        "tiny_decoder {} has {tiny_channels} latent channels, the model {latent_channels}",
+                        file.display()
+                    )));
+                }
+                DecoderInfo {
+                    file: file.clone(),
+                    tiny: true,
+                    // diffusers' AutoencoderTiny: scaling_factor 1.0 (its latents are the
+                    // UNet's, not the KL VAE's unscaled ones).
+                    scaling_factor: get("scaling_factor").and_then(Value::as_f64).unwrap_or(1.0)
+                        as f32,
+                }
+            }
+            None => DecoderInfo { file: decoder_file.clone(), tiny: false, scaling_factor },
+        };
+        let encoder_output = match vae_encoder.outputs.first().map(String::as_str) {
             Some("latent_sample") => EncoderOutput::Sampled,
             _ => EncoderOutput::Parameters,
         };
         let ids_are_i32 =
-            matches!(input_type(&text_encoder, "input_ids"), Some((TensorElementType::Int32, _)));
-        let timestep_type = input_type(&unet, "timestep").map(|(t, _)| t).ok_or_else(|| {
+            matches!(text_encoder.input("input_ids"), Some((TensorElementType::Int32, _)));
+        let timestep_type = unet.input("timestep").map(|(t, _)| t).ok_or_else(|| {
             DiffusionError::Model("unet/model.onnx has no 'timestep' input".into())
         })?;
         if !matches!(
@@ -185,10 +424,15 @@ impl Model {
                 "UNet timestep type {timestep_type:?} is not supported; export with float32 inputs"
             )));
         }
-        let embedding_dim = input_type(&unet, "encoder_hidden_states")
+        let embedding_dim = unet
+            .input("encoder_hidden_states")
             .and_then(|(_, s)| s.get(2).copied())
             .filter(|&d| d > 0)
             .map(|d| d as usize);
+        let weights_bytes = [&text_encoder.file, &unet.file, &vae_encoder.file, &vae_decoder.file]
+            .into_iter()
+            .map(|f| weights_on_disk(f))
+            .sum();
         Ok(Model {
             info: ModelInfo {
                 root: root.to_path_buf(),
@@ -200,15 +444,31 @@ impl Model {
                 embedding_dim,
                 encoder_output,
                 scheduler,
+                decoder,
+                weights_bytes,
             },
             tokenizer,
-            text_encoder: Mutex::new(text_encoder),
-            unet: Mutex::new(unet),
-            vae_encoder: Mutex::new(vae_encoder),
-            vae_decoder: Mutex::new(vae_decoder),
+            text_encoder,
+            unet,
+            vae_encoder,
+            vae_decoder,
             ids_are_i32,
             timestep_type,
+            unet_calls: AtomicU64::new(0),
+            unet_entries: AtomicU64::new(0),
         })
+    }
+
+    /// Calls made so far.
+    pub fn stats(&self) -> ModelStats {
+        ModelStats {
+            unet_calls: self.unet_calls.load(Ordering::Relaxed),
+            unet_batch_entries: self.unet_entries.load(Ordering::Relaxed),
+            fixed_sessions_built: [&self.unet, &self.vae_encoder, &self.vae_decoder]
+                .iter()
+                .map(|n| n.built.load(Ordering::Relaxed))
+                .sum(),
+        }
     }
 
     /// Text embeddings for a batch of framed ids: `[batch, 77, dim]` flattened, and dim.
@@ -222,12 +482,21 @@ impl Model {
         } else {
             tensor(shape, flat.iter().map(|&i| i64::from(i)).collect())?
         };
-        let (dims, data) = run(&self.text_encoder, "text encoder", vec![("input_ids", value)])?;
+        let (dims, data) = self.text_encoder.run(vec![("input_ids", value)])?;
         let dim = *dims.last().unwrap_or(&0) as usize;
         Ok((data, dim))
     }
 
-    /// One UNet call.
+    fn timestep_value(&self, batch: usize, timestep: f64) -> Result<DynValue, DiffusionError> {
+        match self.timestep_type {
+            TensorElementType::Int64 => tensor(vec![batch as i64], vec![timestep as i64; batch]),
+            TensorElementType::Float64 => tensor(vec![batch as i64], vec![timestep; batch]),
+            _ => tensor(vec![batch as i64], vec![timestep as f32; batch]),
+        }
+    }
+
+    /// One UNet call with owned inputs (a single call; a denoising loop uses
+    /// [`Model::unet_call`]).
     pub fn unet(
         &self,
         sample: Vec<f32>,
@@ -237,21 +506,51 @@ impl Model {
         hidden_shape: [usize; 3],
     ) -> Result<Vec<f32>, DiffusionError> {
         let batch = sample_shape[0];
-        let timestep_value: DynValue = match self.timestep_type {
-            TensorElementType::Int64 => tensor(vec![batch as i64], vec![timestep as i64; batch])?,
-            TensorElementType::Float64 => tensor(vec![batch as i64], vec![timestep; batch])?,
-            _ => tensor(vec![batch as i64], vec![timestep as f32; batch])?,
-        };
-        let (_, out) = run(
-            &self.unet,
-            "UNet",
-            vec![
-                ("sample", tensor(shape_of(&sample_shape), sample)?),
-                ("timestep", timestep_value),
-                ("encoder_hidden_states", tensor(shape_of(&hidden_shape), hidden)?),
-            ],
-        )?;
+        self.unet_calls.fetch_add(1, Ordering::Relaxed);
+        self.unet_entries.fetch_add(batch as u64, Ordering::Relaxed);
+        let (_, out) = self.unet.run(vec![
+            ("sample", tensor(shape_of(&sample_shape), sample)?),
+            ("timestep", self.timestep_value(batch, timestep)?),
+            ("encoder_hidden_states", tensor(shape_of(&hidden_shape), hidden)?),
+        ])?;
         Ok(out)
+    }
+
+    /// A UNet call to repeat over the steps of a loop: `hidden` (`[batch, seq, dim]`) is
+    /// bound once, the sample buffer (`[batch, channels, h, w]`) is written in place
+    /// between steps, and the output goes to the same buffer every step.
+    pub fn unet_call(
+        &self,
+        sample_shape: [usize; 4],
+        hidden: Vec<f32>,
+        hidden_shape: [usize; 3],
+    ) -> Result<UnetCall<'_>, DiffusionError> {
+        let fail = |e: ort::Error| DiffusionError::Failed(format!("UNet: {e}"));
+        let sample_dims = shape_of(&sample_shape);
+        let hidden_dims = shape_of(&hidden_shape);
+        let batch = sample_shape[0];
+        let session = self.unet.session(&[
+            ("sample", &sample_dims),
+            ("timestep", &[batch as i64]),
+            ("encoder_hidden_states", &hidden_dims),
+        ])?;
+        let hidden = Tensor::from_array((hidden_dims, hidden)).map_err(fail)?;
+        let sample = Tensor::from_array((sample_dims, vec![0f32; sample_shape.iter().product()]))
+            .map_err(fail)?;
+        let out_len = batch * self.info.latent_channels * sample_shape[2] * sample_shape[3];
+        let out_dims =
+            shape_of(&[batch, self.info.latent_channels, sample_shape[2], sample_shape[3]]);
+        let output = Tensor::from_array((out_dims, vec![0f32; out_len])).map_err(fail)?;
+        let output_name = self.unet.outputs.first().cloned().unwrap_or_else(|| "out_sample".into());
+        let mut binding = {
+            let guard = session
+                .lock()
+                .map_err(|_| DiffusionError::Failed("UNet: a previous run panicked".into()))?;
+            guard.create_binding().map_err(fail)?
+        };
+        binding.bind_input("encoder_hidden_states", &hidden).map_err(fail)?;
+        binding.bind_output(output_name.as_str(), output).map_err(fail)?;
+        Ok(UnetCall { model: self, session, binding, sample, _hidden: hidden, batch })
     }
 
     /// The VAE encoder on an image `[1, 3, h, w]` in [-1, 1]: the moments
@@ -262,15 +561,14 @@ impl Model {
         height: usize,
         width: usize,
     ) -> Result<Vec<f32>, DiffusionError> {
-        let (_, out) = run(
-            &self.vae_encoder,
-            "VAE encoder",
-            vec![("sample", tensor(shape_of(&[1, 3, height, width]), image)?)],
-        )?;
+        let (_, out) = self
+            .vae_encoder
+            .run(vec![("sample", tensor(shape_of(&[1, 3, height, width]), image)?)])?;
         Ok(out)
     }
 
-    /// The VAE decoder on unscaled latents `[1, c, h, w]`: an image in about [-1, 1].
+    /// The decoder on decoder-input latents `[1, c, h, w]` (already divided by
+    /// [`DecoderInfo::scaling_factor`]): an image in about [-1, 1].
     pub fn decode(
         &self,
         latents: Vec<f32>,
@@ -278,12 +576,77 @@ impl Model {
         width: usize,
     ) -> Result<Vec<f32>, DiffusionError> {
         let shape = [1, self.info.latent_channels, height, width];
-        let (_, out) = run(
-            &self.vae_decoder,
-            "VAE decoder",
-            vec![("latent_sample", tensor(shape_of(&shape), latents)?)],
-        )?;
+        let (_, out) =
+            self.vae_decoder.run(vec![("latent_sample", tensor(shape_of(&shape), latents)?)])?;
         Ok(out)
+    }
+
+    /// The decoder on the UNet's latents `[c, h, w]`: divides by the decoder's scaling
+    /// factor (the KL VAE's, or 1 for a tiny decoder) and decodes.
+    pub fn decode_latents(
+        &self,
+        latents: &[f32],
+        height: usize,
+        width: usize,
+    ) -> Result<Vec<f32>, DiffusionError> {
+        let scaling = self.info.decoder.scaling_factor;
+        self.decode(latents.iter().map(|&v| v / scaling).collect(), height, width)
+    }
+}
+
+/// A UNet call bound for the steps of one denoising loop; see [`Model::unet_call`].
+pub struct UnetCall<'m> {
+    model: &'m Model,
+    session: Arc<Mutex<Session>>,
+    binding: IoBinding,
+    sample: Tensor<f32>,
+    // Kept alive for the binding (which also holds it), and so that its memory is not
+    // freed while the session may read it.
+    _hidden: Tensor<f32>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for UnetCall<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnetCall").field("batch", &self.batch).finish_non_exhaustive()
+    }
+}
+
+impl UnetCall<'_> {
+    /// The sample buffer, `[batch, channels, h, w]`, kept between steps: channels that do
+    /// not change (an inpainting UNet's mask and masked-image latents) are written once.
+    pub fn sample_mut(&mut self) -> &mut [f32] {
+        self.sample.extract_tensor_mut().1
+    }
+
+    /// Runs one step at `timestep` and hands the output (`[batch, c, h, w]`) to `read`.
+    pub fn run<R>(
+        &mut self,
+        timestep: f64,
+        read: impl FnOnce(&[f32]) -> R,
+    ) -> Result<R, DiffusionError> {
+        let fail = |e: ort::Error| DiffusionError::Failed(format!("UNet: {e}"));
+        let model = self.model;
+        model.unet_calls.fetch_add(1, Ordering::Relaxed);
+        model.unet_entries.fetch_add(self.batch as u64, Ordering::Relaxed);
+        let timestep = model.timestep_value(self.batch, timestep)?;
+        // Bound again each step: on a device this is the copy of the new values; on the
+        // CPU it only points the binding at the same buffer.
+        self.binding.bind_input("sample", &self.sample).map_err(fail)?;
+        self.binding.bind_input("timestep", &timestep).map_err(fail)?;
+        let mut session = self
+            .session
+            .lock()
+            .map_err(|_| DiffusionError::Failed("UNet: a previous run panicked".into()))?;
+        let outputs = session.run_binding(&self.binding).map_err(fail)?;
+        let (_, first) = outputs
+            .iter()
+            .next()
+            .ok_or_else(|| DiffusionError::Failed("UNet: no output".into()))?;
+        let (_, data) = first
+            .try_extract_tensor::<f32>()
+            .map_err(|e| DiffusionError::Failed(format!("UNet: output is not f32: {e}")))?;
+        Ok(read(data))
     }
 }
 

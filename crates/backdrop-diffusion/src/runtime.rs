@@ -58,7 +58,7 @@ pub enum Optimization {
 }
 
 /// `[diffusion.runtime]`: how ONNX Runtime runs.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
     /// Path of `libonnxruntime.so` (overrides discovery).
@@ -79,6 +79,48 @@ pub struct RuntimeConfig {
     /// Keep ONNX Runtime's memory arena (faster repeated runs, higher peak; default on).
     #[serde(default = "default_true")]
     pub memory_arena: bool,
+    /// ONNX Runtime's memory pattern planning (reuses one allocation plan between runs of
+    /// the same shapes); default: as `memory_arena`.
+    #[serde(default)]
+    pub memory_pattern: Option<bool>,
+    /// Whether idle intra-op threads spin waiting for work (lower latency between
+    /// operators, busy cores between runs); default: ONNX Runtime's (on).
+    #[serde(default)]
+    pub spinning: Option<bool>,
+    /// Flush denormal floats to zero (avoids slow paths on some CPUs; default off).
+    #[serde(default)]
+    pub denormal_as_zero: bool,
+    /// Build the UNet and VAE sessions for the concrete batch and image sizes of a run
+    /// (ONNX Runtime free-dimension overrides), so the graph is planned and fused for one
+    /// shape; sessions are cached per shape, at most `fixed_shape_cache` per network
+    /// (each holds its own copy of the weights). Default off.
+    #[serde(default)]
+    pub fixed_shapes: bool,
+    /// Fixed-shape sessions kept per network (default 1: a new size replaces the old).
+    #[serde(default = "default_fixed_shape_cache")]
+    pub fixed_shape_cache: usize,
+}
+
+fn default_fixed_shape_cache() -> usize {
+    1
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            library: None,
+            provider: Provider::default(),
+            device_id: 0,
+            threads: None,
+            optimization: Optimization::default(),
+            memory_arena: true,
+            memory_pattern: None,
+            spinning: None,
+            denormal_as_zero: false,
+            fixed_shapes: false,
+            fixed_shape_cache: default_fixed_shape_cache(),
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -276,6 +318,17 @@ pub fn init(config: &RuntimeConfig) -> Result<RuntimeInfo, DiffusionError> {
 
 /// Opens one network with the configured provider and options.
 pub fn session(config: &RuntimeConfig, model: &Path) -> Result<Session, DiffusionError> {
+    session_with(config, model, &[])
+}
+
+/// Opens one network with its symbolic input dimensions fixed to the given sizes
+/// (`(symbol, size)` pairs, ONNX Runtime free-dimension overrides), so that shape
+/// inference, fusions and the memory plan see one concrete shape.
+pub fn session_with(
+    config: &RuntimeConfig,
+    model: &Path,
+    dimensions: &[(String, i64)],
+) -> Result<Session, DiffusionError> {
     init(config)?;
     let fail =
         |e: ort::Error| DiffusionError::Model(format!("cannot load {}: {e}", model.display()));
@@ -307,11 +360,22 @@ pub fn session(config: &RuntimeConfig, model: &Path) -> Result<Session, Diffusio
     let threads = config
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    Session::builder()
+    let mut builder = Session::builder()
         .and_then(|b| b.with_optimization_level(level))
         .and_then(|b| b.with_intra_threads(threads))
-        .and_then(|b| b.with_memory_pattern(config.memory_arena))
-        .and_then(|b| b.with_execution_providers(providers))
+        .and_then(|b| b.with_memory_pattern(config.memory_pattern.unwrap_or(config.memory_arena)))
+        .map_err(fail)?;
+    if let Some(spinning) = config.spinning {
+        builder = builder.with_intra_op_spinning(spinning).map_err(fail)?;
+    }
+    if config.denormal_as_zero {
+        builder = builder.with_denormal_as_zero().map_err(fail)?;
+    }
+    for (symbol, size) in dimensions {
+        builder = builder.with_dimension_override(symbol, *size).map_err(fail)?;
+    }
+    builder
+        .with_execution_providers(providers)
         .and_then(|b| b.commit_from_file(model))
         .map_err(fail)
 }

@@ -4,14 +4,20 @@
 //! diffusers' `StableDiffusionInpaintPipeline` on the same ONNX files; the final latents
 //! within 1e-3. Needs the ONNX Runtime library that `tools/test` installs.
 //!
-//! Regenerating: `make_fixtures.py models`, then this file's ignored
-//! `write_prepared_inputs`, then `make_fixtures.py references`.
+//! The cases cover the no-guidance path (guidance <= 1: one UNet batch entry per image,
+//! as diffusers skips classifier-free guidance), the tiny decoder (`tiny-inpaint-taesd`:
+//! the tiny-inpaint folder decoded by its `vae_decoder_tiny/`, against diffusers'
+//! `AutoencoderTiny`), and fixed-shape sessions give the same results as dynamic ones.
+//!
+//! Regenerating: `make_fixtures.py models` and `make_fixtures.py tiny-vae`, then this
+//! file's ignored `write_prepared_inputs`, then `make_fixtures.py references`.
 
 use backdrop_core::{
     BackgroundSpec, CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions,
     EngineOutput, ExpansionRatios, ExpansionSpec, Progress, ReferenceSpec, StepProgress,
 };
 use backdrop_diffusion::inpaint::{inpaint, InpaintRequest};
+use backdrop_diffusion::runtime::RuntimeConfig;
 use backdrop_diffusion::{DiffusionConfig, DiffusionEngine, ModelEntry};
 use backdrop_engines::pipeline::{run_background, run_expansion, BackgroundJob, ExpansionJob};
 use backdrop_engines::Engines;
@@ -26,15 +32,41 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The runtime: the CPU, or the provider `BACKDROP_TEST_PROVIDER` names (`cuda`,
+/// `tensorrt`; `tools/gpu-check` sets it).
+fn runtime() -> RuntimeConfig {
+    let mut runtime = RuntimeConfig::default();
+    if let Some(name) = std::env::var("BACKDROP_TEST_PROVIDER").ok().filter(|p| !p.is_empty()) {
+        runtime.provider = serde_json::from_value(Value::String(name))
+            .expect("BACKDROP_TEST_PROVIDER is cpu, cuda or tensorrt");
+    }
+    runtime
+}
+
 fn config() -> DiffusionConfig {
-    let mut config = DiffusionConfig::default();
+    let mut config = DiffusionConfig { runtime: runtime(), ..Default::default() };
     for name in ["tiny-inpaint", "tiny-plain"] {
         config.models.insert(
             name.into(),
             ModelEntry { path: Some(fixtures().join("models").join(name)), ..Default::default() },
         );
     }
+    config.models.insert(
+        "tiny-inpaint-taesd".into(),
+        ModelEntry {
+            path: Some(fixtures().join("models/tiny-inpaint")),
+            tiny_decoder: Some("vae_decoder_tiny".into()),
+            ..Default::default()
+        },
+    );
     config.default_model = Some("tiny-inpaint".into());
+    config
+}
+
+/// The same configuration with sessions built per shape.
+fn fixed_config() -> DiffusionConfig {
+    let mut config = config();
+    config.runtime.fixed_shapes = true;
     config
 }
 
@@ -219,12 +251,10 @@ fn engine_matches_diffusers_on_every_case() {
     assert!(images_checked >= 10, "{images_checked}");
 }
 
-#[test]
-fn latents_match_diffusers_on_every_case() {
-    let engine = DiffusionEngine::new(config()).expect("config");
+/// Every case's final latents from `inpaint` directly, by case name.
+fn latents_of_every_case(engine: &DiffusionEngine) -> Vec<(String, Vec<Vec<f32>>)> {
     let prepared = fixtures().join("prepared");
-    let references = fixtures().join("references");
-    let mut worst_all = 0f32;
+    let mut all = Vec::new();
     for case in cases() {
         let name = case["name"].as_str().expect("name");
         let model = engine.model(case["model"].as_str().expect("model")).expect("model loads");
@@ -249,16 +279,125 @@ fn latents_match_diffusers_on_every_case() {
             max_batch: 2,
         };
         let out = inpaint(&model, &request, &(), &CancelToken::new()).expect("runs");
-        for (i, latents) in out.latents.iter().enumerate() {
+        all.push((name.to_owned(), out.latents));
+    }
+    all
+}
+
+fn worst_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn latents_match_diffusers_on_every_case() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let references = fixtures().join("references");
+    let mut worst_all = 0f32;
+    for (name, latents) in latents_of_every_case(&engine) {
+        for (i, latents) in latents.iter().enumerate() {
             let expected = floats(&references.join(format!("{name}-{i}.f32")));
-            assert_eq!(latents.len(), expected.len(), "{name}[{i}]");
-            let worst =
-                latents.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let worst = worst_difference(latents, &expected);
             worst_all = worst_all.max(worst);
             assert!(worst <= 1e-3, "{name}[{i}]: latents differ by {worst}");
         }
     }
     eprintln!("worst latent difference: {worst_all:e}");
+}
+
+#[test]
+fn fixed_shape_sessions_match_dynamic_ones_and_diffusers() {
+    let dynamic = DiffusionEngine::new(config()).expect("config");
+    let fixed = DiffusionEngine::new(fixed_config()).expect("config");
+    let references = fixtures().join("references");
+    let mut worst_dynamic = 0f32;
+    for ((name, a), (_, b)) in
+        latents_of_every_case(&dynamic).into_iter().zip(latents_of_every_case(&fixed))
+    {
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            let expected = floats(&references.join(format!("{name}-{i}.f32")));
+            let worst = worst_difference(b, &expected);
+            assert!(
+                worst <= 1e-3,
+                "{name}[{i}]: fixed-shape latents differ from diffusers by {worst}"
+            );
+            worst_dynamic = worst_dynamic.max(worst_difference(a, b));
+        }
+    }
+    eprintln!("fixed shapes vs dynamic: worst latent difference {worst_dynamic:e}");
+    // Fixed shapes let ONNX Runtime pick other kernels and fusions: equal to float
+    // rounding, well inside the bound against diffusers.
+    assert!(worst_dynamic <= 5e-4, "fixed shapes change the latents by {worst_dynamic}");
+    let built = fixed.model("tiny-inpaint").expect("model").stats().fixed_sessions_built;
+    assert!(built >= 3, "the UNet and VAE ran on fixed-shape sessions ({built} built)");
+    assert_eq!(dynamic.model("tiny-inpaint").expect("model").stats().fixed_sessions_built, 0);
+    // The same images through the job pipeline too.
+    let case = cases().into_iter().find(|c| c["name"] == "inpaint-bg-lcm-tiny").expect("case");
+    let seen = run_case(&Arc::new(fixed), &case);
+    let made = &seen.output.expect("output").images[0];
+    let reference = png(&references.join("inpaint-bg-lcm-tiny-0.png")).to_rgb8();
+    let reference =
+        image::imageops::crop_imm(&reference, 0, 0, made.width(), made.height()).to_image();
+    let diff = made.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
+    assert!(diff <= Some(1), "fixed shapes: image differs by {diff:?}/255");
+}
+
+#[test]
+fn guidance_of_one_or_less_runs_one_unet_entry_per_image() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let model = engine.model("tiny-plain").expect("model loads");
+    let image = RgbImage::from_pixel(32, 32, image::Rgb([100, 140, 200]));
+    let mask = GrayImage::from_fn(32, 32, |x, _| image::Luma([if x >= 16 { 255 } else { 0 }]));
+    let entries = |guidance: f32| {
+        let before = model.stats();
+        let request = InpaintRequest {
+            image: &image,
+            mask: &mask,
+            prompt: "sky",
+            negative_prompt: Some("text"),
+            seeds: &[1, 2, 3],
+            steps: 4,
+            guidance,
+            scheduler: "lcm".parse().expect("known"),
+            strength: 1.0,
+            max_batch: 2,
+        };
+        inpaint(&model, &request, &(), &CancelToken::new()).expect("runs");
+        let after = model.stats();
+        (after.unet_calls - before.unet_calls, after.unet_batch_entries - before.unet_batch_entries)
+    };
+    // Three images in chunks of two: two calls per step, four steps.
+    assert_eq!(entries(1.0), (8, 12), "no guidance: one entry per image and step");
+    assert_eq!(entries(0.0), (8, 12));
+    assert_eq!(entries(1.5), (8, 24), "guidance: the negative prompt's half as well");
+}
+
+#[test]
+fn the_tiny_decoder_is_used_with_its_own_scaling() {
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let kl = engine.model("tiny-inpaint").expect("model loads");
+    let tiny = engine.model("tiny-inpaint-taesd").expect("model loads");
+    assert!(!kl.info.decoder.tiny);
+    assert!((kl.info.decoder.scaling_factor - kl.info.scaling_factor).abs() < 1e-9);
+    assert!(tiny.info.decoder.tiny);
+    assert_eq!(tiny.info.decoder.scaling_factor, 1.0, "AutoencoderTiny's scaling_factor");
+    assert!(tiny.info.decoder.file.ends_with("vae_decoder_tiny/model.onnx"));
+    // Encoding stays with the KL VAE.
+    assert_eq!(tiny.info.scaling_factor, kl.info.scaling_factor);
+    let missing = DiffusionConfig {
+        models: [(
+            "m".to_string(),
+            ModelEntry {
+                path: Some(fixtures().join("models/tiny-plain")),
+                tiny_decoder: Some("vae_decoder_tiny".into()),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let err = DiffusionEngine::new(missing).expect("config").model("m").expect_err("must fail");
+    assert!(err.to_string().contains("vae_decoder_tiny/model.onnx does not exist"), "{err}");
 }
 
 #[test]
