@@ -1,6 +1,11 @@
 //! Models on the command line: the diffusion `--model/--steps/--guidance/--scheduler/
 //! --strength` flags, the `models list|show|pull` subcommand (diffusion and segmentation
 //! models), and building the engine set from the configuration.
+//!
+//! `--model` and `models show` take an exported folder as well as a configured id: a
+//! folder that is no configured id becomes a model of its own for that command (see
+//! [`with_model_path`]), so a fresh export runs without a configuration file. Only the
+//! command line does this; the service serves configured ids only.
 
 use crate::config::Config;
 use backdrop_core::EngineOptions;
@@ -10,7 +15,8 @@ use clap::{Args, Subcommand};
 /// Diffusion flags shared by `generate` and `expand`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DiffusionArgs {
-    /// Diffusion model id from the configuration (default: `default_model`).
+    /// Diffusion model: an id from the configuration, or an exported ONNX folder
+    /// (default: `default_model`).
     #[arg(long)]
     pub model: Option<String>,
     /// Denoising steps (default: the model's, else 25).
@@ -58,6 +64,34 @@ pub enum ModelsCommand {
         #[arg(long)]
         revision: Option<String>,
     },
+}
+
+/// The configuration a `generate` or `expand` runs with: when `--model` names no
+/// configured id but an exported ONNX folder, that folder joins `[diffusion.models]`
+/// under the name given (so the engine finds it by the same string) and becomes the
+/// default model when none is configured, so that `auto` picks diffusion. Otherwise the
+/// configuration is returned as it is, and an unknown id is refused by the engine.
+pub fn with_model_path(config: Config, args: &DiffusionArgs) -> Config {
+    #[cfg(feature = "diffusion")]
+    if let Some(id) = &args.model {
+        let path = std::path::Path::new(id);
+        if !config.diffusion.models.contains_key(id) && path.is_dir() {
+            let mut config = config;
+            config.diffusion.models.insert(
+                id.clone(),
+                backdrop_diffusion::ModelEntry {
+                    path: Some(path.to_path_buf()),
+                    ..Default::default()
+                },
+            );
+            if config.diffusion.default_model.is_none() {
+                config.diffusion.default_model = Some(id.clone());
+            }
+            return config;
+        }
+    }
+    let _ = args;
+    config
 }
 
 /// The engines this process offers: the diffusion engine joins the weight-free ones when
@@ -137,6 +171,14 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
             Ok(listed)
         }
         ModelsCommand::Show { id } if !diffusion.models.contains_key(&id) => {
+            let folder = std::path::Path::new(&id);
+            if folder.is_dir() && !store_knows(config, &id) {
+                let entry = backdrop_diffusion::ModelEntry {
+                    path: Some(folder.to_path_buf()),
+                    ..Default::default()
+                };
+                return show_diffusion(config, &id, &entry);
+            }
             show_segmentation(config, &id)
         }
         ModelsCommand::Show { id } => {
@@ -146,44 +188,7 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
                     diffusion.models.keys().cloned().collect::<Vec<_>>().join(", ")
                 )
             })?;
-            let mut lines = vec![format!("model: {id}")];
-            let folder = hub::resolve(&id, entry).map_err(|e| e.to_string())?;
-            lines.push(format!("folder: {}", folder.display()));
-            let missing = model::missing_files(&folder);
-            if !missing.is_empty() {
-                lines.push(format!("missing: {}", missing.join(", ")));
-                return Ok(lines);
-            }
-            let loaded =
-                model::Model::open(&folder, &diffusion.runtime).map_err(|e| e.to_string())?;
-            let info = &loaded.info;
-            let family = if info.unet_in_channels == info.latent_channels {
-                "ordinary UNet (inpaints by latent blending)"
-            } else {
-                "inpainting UNet"
-            };
-            lines.push(format!("unet: {} input channels, {family}", info.unet_in_channels));
-            lines.push(format!(
-                "text embedding width: {}",
-                info.embedding_dim.map_or("dynamic".into(), |d| d.to_string())
-            ));
-            lines.push(format!(
-                "vae scale: {}, sizes padded to multiples of {}",
-                info.vae_scale_factor, info.size_multiple
-            ));
-            lines.push(format!(
-                "scheduler: {} (prediction {})",
-                info.scheduler.class_name.as_deref().unwrap_or("unknown"),
-                info.scheduler.prediction_type.as_deref().unwrap_or("epsilon")
-            ));
-            let defaults = format!(
-                "defaults: steps {}, guidance {}, scheduler {}",
-                entry.steps.unwrap_or(backdrop_diffusion::config::DEFAULT_STEPS),
-                entry.guidance.unwrap_or(backdrop_diffusion::config::DEFAULT_GUIDANCE),
-                entry.scheduler.as_deref().unwrap_or("the model's")
-            );
-            lines.push(defaults);
-            Ok(lines)
+            show_diffusion(config, &id, entry)
         }
         ModelsCommand::Pull { repo, revision } => {
             let folder =
@@ -200,6 +205,94 @@ pub fn run(config: &Config, command: ModelsCommand) -> Result<Vec<String>, Strin
             ])
         }
     }
+}
+
+/// Whether a name is a segmentation model's.
+#[cfg(feature = "diffusion")]
+fn store_knows(config: &Config, id: &str) -> bool {
+    backdrop_diffusion::segment::store::known_models(&config.segmentation).iter().any(|k| k == id)
+}
+
+/// `models show` for a diffusion model: where it is and what it needs (channels, sizes,
+/// decoder, precision, memory).
+#[cfg(feature = "diffusion")]
+fn show_diffusion(
+    config: &Config,
+    id: &str,
+    entry: &backdrop_diffusion::ModelEntry,
+) -> Result<Vec<String>, String> {
+    use backdrop_core::Engine;
+    use backdrop_diffusion::{hub, model};
+    let diffusion = &config.diffusion;
+    let mut lines = vec![format!("model: {id}")];
+    let folder = hub::resolve(id, entry).map_err(|e| e.to_string())?;
+    lines.push(format!("folder: {}", folder.display()));
+    let missing = model::missing_files(&folder);
+    if !missing.is_empty() {
+        lines.push(format!("missing: {}", missing.join(", ")));
+        return Ok(lines);
+    }
+    let options = model::ModelOptions { tiny_decoder: entry.tiny_decoder.clone() };
+    let loaded = model::Model::open_with(&folder, &diffusion.runtime, &options)
+        .map_err(|e| e.to_string())?;
+    let info = &loaded.info;
+    let family = if info.unet_in_channels == info.latent_channels {
+        "ordinary UNet (inpaints by latent blending)"
+    } else {
+        "inpainting UNet"
+    };
+    lines.push(format!("unet: {} input channels, {family}", info.unet_in_channels));
+    lines.push(format!(
+        "latents: {} channels, 1/{} of the image side, scaling factor {}",
+        info.latent_channels, info.vae_scale_factor, info.scaling_factor
+    ));
+    lines.push(format!(
+        "text embedding width: {}",
+        info.embedding_dim.map_or("dynamic".into(), |d| d.to_string())
+    ));
+    lines.push(format!(
+        "vae scale: {}, sizes padded to multiples of {}",
+        info.vae_scale_factor, info.size_multiple
+    ));
+    let decoder = &info.decoder;
+    lines.push(format!(
+        "decoder: {} ({}, latents divided by {})",
+        if decoder.tiny { "tiny (TAESD-style)" } else { "VAE (KL)" },
+        decoder.file.display(),
+        decoder.scaling_factor
+    ));
+    let export: Option<serde_json::Value> = std::fs::read_to_string(folder.join("export.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let precision = export
+        .as_ref()
+        .and_then(|e| e.get("precision"))
+        .and_then(|p| p.as_str())
+        .unwrap_or("not recorded (no export.json); inputs float32");
+    lines.push(format!("precision: {precision}"));
+    lines.push(format!(
+        "scheduler: {} (prediction {})",
+        info.scheduler.class_name.as_deref().unwrap_or("unknown"),
+        info.scheduler.prediction_type.as_deref().unwrap_or("epsilon")
+    ));
+    let engine = backdrop_diffusion::DiffusionEngine::new(diffusion.clone());
+    let per_image = engine.as_ref().map_or(0, |e| e.working_memory(512, 512));
+    let mb = |b: u64| b.div_ceil(1024 * 1024);
+    lines.push(format!(
+        "memory: weights {} MB (on disk, held once per session); estimated {} MB more per \
+         512x512 image while it runs; largest image {} pixels ([diffusion] max_pixels)",
+        mb(info.weights_bytes),
+        mb(per_image),
+        diffusion.max_pixels
+    ));
+    let defaults = format!(
+        "defaults: steps {}, guidance {}, scheduler {}",
+        entry.steps.unwrap_or(backdrop_diffusion::config::DEFAULT_STEPS),
+        entry.guidance.unwrap_or(backdrop_diffusion::config::DEFAULT_GUIDANCE),
+        entry.scheduler.as_deref().unwrap_or("the model's")
+    );
+    lines.push(defaults);
+    Ok(lines)
 }
 
 /// `models list` lines for the segmentation models.

@@ -152,3 +152,92 @@ fn models_list_and_show_describe_the_configured_model() {
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown model 'nope'"));
 }
+
+#[test]
+fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
+    let dir = TempDir::new().expect("tempdir");
+    let model = fixtures().join("models/tiny-inpaint");
+    let cutout = fixtures().join("cutout.png");
+    let out = dir.path().join("bg");
+    // No --config and no --engine: the folder is the model and `auto` picks diffusion.
+    let run = Command::new(env!("CARGO_BIN_EXE_backdrop"))
+        .current_dir(dir.path())
+        .args([
+            "generate",
+            s(&cutout),
+            "--prompt",
+            "a table",
+            "--model",
+            s(&model),
+            "--steps",
+            "2",
+            "--guidance",
+            "1",
+            "--scheduler",
+            "lcm",
+            "--seed",
+            "3",
+            "--json",
+            "-o",
+            s(&out),
+        ])
+        .output()
+        .expect("binary runs");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    assert_eq!(summary["engine"], "diffusion");
+    assert_eq!(summary["notes"]["model"], s(&model));
+    assert_eq!(summary["notes"]["scheduler"], "lcm");
+    assert_eq!(summary["images"].as_array().map(Vec::len), Some(1));
+
+    // A name that is neither a configured id nor a folder is refused as before.
+    let config = config(&dir);
+    let run = backdrop(&[
+        "--config",
+        s(&config),
+        "generate",
+        s(&cutout),
+        "--prompt",
+        "x",
+        "--model",
+        "no-such-model",
+        "-o",
+        s(&out),
+    ]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown model 'no-such-model'"));
+
+    let show = Command::new(env!("CARGO_BIN_EXE_backdrop"))
+        .current_dir(dir.path())
+        .args(["models", "show", s(&model)])
+        .output()
+        .expect("binary runs");
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("unet: 9 input channels, inpainting UNet"), "{text}");
+    assert!(text.contains("latents: 4 channels, 1/8 of the image side"), "{text}");
+    assert!(text.contains("decoder: VAE (KL)"), "{text}");
+    assert!(text.contains("precision: "), "{text}");
+    assert!(text.contains("memory: weights "), "{text}");
+}
+
+#[test]
+fn models_show_names_a_configured_tiny_decoder() {
+    let dir = TempDir::new().expect("tempdir");
+    let path = dir.path().join("backdrop.toml");
+    let model = fixtures().join("models/tiny-inpaint");
+    std::fs::write(
+        &path,
+        format!(
+            "[diffusion.models.fast]\npath = \"{}\"\ntiny_decoder = \"vae_decoder_tiny\"\nscheduler = \"lcm\"\nguidance = 1.0\nsteps = 4\n",
+            model.display()
+        ),
+    )
+    .expect("config written");
+    let show = backdrop(&["--config", s(&path), "models", "show", "fast"]);
+    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(text.contains("decoder: tiny (TAESD-style)"), "{text}");
+    assert!(text.contains("vae_decoder_tiny/model.onnx, latents divided by 1)"), "{text}");
+    assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
+}
