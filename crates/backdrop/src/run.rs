@@ -75,12 +75,6 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Expand(a) => crate::models::with_model_path(config, &a.common.diffusion),
         _ => config,
     };
-    // `--model PATH` runs an exported folder without a configuration entry.
-    let config = match &cli.command {
-        Command::Generate(a) => crate::models::with_model_path(config, &a.common.diffusion),
-        Command::Expand(a) => crate::models::with_model_path(config, &a.common.diffusion),
-        _ => config,
-    };
     let engines = || {
         crate::models::engines(&config).map_err(|e| Failure::input(e, ErrorCode::EngineSetupFailed))
     };
