@@ -76,7 +76,6 @@ fn params_from_env() -> PatchParams {
             "smooth_flat" => p.smooth_flat = float(),
             "smooth_textured" => p.smooth_textured = float(),
             "smooth_sigma" => p.smooth_sigma = float(),
-            "texture" => p.texture = float(),
             other => panic!("unknown PATCH_PARAMS key '{other}'"),
         }
     }

@@ -2,12 +2,10 @@
 
 use image::{GrayImage, RgbaImage};
 
-/// Bytes per pixel in a level's image: RGB plus the texture feature (see
-/// [`texture_features`]), so that a patch row is a contiguous run the compiler can
-/// vectorize and the feature takes part in every patch distance at no extra cost.
+/// Bytes per pixel in a level's image: RGB plus one zero byte, so that a patch row is a
+/// contiguous run the compiler can vectorize and the padding byte adds nothing to a
+/// distance.
 pub(crate) const CHANNELS: usize = 4;
-/// The byte of a pixel that holds its texture feature.
-pub(crate) const FEATURE: usize = 3;
 
 /// Packs a pixel position into one `u32` (x low, y high); sides must be below 65535.
 /// Matches are stored this way so that reading a match's coordinates costs no division.
@@ -29,9 +27,7 @@ pub(crate) struct Level {
     pub w: usize,
     /// Height in pixels.
     pub h: usize,
-    /// RGB and texture feature, row-major. Known pixels hold the input; hole pixels the
-    /// current estimate (the feature of a hole pixel is voted from its sources like its
-    /// colour, never measured on the fill).
+    /// RGBX, row-major. Known pixels hold the input; hole pixels the current estimate.
     pub img: Vec<u8>,
     /// Whether each pixel is known (never rewritten).
     pub known: Vec<bool>,
@@ -51,14 +47,8 @@ pub(crate) struct Level {
 }
 
 impl Level {
-    /// The finest level: known pixels are opaque and unmasked. `texture` scales the
-    /// texture feature (0 leaves it out).
-    pub(crate) fn from_canvas(
-        canvas: &RgbaImage,
-        mask: &GrayImage,
-        radius: usize,
-        texture: f32,
-    ) -> Level {
+    /// The finest level: known pixels are opaque and unmasked.
+    pub(crate) fn from_canvas(canvas: &RgbaImage, mask: &GrayImage, radius: usize) -> Level {
         let (w, h) = (canvas.width() as usize, canvas.height() as usize);
         let mut img = vec![0u8; w * h * CHANNELS];
         let mut known = vec![false; w * h];
@@ -67,9 +57,6 @@ impl Level {
         {
             out[..3].copy_from_slice(&px.0[..3]);
             known[i] = px.0[3] == 255 && m.0[0] == 0;
-        }
-        if texture > 0.0 {
-            texture_features(&mut img, &known, w, h, radius.max(1), texture);
         }
         Level::assemble(w, h, img, known, radius)
     }
@@ -127,14 +114,14 @@ impl Level {
         let mut known = vec![false; cw * ch];
         for cy in 0..ch {
             for cx in 0..cw {
-                let mut all = [0u32; CHANNELS];
-                let mut kn = [0u32; CHANNELS];
+                let mut all = [0u32; 3];
+                let mut kn = [0u32; 3];
                 let (mut n_all, mut n_known) = (0u32, 0u32);
                 for fy in 2 * cy..(2 * cy + 2).min(self.h) {
                     for fx in 2 * cx..(2 * cx + 2).min(self.w) {
                         let i = fy * self.w + fx;
-                        let px = &self.img[i * CHANNELS..(i + 1) * CHANNELS];
-                        for c in 0..CHANNELS {
+                        let px = &self.img[i * CHANNELS..i * CHANNELS + 3];
+                        for c in 0..3 {
                             all[c] += u32::from(px[c]);
                             if self.known[i] {
                                 kn[c] += u32::from(px[c]);
@@ -147,7 +134,7 @@ impl Level {
                 let ci = cy * cw + cx;
                 known[ci] = n_known == n_all;
                 let (sum, n) = if n_known > 0 { (kn, n_known) } else { (all, n_all) };
-                for c in 0..CHANNELS {
+                for c in 0..3 {
                     img[ci * CHANNELS + c] = ((sum[c] + n / 2) / n) as u8;
                 }
             }
@@ -172,7 +159,7 @@ impl Level {
         for (layer, pixels) in order.iter().enumerate().skip(1) {
             for &i in pixels {
                 let (x, y) = (i % w, i / w);
-                let mut sum = [0u32; CHANNELS];
+                let mut sum = [0u32; 3];
                 let mut n = 0u32;
                 for ny in y.saturating_sub(1)..(y + 2).min(h) {
                     for nx in x.saturating_sub(1)..(x + 2).min(w) {
@@ -216,91 +203,13 @@ impl Level {
                 let at = |xx: usize, yy: usize, c: usize| {
                     f32::from(coarse.img[(yy * cw + xx) * CHANNELS + c])
                 };
-                for c in 0..CHANNELS {
+                for c in 0..3 {
                     let top = at(x0, y0, c) * (1.0 - tx) + at(x1, y0, c) * tx;
                     let bottom = at(x0, y1, c) * (1.0 - tx) + at(x1, y1, c) * tx;
                     let v = top * (1.0 - ty) + bottom * ty;
                     self.img[i * CHANNELS + c] = v.round().clamp(0.0, 255.0) as u8;
                 }
             }
-        }
-    }
-}
-
-/// Writes the texture feature of every known pixel into its [`FEATURE`] byte: the mean
-/// grey gradient magnitude (`|dx| + |dy|`) over the known pixels of the square of
-/// `radius` around it, times `scale`. Hole pixels get 0 (the fill votes theirs).
-///
-/// Patch distances on colour alone let a sparse texture (stars on a night sky, grain on
-/// a plain wood) be matched by its flat background: a dark patch is closer to a dark
-/// estimate than a patch holding one star, so the fill washes out to the background.
-/// The feature is measured once, on the original, and carried through the pyramid and
-/// the votes, so a region the coarse levels decided is textured keeps asking for
-/// textured sources at the finer ones (texture features for patch completion, as in
-/// Newson et al., "Video inpainting of complex scenes", 2014).
-pub(crate) fn texture_features(
-    img: &mut [u8],
-    known: &[bool],
-    w: usize,
-    h: usize,
-    radius: usize,
-    scale: f32,
-) {
-    let grey: Vec<f32> = img
-        .chunks_exact(CHANNELS)
-        .map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]))
-        .collect();
-    // One-sided differences between known pixels only, forward where it can, so the
-    // feature of a pixel at the hole's edge never reads the hole.
-    let diff = |i: usize, forward: Option<usize>, backward: Option<usize>| {
-        forward
-            .filter(|&j| known[j])
-            .map(|j| (grey[j] - grey[i]).abs())
-            .or_else(|| backward.filter(|&j| known[j]).map(|j| (grey[i] - grey[j]).abs()))
-    };
-    // Integral images of the magnitude and of where it exists, one row and column of
-    // zeros in front.
-    let (iw, ih) = (w + 1, h + 1);
-    let mut sum = vec![0f64; iw * ih];
-    let mut count = vec![0u32; iw * ih];
-    for y in 0..h {
-        let (mut row_sum, mut row_count) = (0f64, 0u32);
-        for x in 0..w {
-            let i = y * w + x;
-            if known[i] {
-                let dx = diff(i, (x + 1 < w).then_some(i + 1), (x > 0).then(|| i - 1));
-                let dy = diff(i, (y + 1 < h).then_some(i + w), (y > 0).then(|| i - w));
-                if let (Some(dx), Some(dy)) = (dx, dy) {
-                    row_sum += f64::from(dx + dy);
-                    row_count += 1;
-                }
-            }
-            let k = (y + 1) * iw + x + 1;
-            sum[k] = sum[k - iw] + row_sum;
-            count[k] = count[k - iw] + row_count;
-        }
-    }
-    for y in 0..h {
-        let (y0, y1) = (y.saturating_sub(radius), (y + radius + 1).min(h));
-        for x in 0..w {
-            let i = y * w + x;
-            let value = if known[i] {
-                let (x0, x1) = (x.saturating_sub(radius), (x + radius + 1).min(w));
-                let at = |xx: usize, yy: usize| (sum[yy * iw + xx], count[yy * iw + xx]);
-                let (a, na) = at(x1, y1);
-                let (b, nb) = at(x0, y1);
-                let (c, nc) = at(x1, y0);
-                let (d, nd) = at(x0, y0);
-                let n = na + nd - nb - nc;
-                if n > 0 {
-                    ((a - b - c + d) / f64::from(n)) as f32 * scale
-                } else {
-                    0.0
-                }
-            } else {
-                0.0
-            };
-            img[i * CHANNELS + FEATURE] = value.round().clamp(0.0, 255.0) as u8;
         }
     }
 }

@@ -511,11 +511,6 @@ pub(crate) struct VoteParams {
     /// pixel deeper into the hole than another gets `exp(-depth_falloff)` times its
     /// weight, so patches anchored near the known border lead.
     pub depth_falloff: f32,
-    /// The search's costs, which the vote takes back out of the stored distances.
-    pub search: SearchParams,
-    /// Whether the locality cost is taken out too (the priors always are), so that
-    /// weights follow how well each patch fits and nothing else.
-    pub fit_only: bool,
 }
 
 /// Rebuilds every hole pixel from the patches that cover it: each covering target patch
@@ -524,10 +519,9 @@ pub(crate) struct VoteParams {
 pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
     let (w, h, r) = (level.w, level.h, params.radius.min(MAX_RADIUS));
     // Per-pixel patch distance of every target (clipped patches have fewer pixels). The
-    // priors and the locality cost steer the search but say nothing about how well a
-    // patch fits where it is, so they are taken out: otherwise they would raise every
-    // distance alike (the typical distance with them) and flatten the weights into a
-    // blur that washes fine texture out.
+    // priors steer the search but say nothing about how well a patch fits where it is,
+    // so they are taken out: otherwise they would raise every distance alike and flatten
+    // the weights into a blur.
     let per_pixel: Vec<f32> = nnf
         .src
         .par_iter()
@@ -538,15 +532,8 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
                 f32::INFINITY
             } else {
                 let (sx, sy) = unpack(s);
-                let (tx, ty) = (i % w, i / w);
-                let win = Window::at(tx, ty, w, h, r);
                 let prior = nnf.prior.get(sy * w + sx).copied().unwrap_or(0.0);
-                let locality = if params.fit_only && params.search.locality > 0.0 {
-                    locality_cost(params.search, win, (tx, ty), (sx, sy))
-                } else {
-                    0
-                };
-                ((d.saturating_sub(locality)) as f32 / win.pixels() as f32 - prior).max(0.0)
+                (d as f32 / Window::at(i % w, i / w, w, h, r).pixels() as f32 - prior).max(0.0)
             }
         })
         .collect();
@@ -590,14 +577,14 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
     let img = &lvl.img;
     let colour = |q: usize, offset: i32| {
         let c = (q as isize + offset as isize) as usize * CHANNELS;
-        [img[c], img[c + 1], img[c + 2], img[c + 3]]
+        [img[c], img[c + 1], img[c + 2]]
     };
     // The proposal of the best-scoring patch covering q: the vote at temperature 0, and
     // the limit when every weight underflowed. The first of equal scores in scan order
     // wins, the same way every run.
     let best_proposal = |q: usize, win: Window| {
         let (x, y) = ((q % w) as i32, (q / w) as i32);
-        let mut best = (f32::INFINITY, [0u8; CHANNELS]);
+        let mut best = (f32::INFINITY, [0u8; 3]);
         for dy in win.dy0..=win.dy1 {
             for dx in win.dx0..=win.dx1 {
                 let p = ((y + dy) * w as i32 + x + dx) as usize;
@@ -616,27 +603,27 @@ pub(crate) fn vote(level: &mut Level, nnf: &Nnf, params: VoteParams) {
                 continue;
             }
             let win = Window::at(x, y, w, h, r);
-            let out_px = &mut row[x * CHANNELS..(x + 1) * CHANNELS];
+            let out_px = &mut row[x * CHANNELS..x * CHANNELS + 3];
             if !exact_best {
-                // R, G, B, the texture feature and the total weight side by side, so the
-                // running sums update together.
-                let mut acc = [0f64; CHANNELS + 1];
+                // R, G, B and the total weight side by side, so the four running sums
+                // update together.
+                let mut acc = [0f64; 4];
                 for dy in win.dy0..=win.dy1 {
                     let base = (y as i32 + dy) as usize * w;
                     let span =
                         base + (x as i32 + win.dx0) as usize..=base + (x as i32 + win.dx1) as usize;
                     for &(weight, offset) in &prepared[span] {
                         let c = (q as isize + offset as isize) as usize * CHANNELS;
-                        let Some(&[r, g, b, f]) = img.get(c..c + CHANNELS) else { continue };
-                        let v = [f64::from(r), f64::from(g), f64::from(b), f64::from(f), 1.0];
-                        for k in 0..CHANNELS + 1 {
+                        let Some(&[r, g, b, _]) = img.get(c..c + CHANNELS) else { continue };
+                        let v = [f64::from(r), f64::from(g), f64::from(b), 1.0];
+                        for k in 0..4 {
                             acc[k] += weight * v[k];
                         }
                     }
                 }
-                let total = acc[CHANNELS];
+                let total = acc[3];
                 if total > 1e-290 {
-                    for k in 0..CHANNELS {
+                    for k in 0..3 {
                         out_px[k] = (acc[k] / total).round().clamp(0.0, 255.0) as u8;
                     }
                     continue;
@@ -690,39 +677,5 @@ mod tests {
         assert_eq!(prior[12 * 40 + 12], 100.0 * MAX_REUSE);
         assert_eq!(prior[12 * 40 + 13], 100.0 * MAX_REUSE, "the same cell");
         assert_eq!(prior[20 * 40 + 20], 0.0, "an unused cell");
-    }
-
-    #[test]
-    fn the_vote_takes_the_locality_cost_back_out() {
-        // A grainy 48 x 48 level whose right third is the hole, matched at random.
-        let (w, h) = (48, 48);
-        let img: Vec<u8> = (0..w * h * CHANNELS)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        let known: Vec<bool> = (0..w * h).map(|i| i % w < 32).collect();
-        let level = Level::assemble(w, h, img, known, 1);
-        let vote_with = |search: SearchParams, nnf: &Nnf| {
-            let mut out = level.clone();
-            let params = VoteParams {
-                radius: 1,
-                temperature: 0.5,
-                depth_falloff: 0.2,
-                search,
-                fit_only: true,
-            };
-            vote(&mut out, nnf, params);
-            out.img
-        };
-        let plain = params(0.0, 0.0);
-        let local = SearchParams { locality: 5000.0, ..plain };
-        let field = Nnf::random(&level, plain, 3, 0);
-        let mut with_locality = field.clone();
-        with_locality.recompute(&level, local);
-        assert_ne!(with_locality.dist, field.dist, "the locality cost is in the distances");
-        // The vote weighs patches by how well they fit, whatever the search charged for
-        // their sources' distance.
-        assert_eq!(vote_with(local, &with_locality), vote_with(plain, &field));
-        // The control: left in, the cost changes the weights.
-        assert_ne!(vote_with(plain, &with_locality), vote_with(plain, &field));
     }
 }

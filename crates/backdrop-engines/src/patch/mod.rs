@@ -139,10 +139,6 @@ pub struct PatchParams {
     pub smooth_textured: f32,
     /// Blur (Gaussian sigma, pixels) of the smooth continuation; 0 disables the fallback.
     pub smooth_sigma: f32,
-    /// Weight of the texture feature in patch distances: a pixel's mean grey gradient
-    /// magnitude around it, times this, is compared like a fourth colour channel, so
-    /// textured regions are filled from textured sources. 0 disables it.
-    pub texture: f32,
 }
 
 impl Default for PatchParams {
@@ -167,7 +163,6 @@ impl Default for PatchParams {
             smooth_flat: 1.5,
             smooth_textured: 5.0,
             smooth_sigma: 3.0,
-            texture: 2.0,
         }
     }
 }
@@ -272,7 +267,7 @@ impl<'a> Plan<'a> {
         params: &'a PatchParams,
     ) -> Result<Self, EngineError> {
         let wanted = (params.patch_radius as usize).min(MAX_RADIUS);
-        let mut finest = Level::from_canvas(canvas, mask, wanted, params.texture);
+        let mut finest = Level::from_canvas(canvas, mask, wanted);
         if !finest.has_known() {
             return Err(failed(
                 "nothing to continue: no pixel is both opaque and outside the mask".into(),
@@ -283,7 +278,7 @@ impl<'a> Plan<'a> {
         let mut radius = wanted;
         while finest.sources.is_empty() && radius > 0 {
             radius -= 1;
-            finest = Level::from_canvas(canvas, mask, radius, params.texture);
+            finest = Level::from_canvas(canvas, mask, radius);
         }
         let mut levels = vec![finest];
         while levels.len() < params.max_levels.max(1) as usize {
@@ -338,10 +333,6 @@ impl<'a> Plan<'a> {
                 radius: self.radius,
                 temperature,
                 depth_falloff: self.params.depth_falloff,
-                search,
-                // Left in: taking the locality cost out at the finest level keeps more
-                // texture but leaves steps in smooth gradients (the gradient test).
-                fit_only: false,
             };
             let tag = |what: u64, iter: u64| (l as u64) << 40 | what << 32 | iter;
             let mut field = match (nnf.take(), coarser.first()) {
