@@ -256,8 +256,8 @@ mod tests {
     fn every_code_parses_back_and_has_an_error_status() {
         for &code in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
-            let json = serde_json::to_string(&code).unwrap();
-            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+            let json = serde_json::to_string(&code).expect("serializes");
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).expect("parses"), code);
             assert!((400..600).contains(&code.http_status()), "{code}");
         }
         assert_eq!(ErrorCode::parse("no_such_code"), None);
