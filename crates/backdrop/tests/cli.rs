@@ -508,3 +508,18 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[test]
+fn an_invalid_config_file_is_refused_with_its_own_code() {
+    let dir = TempDir::new().expect("tmp");
+    let config = dir.path().join("backdrop.toml");
+    std::fs::write(&config, "[diffusion\nmax_pixels = ").expect("write");
+    let out = dir.path().join("out");
+    let input = examples().join("bottle-cutout.png");
+    let output =
+        backdrop(&["--config", s(&config), "generate", s(&input), "--prompt", "x", "-o", s(&out)]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("[invalid_config]"), "{stderr}");
+    assert!(!out.exists(), "nothing is written");
+}

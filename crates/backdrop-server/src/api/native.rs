@@ -488,6 +488,20 @@ fn parse_opt<T: std::str::FromStr<Err = String>>(
     value.map(|v| v.parse::<T>().map_err(|e| ApiError::new(code, e))).transpose()
 }
 
+/// The photo of an expansion or cut-out submit: exactly one of its three forms.
+fn photo_source(
+    url: Option<String>,
+    base64: Option<String>,
+    files: &mut FormFields,
+) -> Result<ImageSource, ApiError> {
+    image_source(url, base64, files.take_file("image"), "image")?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ImageRequired,
+            "send the photo as image_url, image_base64 or an 'image' file part",
+        )
+    })
+}
+
 fn image_source(
     url: Option<String>,
     base64: Option<String>,
@@ -747,13 +761,7 @@ async fn submit_expansion(
         .unwrap_or_default();
     payload.preview_side = req.preview.unwrap_or(true).then_some(512);
     let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source = image_source(req.image_url, req.image_base64, files.take_file("image"), "image")?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ImageRequired,
-                "send the photo as image_url, image_base64 or an 'image' file part",
-            )
-        })?;
+    let source = photo_source(req.image_url, req.image_base64, &mut files)?;
     payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
@@ -829,13 +837,7 @@ async fn submit_cutout(
     payload.format = OutputFormat::Png;
     payload.preview_side = None;
     let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source = image_source(req.image_url, req.image_base64, files.take_file("image"), "image")?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ImageRequired,
-                "send the photo as image_url, image_base64 or an 'image' file part",
-            )
-        })?;
+    let source = photo_source(req.image_url, req.image_base64, &mut files)?;
     payload.validate()?;
     let input = load_image(&state, source, "image").await?;
     let credits = state.config.prices.native(1);
