@@ -15,7 +15,7 @@
 //! Locks on key rows are always taken after task rows, and several key rows in id order,
 //! so these transactions cannot deadlock one another.
 
-use crate::repo::{Backend, Lock, SqlRepo};
+use crate::repo::{Backend, Lock, SqlRepo, Writes};
 use crate::StoreError;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
@@ -26,12 +26,8 @@ pub type PgRepo = SqlRepo<Postgres>;
 
 impl Backend for Postgres {
     const ID_COLUMN: &'static str = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY";
-    const INTEGER: &'static str = "BIGINT";
-    const REAL: &'static str = "DOUBLE PRECISION";
     const MAX_CONNECTIONS: u32 = 16;
-    const BEGIN_WRITE: &'static str = "BEGIN";
-    const ROW_LOCKS: bool = true;
-    const FALSE: &'static str = "FALSE";
+    const WRITES: Writes = Writes::RowLocks;
     const NOW_MS: &'static str = "FLOOR(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT";
 
     fn claim_statement(set: &str, engines: &str) -> String {

@@ -3,8 +3,8 @@
 //! [`SqlRepo`] holds every statement and transaction step of [`TaskRepo`]; the two
 //! schemas share their column names and compatible types, and both databases take `$N`
 //! placeholders and `TRUE`/`FALSE`. What differs is in each backend's [`Backend`]
-//! implementation: how a writing transaction begins, which rows a statement locks, the
-//! claim statement, the database clock, and the migrations. The backends' modules say
+//! implementation: the primary key column, how writers keep apart (one database lock or
+//! row locks), the claim statement and the database clock. The backends' modules say
 //! why their locking makes the shared steps safe across processes.
 
 use crate::sql::{self, Get};
@@ -24,21 +24,10 @@ use sqlx::{
 pub(crate) trait Backend: Database<Row: Get> {
     /// The auto-numbered 64-bit primary key column, as the schema's `{id}`.
     const ID_COLUMN: &'static str;
-    /// The 64-bit integer type, as the schema's `{int}`.
-    const INTEGER: &'static str;
-    /// The double type, as the schema's `{real}`.
-    const REAL: &'static str;
     /// Connections per process.
     const MAX_CONNECTIONS: u32;
-    /// The statement that begins a transaction which will write.
-    const BEGIN_WRITE: &'static str;
-    /// Whether a transaction locks the rows it reads before changing them (`FOR UPDATE`,
-    /// and `SKIP LOCKED` in sweeps), rather than holding the whole database's write lock
-    /// from [`Backend::BEGIN_WRITE`] on.
-    const ROW_LOCKS: bool;
-    /// `false` as the schema's partial indexes spell it: SQLite uses a partial index only
-    /// for a query that repeats its condition to the letter.
-    const FALSE: &'static str;
+    /// How writing transactions keep out of each other's way.
+    const WRITES: Writes;
     /// An SQL expression for the database's clock, in milliseconds since the Unix epoch.
     const NOW_MS: &'static str;
 
@@ -48,22 +37,46 @@ pub(crate) trait Backend: Database<Row: Get> {
     fn claim_statement(set: &str, engines: &str) -> String;
 
     /// The statement that takes `lock` until the transaction ends, where the database
-    /// needs one beyond [`Backend::BEGIN_WRITE`].
+    /// needs one beyond what [`Backend::WRITES`] takes.
     fn lock(lock: Lock) -> Option<&'static str>;
 }
 
 /// The schema, in order, for both databases: each script's placeholders are filled by
 /// [`dialect`]. A version once released is never edited; changes are new files.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (2, "expiry index", include_str!("../migrations/0002_expiry_index.sql")),
+];
 
 /// A schema script in `DB`'s dialect.
 fn dialect<DB: Backend>(script: &str) -> String {
-    script
-        .replace("{id}", DB::ID_COLUMN)
-        .replace("{int}", DB::INTEGER)
-        .replace("{real}", DB::REAL)
-        .replace("{false}", DB::FALSE)
+    script.replace("{id}", DB::ID_COLUMN)
+}
+
+/// How a database keeps writing transactions apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    /// A writing transaction holds the whole database's write lock from its start
+    /// (`BEGIN IMMEDIATE`), so what it reads cannot change under it.
+    DatabaseLock,
+    /// A transaction locks the rows it reads before changing them (`FOR UPDATE`, and
+    /// `SKIP LOCKED` in sweeps); writers on other rows go on.
+    RowLocks,
+}
+
+impl Writes {
+    /// The statement that begins a transaction which will write.
+    fn begin(self) -> &'static str {
+        match self {
+            Writes::DatabaseLock => "BEGIN IMMEDIATE",
+            Writes::RowLocks => "BEGIN",
+        }
+    }
+
+    /// Whether statements lock the rows they read.
+    fn row_locks(self) -> bool {
+        self == Writes::RowLocks
+    }
 }
 
 /// Locks a transaction takes on something other than rows.
@@ -90,7 +103,7 @@ fn claim_set<DB: Backend>() -> String {
 
 /// Appended to a `SELECT` of rows the transaction is about to change.
 fn for_update<DB: Backend>() -> &'static str {
-    if DB::ROW_LOCKS {
+    if DB::WRITES.row_locks() {
         " FOR UPDATE"
     } else {
         ""
@@ -99,7 +112,7 @@ fn for_update<DB: Backend>() -> &'static str {
 
 /// Appended to the `SELECT` of a sweep, so concurrent sweeps take different rows.
 fn skip_locked<DB: Backend>() -> &'static str {
-    if DB::ROW_LOCKS {
+    if DB::WRITES.row_locks() {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
@@ -207,9 +220,9 @@ where
         Ok(())
     }
 
-    /// A transaction that will write (see [`Backend::BEGIN_WRITE`]).
+    /// A transaction that will write (see [`Backend::WRITES`]).
     async fn write(&self) -> Result<Transaction<'static, DB>, StoreError> {
-        Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
+        Ok(self.pool.begin_with(DB::WRITES.begin()).await?)
     }
 
     // --- statements shared by several methods; each runs inside the caller's transaction ---
@@ -744,7 +757,7 @@ where
         let mut keys = rows.iter().map(|row| row.i64("key_id")).collect::<Result<Vec<_>, _>>()?;
         keys.sort_unstable();
         keys.dedup();
-        if !keys.is_empty() && DB::ROW_LOCKS {
+        if !keys.is_empty() && DB::WRITES.row_locks() {
             let text = format!(
                 "SELECT id FROM keys WHERE id IN ({}) ORDER BY id{}",
                 sql::placeholders(1, keys.len()),
@@ -807,13 +820,10 @@ where
         after: i64,
         limit: u32,
     ) -> Result<Vec<Task>, StoreError> {
-        let text = format!(
-            "SELECT * FROM tasks
-             WHERE result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1 AND id > $2
-             ORDER BY id LIMIT $3",
-            DB::FALSE
-        );
-        let rows = sqlx::query(&text)
+        let text = "SELECT * FROM tasks
+             WHERE result_expired = FALSE AND expires_at IS NOT NULL AND expires_at <= $1 AND id > $2
+             ORDER BY id LIMIT $3";
+        let rows = sqlx::query(text)
             .bind(now)
             .bind(after)
             .bind(i64::from(limit))
@@ -823,14 +833,11 @@ where
     }
 
     async fn mark_expired(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let text = format!(
-            "UPDATE tasks SET result_expired = TRUE, updated_at = $1
-             WHERE id = $2 AND result_expired = {} AND expires_at IS NOT NULL AND expires_at <= $1
-             RETURNING id",
-            DB::FALSE
-        );
+        let text = "UPDATE tasks SET result_expired = TRUE, updated_at = $1
+             WHERE id = $2 AND result_expired = FALSE AND expires_at IS NOT NULL AND expires_at <= $1
+             RETURNING id";
         let marked: Option<i64> =
-            sqlx::query_scalar(&text).bind(now).bind(id).fetch_optional(&self.pool).await?;
+            sqlx::query_scalar(text).bind(now).bind(id).fetch_optional(&self.pool).await?;
         Ok(marked.is_some())
     }
 
@@ -1025,8 +1032,9 @@ mod tests {
             {
                 assert!(!rendered.contains('{'), "an unfilled placeholder:\n{rendered}");
             }
-            assert!(super::dialect::<sqlx::Postgres>(script).contains("GENERATED ALWAYS"));
-            assert!(super::dialect::<sqlx::Sqlite>(script).contains("AUTOINCREMENT"));
         }
+        let (_, _, init) = super::MIGRATIONS[0];
+        assert!(super::dialect::<sqlx::Postgres>(init).contains("GENERATED ALWAYS"));
+        assert!(super::dialect::<sqlx::Sqlite>(init).contains("AUTOINCREMENT"));
     }
 }

@@ -8,7 +8,7 @@
 //! it never has to upgrade a read lock to a write lock (the upgrade is what fails with
 //! `SQLITE_BUSY` without waiting in WAL mode). Contention waits on `busy_timeout`.
 
-use crate::repo::{Backend, Lock, SqlRepo};
+use crate::repo::{Backend, Lock, SqlRepo, Writes};
 use crate::StoreError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::Sqlite;
@@ -24,13 +24,9 @@ pub type SqliteRepo = SqlRepo<Sqlite>;
 impl Backend for Sqlite {
     // An `INTEGER PRIMARY KEY` is the row id, 64-bit; AUTOINCREMENT never reuses one.
     const ID_COLUMN: &'static str = "INTEGER PRIMARY KEY AUTOINCREMENT";
-    const INTEGER: &'static str = "INTEGER";
-    const REAL: &'static str = "REAL";
     // One writer at a time anyway; the rest serve reads.
     const MAX_CONNECTIONS: u32 = 8;
-    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
-    const ROW_LOCKS: bool = false;
-    const FALSE: &'static str = "0";
+    const WRITES: Writes = Writes::DatabaseLock;
     // `'now'` is kept in whole milliseconds, so rounding gives them back exactly.
     const NOW_MS: &'static str =
         "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)";
@@ -99,6 +95,6 @@ mod tests {
             .fetch_all(&again.pool)
             .await
             .expect("reads the schema versions");
-        assert_eq!(versions, vec![1], "the migration ran exactly once");
+        assert_eq!(versions, vec![1, 2], "each migration ran exactly once");
     }
 }
