@@ -141,12 +141,6 @@ impl Scheduler for DpmSolverMultistep {
         &self.timesteps
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-
     fn step(
         &mut self,
         model_output: &[f32],

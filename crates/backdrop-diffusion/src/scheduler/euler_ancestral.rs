@@ -2,8 +2,8 @@
 //! a lower noise level, then fresh noise back up; draws noise at every step.
 
 use super::{
-    linspace, round_half_even, NoiseSource, Prediction, Scheduler, SchedulerConfig, SchedulerError,
-    Spacing,
+    descending_linspace, integer_timesteps, NoiseSource, Prediction, Scheduler, SchedulerConfig,
+    SchedulerError, Spacing,
 };
 
 /// Euler ancestral.
@@ -16,31 +16,21 @@ pub struct EulerAncestral {
     prediction: Prediction,
 }
 
-/// Timesteps as floats for the sigma-based schedulers, in descending order.
+/// Timesteps as floats for the sigma-based schedulers, in descending order. Only
+/// `linspace` differs from the integer timesteps: diffusers keeps its fractional values
+/// (in f32) instead of rounding them; the other spacings are whole numbers, which f32
+/// holds exactly.
 pub(crate) fn float_timesteps(
     spacing: Spacing,
     train: usize,
     steps: usize,
     offset: usize,
 ) -> Vec<f64> {
-    match spacing {
+    if spacing == Spacing::Linspace {
         // np.linspace(..., dtype=np.float32)
-        Spacing::Linspace => linspace(0.0, (train - 1) as f64, steps)
-            .into_iter()
-            .rev()
-            .map(|v| f64::from(v as f32))
-            .collect(),
-        Spacing::Leading => {
-            let ratio = train / steps;
-            (0..steps).rev().map(|i| f64::from((i * ratio) as f32) + offset as f64).collect()
-        }
-        Spacing::Trailing => {
-            let ratio = train as f64 / steps as f64;
-            (0..steps)
-                .map(|i| f64::from(round_half_even(train as f64 - i as f64 * ratio) as f32) - 1.0)
-                .collect()
-        }
+        return descending_linspace(train, steps).map(|v| f64::from(v as f32)).collect();
     }
+    integer_timesteps(spacing, train, steps, offset).into_iter().map(|t| t as f64).collect()
 }
 
 /// `np.interp(x, arange(len(ys)), ys)` for x inside the table.

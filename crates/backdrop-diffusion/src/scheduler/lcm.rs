@@ -61,12 +61,6 @@ impl Scheduler for Lcm {
         &self.timesteps_f
     }
 
-    fn init_noise_sigma(&self) -> f32 {
-        1.0
-    }
-
-    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-
     fn step(
         &mut self,
         model_output: &[f32],

@@ -189,6 +189,12 @@ pub(crate) fn linspace(start: f64, end: f64, n: usize) -> Vec<f64> {
     (0..n).map(|i| if i == n - 1 { end } else { start + step * i as f64 }).collect()
 }
 
+/// `steps` points spread evenly over the training timesteps, last first: the `linspace`
+/// spacing before rounding.
+pub(crate) fn descending_linspace(train: usize, steps: usize) -> impl Iterator<Item = f64> {
+    linspace(0.0, (train - 1) as f64, steps).into_iter().rev()
+}
+
 /// Integer timesteps for a spacing, in descending order (DDIM, LCM-style schedules).
 pub(crate) fn integer_timesteps(
     spacing: Spacing,
@@ -197,11 +203,9 @@ pub(crate) fn integer_timesteps(
     offset: usize,
 ) -> Vec<i64> {
     match spacing {
-        Spacing::Linspace => linspace(0.0, (train - 1) as f64, steps)
-            .into_iter()
-            .rev()
-            .map(|v| round_half_even(v) as i64)
-            .collect(),
+        Spacing::Linspace => {
+            descending_linspace(train, steps).map(|v| round_half_even(v) as i64).collect()
+        }
         Spacing::Leading => {
             let ratio = train / steps;
             (0..steps).rev().map(|i| (i * ratio + offset) as i64).collect()
@@ -234,10 +238,15 @@ pub type NoiseSource<'a> = dyn FnMut() -> Vec<f32> + 'a;
 pub trait Scheduler: Send {
     /// The timesteps of the full schedule, as the UNet receives them.
     fn timesteps(&self) -> &[f64];
-    /// The scale of the initial noise.
-    fn init_noise_sigma(&self) -> f32;
-    /// Scales the UNet input at step `index`.
-    fn scale_model_input(&self, sample: &mut [f32], index: usize);
+    /// The scale of the initial noise: 1 for the schedulers that work in alphas (DDIM,
+    /// DPM-Solver, LCM), as in diffusers; the sigma-based ones start from their largest
+    /// sigma.
+    fn init_noise_sigma(&self) -> f32 {
+        1.0
+    }
+    /// Scales the UNet input at step `index`. The alpha-based schedulers feed the sample
+    /// as it is, as diffusers' `scale_model_input` does for them.
+    fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
     /// One step from `sample` at `index` given the (guided) model output.
     fn step(
         &mut self,
