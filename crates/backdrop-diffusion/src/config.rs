@@ -37,34 +37,27 @@ use std::path::PathBuf;
 
 /// One named model.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field is optional: a missing one takes `Default`.
+#[serde(default, deny_unknown_fields)]
 pub struct ModelEntry {
     /// An exported ONNX folder.
-    #[serde(default)]
     pub path: Option<PathBuf>,
     /// A Hugging Face repo id holding an ONNX export.
-    #[serde(default)]
     pub repo: Option<String>,
     /// The repo revision (default `main`).
-    #[serde(default)]
     pub revision: Option<String>,
     /// Default steps.
-    #[serde(default)]
     pub steps: Option<u32>,
     /// Default guidance scale.
-    #[serde(default)]
     pub guidance: Option<f32>,
     /// Default scheduler (see [`SchedulerKind::NAMES`]).
-    #[serde(default)]
     pub scheduler: Option<String>,
     /// One line for `backdrop models list`.
-    #[serde(default)]
     pub description: Option<String>,
     /// A TAESD-style tiny VAE decoder to decode with instead of `vae_decoder/`: a folder
     /// with `model.onnx` and `config.json` (diffusers' `AutoencoderTiny`, exported by
     /// `export_onnx.py --tiny-vae` as `vae_decoder_tiny/`) or an `.onnx` file; relative
     /// paths are inside the model folder. Much faster, slightly softer images.
-    #[serde(default)]
     pub tiny_decoder: Option<PathBuf>,
 }
 

@@ -85,34 +85,26 @@ pub struct Preprocess {
 
 /// One named segmentation model.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every field is optional: a missing one takes `Default`.
+#[serde(default, deny_unknown_fields)]
 pub struct SegmentModelEntry {
     /// An `.onnx` file, or a folder holding `file` (default `model.onnx`).
-    #[serde(default)]
     pub path: Option<PathBuf>,
     /// A Hugging Face repo id holding the network.
-    #[serde(default)]
     pub repo: Option<String>,
     /// The repo revision (default `main`).
-    #[serde(default)]
     pub revision: Option<String>,
     /// The network inside a folder or repo (default `model.onnx`).
-    #[serde(default)]
     pub file: Option<String>,
     /// The network family (default `u2net`).
-    #[serde(default)]
     pub layout: Layout,
     /// Input side, overriding the network's fixed size or the layout's.
-    #[serde(default)]
     pub size: Option<u32>,
     /// Normalisation mean, overriding the layout's.
-    #[serde(default)]
     pub mean: Option<[f32; 3]>,
     /// Normalisation standard deviation, overriding the layout's.
-    #[serde(default)]
     pub std: Option<[f32; 3]>,
     /// One line for `backdrop models list`.
-    #[serde(default)]
     pub description: Option<String>,
 }
 
