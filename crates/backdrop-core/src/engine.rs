@@ -121,7 +121,29 @@ pub struct EngineInput<'a> {
     pub options: &'a EngineOptions,
 }
 
-impl EngineInput<'_> {
+impl<'a> EngineInput<'a> {
+    /// One image of `kind` on `canvas` and `mask`, seeded 0, with no reference, words or
+    /// scene; callers set what their run has with struct update syntax.
+    pub fn new(
+        kind: JobKind,
+        canvas: &'a RgbaImage,
+        mask: &'a GrayImage,
+        options: &'a EngineOptions,
+    ) -> Self {
+        EngineInput {
+            kind,
+            canvas,
+            mask,
+            reference: None,
+            prompt: None,
+            negative_prompt: None,
+            scene: None,
+            seed: 0,
+            n: 1,
+            options,
+        }
+    }
+
     /// The seed of image `index`.
     pub fn image_seed(&self, index: u32) -> u64 {
         self.seed.wrapping_add(u64::from(index))

@@ -354,16 +354,9 @@ mod tests {
         let mask = GrayImage::new(65, 64);
         let options = EngineOptions::default();
         let input = EngineInput {
-            kind: JobKind::Background,
-            canvas: &canvas,
-            mask: &mask,
-            reference: None,
             prompt: Some("x"),
-            negative_prompt: None,
-            scene: None,
             seed: 1,
-            n: 1,
-            options: &options,
+            ..EngineInput::new(JobKind::Background, &canvas, &mask, &options)
         };
         // The model folder does not exist: the budget error must come first.
         let err =
@@ -379,16 +372,8 @@ mod tests {
         let mask = GrayImage::new(8, 8);
         let options = EngineOptions { guidance: Some(3.0), ..Default::default() };
         let input = EngineInput {
-            kind: JobKind::Expansion,
-            canvas: &canvas,
-            mask: &mask,
-            reference: None,
-            prompt: None,
-            negative_prompt: None,
-            scene: None,
             seed: 1,
-            n: 1,
-            options: &options,
+            ..EngineInput::new(JobKind::Expansion, &canvas, &mask, &options)
         };
         let s = engine.settings(&input).expect("settings");
         assert_eq!((s.steps, s.guidance, s.strength), (9, 3.0, 0.9));

@@ -45,16 +45,9 @@ fn main() {
     let mut worst: (f64, &str) = (0.0, "");
     for template in SCENES {
         let input = EngineInput {
-            kind: JobKind::Background,
-            canvas: &canvas,
-            mask: &mask,
-            reference: None,
-            prompt: None,
-            negative_prompt: None,
             scene: Some(template.id),
             seed: 1234,
-            n: 1,
-            options: &options,
+            ..EngineInput::new(JobKind::Background, &canvas, &mask, &options)
         };
         let mut render = Vec::with_capacity(RUNS);
         let mut png = Vec::with_capacity(RUNS);

@@ -25,18 +25,8 @@ fn main() {
     let mask = image::open(&args[1]).expect("read the mask").to_luma8();
     let seed: u64 = args[3].parse().expect("SEED must be an unsigned integer");
     let options = EngineOptions::default();
-    let input = EngineInput {
-        kind: JobKind::Expansion,
-        canvas: &canvas,
-        mask: &mask,
-        reference: None,
-        prompt: None,
-        negative_prompt: None,
-        scene: None,
-        seed,
-        n: 1,
-        options: &options,
-    };
+    let input =
+        EngineInput { seed, ..EngineInput::new(JobKind::Expansion, &canvas, &mask, &options) };
     let start = Instant::now();
     let engine = PatchEngine::new(params_from_env());
     let output = engine.generate(&input, &(), &CancelToken::new()).expect("patch engine");

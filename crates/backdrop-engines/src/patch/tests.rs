@@ -14,18 +14,8 @@ fn run_with(
     cancel: &CancelToken,
 ) -> Result<EngineOutput, EngineError> {
     let options = EngineOptions::default();
-    let input = EngineInput {
-        kind: JobKind::Expansion,
-        canvas,
-        mask,
-        reference: None,
-        prompt: None,
-        negative_prompt: None,
-        scene: None,
-        seed,
-        n,
-        options: &options,
-    };
+    let input =
+        EngineInput { seed, n, ..EngineInput::new(JobKind::Expansion, canvas, mask, &options) };
     PatchEngine::new(params).generate(&input, progress, cancel)
 }
 
