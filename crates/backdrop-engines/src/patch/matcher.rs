@@ -56,34 +56,47 @@ impl Window {
 #[inline]
 fn ssd(img: &[u8], w: usize, t: (usize, usize), s: (usize, usize), win: Window, bound: i32) -> i32 {
     let cols = (win.dx1 - win.dx0 + 1) as usize;
-    let t = t.1 * w + t.0;
-    let s = s.1 * w + s.0;
+    let pair = PatchPair { w, t: t.1 * w + t.0, s: s.1 * w + s.0, win };
     // Unclipped rows of the common patch sizes get a fixed length, which the compiler
     // unrolls and vectorizes.
     match cols {
-        7 => ssd_rows::<28>(img, w, t, s, win, bound),
-        5 => ssd_rows::<20>(img, w, t, s, win, bound),
-        9 => ssd_rows::<36>(img, w, t, s, win, bound),
-        3 => ssd_rows::<12>(img, w, t, s, win, bound),
-        _ => ssd_rows_any(img, w, t, s, win, bound, cols * CHANNELS),
+        7 => ssd_rows::<28>(img, pair, bound),
+        5 => ssd_rows::<20>(img, pair, bound),
+        9 => ssd_rows::<36>(img, pair, bound),
+        3 => ssd_rows::<12>(img, pair, bound),
+        _ => ssd_rows_any(img, pair, bound, cols * CHANNELS),
     }
 }
 
-#[inline(always)]
-fn ssd_rows<const LEN: usize>(
-    img: &[u8],
+/// A target patch and a source patch, by their centres' pixel indices in an image `w`
+/// pixels wide, compared over the same clipped window.
+#[derive(Clone, Copy)]
+struct PatchPair {
     w: usize,
     t: usize,
     s: usize,
     win: Window,
-    bound: i32,
-) -> i32 {
+}
+
+impl PatchPair {
+    /// For each row of the window, where that row starts (in bytes) in the target patch
+    /// and in the source patch.
+    #[inline(always)]
+    fn rows(self) -> impl Iterator<Item = (usize, usize)> {
+        let wi = self.w as isize;
+        (self.win.dy0..=self.win.dy1).map(move |dy| {
+            let off = dy as isize * wi + self.win.dx0 as isize;
+            let ti = (self.t as isize + off) as usize * CHANNELS;
+            let si = (self.s as isize + off) as usize * CHANNELS;
+            (ti, si)
+        })
+    }
+}
+
+#[inline(always)]
+fn ssd_rows<const LEN: usize>(img: &[u8], pair: PatchPair, bound: i32) -> i32 {
     let mut sum = 0i32;
-    let wi = w as isize;
-    for dy in win.dy0..=win.dy1 {
-        let off = dy as isize * wi + win.dx0 as isize;
-        let ti = (t as isize + off) as usize * CHANNELS;
-        let si = (s as isize + off) as usize * CHANNELS;
+    for (ti, si) in pair.rows() {
         let (Some(a), Some(b)) = (img.get(ti..ti + LEN), img.get(si..si + LEN)) else {
             return i32::MAX;
         };
@@ -101,21 +114,9 @@ fn ssd_rows<const LEN: usize>(
     sum
 }
 
-fn ssd_rows_any(
-    img: &[u8],
-    w: usize,
-    t: usize,
-    s: usize,
-    win: Window,
-    bound: i32,
-    len: usize,
-) -> i32 {
-    let wi = w as isize;
+fn ssd_rows_any(img: &[u8], pair: PatchPair, bound: i32, len: usize) -> i32 {
     let mut sum = 0i32;
-    for dy in win.dy0..=win.dy1 {
-        let off = dy as isize * wi + win.dx0 as isize;
-        let ti = (t as isize + off) as usize * CHANNELS;
-        let si = (s as isize + off) as usize * CHANNELS;
+    for (ti, si) in pair.rows() {
         let a = &img[ti..ti + len];
         let b = &img[si..si + len];
         sum += a
