@@ -247,6 +247,17 @@ impl Look {
             shadow: 0.55,
             hue_scale: 1.0,
         };
+        // The pastels: a flat colour wall over a slightly deeper floor, a finer grain
+        // and a lighter shadow than the neutrals.
+        let pastel = |wall_top, wall_low, floor_far, floor_near| Params {
+            wall_top,
+            wall_low,
+            floor_far,
+            floor_near,
+            grain: 1.4,
+            shadow: 0.45,
+            ..defaults
+        };
         let p = match scene {
             Scene::WhiteSeamless => Params { key_gain: 0.14, ..defaults },
             Scene::LightGreySweep => Params {
@@ -269,33 +280,24 @@ impl Look {
                 shadow: 0.45,
                 ..defaults
             },
-            Scene::PastelPink => Params {
-                wall_top: rgb(236, 194, 202),
-                wall_low: rgb(248, 214, 220),
-                floor_far: rgb(240, 196, 204),
-                floor_near: rgb(228, 180, 190),
-                grain: 1.4,
-                shadow: 0.45,
-                ..defaults
-            },
-            Scene::PastelBlue => Params {
-                wall_top: rgb(180, 210, 236),
-                wall_low: rgb(212, 233, 249),
-                floor_far: rgb(210, 231, 248),
-                floor_near: rgb(196, 221, 242),
-                grain: 1.4,
-                shadow: 0.45,
-                ..defaults
-            },
-            Scene::PastelMint => Params {
-                wall_top: rgb(186, 226, 206),
-                wall_low: rgb(214, 242, 227),
-                floor_far: rgb(210, 240, 223),
-                floor_near: rgb(196, 230, 212),
-                grain: 1.4,
-                shadow: 0.45,
-                ..defaults
-            },
+            Scene::PastelPink => pastel(
+                rgb(236, 194, 202),
+                rgb(248, 214, 220),
+                rgb(240, 196, 204),
+                rgb(228, 180, 190),
+            ),
+            Scene::PastelBlue => pastel(
+                rgb(180, 210, 236),
+                rgb(212, 233, 249),
+                rgb(210, 231, 248),
+                rgb(196, 221, 242),
+            ),
+            Scene::PastelMint => pastel(
+                rgb(186, 226, 206),
+                rgb(214, 242, 227),
+                rgb(210, 240, 223),
+                rgb(196, 230, 212),
+            ),
             Scene::LavenderHaze => Params {
                 base: Base::Gradient {
                     stops: [rgb(150, 124, 200), rgb(200, 180, 228), rgb(232, 220, 244)],
@@ -386,15 +388,9 @@ impl Look {
                 ..defaults
             },
             Scene::SunnyYellow => Params {
-                wall_top: rgb(250, 212, 50),
-                wall_low: rgb(255, 232, 90),
-                floor_far: rgb(255, 228, 84),
-                floor_near: rgb(248, 214, 66),
                 key_gain: 0.12,
-                grain: 1.4,
-                shadow: 0.45,
                 hue_scale: 0.4,
-                ..defaults
+                ..pastel(rgb(250, 212, 50), rgb(255, 232, 90), rgb(255, 228, 84), rgb(248, 214, 66))
             },
         };
 
