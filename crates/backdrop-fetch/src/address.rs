@@ -126,9 +126,23 @@ mod tests {
         refusal_reason(s.parse().expect("an address"))
     }
 
+    /// Asserts that each address is refused, for its reason.
+    fn assert_refused(cases: &[(&str, &str)]) {
+        for &(ip, reason) in cases {
+            assert_eq!(why(ip), Some(reason), "{ip}");
+        }
+    }
+
+    /// Asserts that each address is let through.
+    fn assert_accepted(ips: &[&str]) {
+        for ip in ips {
+            assert_eq!(why(ip), None, "{ip}");
+        }
+    }
+
     #[test]
     fn refuses_internal_ipv4() {
-        for (ip, reason) in [
+        assert_refused(&[
             ("127.0.0.1", "a loopback address"),
             ("127.255.1.2", "a loopback address"),
             ("10.0.0.1", "a private address"),
@@ -149,14 +163,12 @@ mod tests {
             ("203.0.113.9", "a documentation address"),
             ("198.18.0.1", "a benchmarking address"),
             ("192.0.0.170", "an IETF protocol assignment address"),
-        ] {
-            assert_eq!(why(ip), Some(reason), "{ip}");
-        }
+        ]);
     }
 
     #[test]
     fn accepts_public_ipv4_next_to_refused_ranges() {
-        for ip in [
+        assert_accepted(&[
             "8.8.8.8",
             "1.1.1.1",
             "172.15.255.255",
@@ -168,14 +180,12 @@ mod tests {
             "9.255.255.255",
             "223.255.255.255",
             "192.169.0.1",
-        ] {
-            assert_eq!(why(ip), None, "{ip}");
-        }
+        ]);
     }
 
     #[test]
     fn refuses_internal_ipv6_and_embedded_ipv4() {
-        for (ip, reason) in [
+        assert_refused(&[
             ("::1", "a loopback address"),
             ("::", "an unspecified address"),
             ("fd00:ec2::254", METADATA),
@@ -199,22 +209,18 @@ mod tests {
             ("64:ff9b:1::1", "a local-use NAT64 address"),
             ("2002:7f00:1::", "a loopback address"),
             ("2002:a9fe:a9fe::1", METADATA),
-        ] {
-            assert_eq!(why(ip), Some(reason), "{ip}");
-        }
+        ]);
     }
 
     #[test]
     fn accepts_public_ipv6() {
-        for ip in [
+        assert_accepted(&[
             "2606:4700:4700::1111",
             "2a00:1450:4001::1",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
-        ] {
-            assert_eq!(why(ip), None, "{ip}");
-        }
+        ]);
     }
 
     #[test]
