@@ -191,11 +191,7 @@ mod tests {
 
     #[test]
     fn stored_background_specs_without_the_field_read_as_auto() {
-        let stored = r#"{"prompt":"p","scene":null,"negative_prompt":null,"n":1,"seed":3,
-            "size":null,"resize_mode":"ResizeAndFill","steps":null,"model":null,"loras":[],
-            "reference":null}"#;
-        let spec: crate::BackgroundSpec = serde_json::from_str(stored).expect("parses");
-        assert_eq!(spec.cutout, CutoutMode::Auto);
+        assert_eq!(crate::spec::stored_before_framing().cutout, CutoutMode::Auto);
         let job = crate::JobSpec::Cutout(CutoutSpec { model: Some("u2netp".into()) });
         let text = serde_json::to_string(&job).expect("serializes");
         assert!(text.contains(r#""kind":"cutout""#), "{text}");

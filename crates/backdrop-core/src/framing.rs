@@ -572,10 +572,7 @@ mod tests {
 
     #[test]
     fn a_background_spec_stored_before_framing_parses_and_behaves_as_before() {
-        let old = r#"{"prompt":"a","scene":null,"negative_prompt":null,"n":1,"seed":3,
-            "size":null,"resize_mode":"ResizeAndFill","steps":null,"model":null,"loras":[],
-            "reference":null}"#;
-        let spec: crate::BackgroundSpec = serde_json::from_str(old).expect("parses");
+        let spec = crate::spec::stored_before_framing();
         assert_eq!(spec.framing, Framing::default());
         assert_eq!(spec.validate(), Ok(()));
         let text = serde_json::to_string(&spec).expect("serializes");

@@ -667,6 +667,16 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
+/// A background spec as task rows stored it before framing and cut-out modes existed:
+/// such rows must keep parsing, with both at their defaults.
+#[cfg(test)]
+pub(crate) fn stored_before_framing() -> BackgroundSpec {
+    let stored = r#"{"prompt":"a","scene":null,"negative_prompt":null,"n":1,"seed":3,
+        "size":null,"resize_mode":"ResizeAndFill","steps":null,"model":null,"loras":[],
+        "reference":null}"#;
+    serde_json::from_str(stored).expect("parses")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
