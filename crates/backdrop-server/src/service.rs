@@ -9,7 +9,7 @@
 use crate::error::ApiError;
 use crate::{now_ms, Shared};
 use backdrop_core::ErrorCode;
-use backdrop_core::{CutoutMode, EngineName, JobKind, JobSpec, TaskPayload, TaskState};
+use backdrop_core::{CutoutMode, EngineName, JobSpec, TaskPayload, TaskState};
 use backdrop_engines::pipeline::{peak_memory, random_seed};
 use backdrop_imaging::decode::check_cutout;
 use backdrop_imaging::matte::has_transparency;
@@ -86,6 +86,32 @@ pub struct Submission {
     pub credits: i64,
     /// Decode limits of this surface (vendors document their own).
     pub limits: DecodeLimits,
+}
+
+impl Submission {
+    /// `input` for `key` from `surface`, costing `credits`, with nothing else set: no
+    /// reference, idempotency key, surface fields or callback, and the default decode
+    /// limits. Surfaces set the rest with struct update syntax.
+    pub fn new(
+        surface: &'static str,
+        key: ApiKey,
+        payload: TaskPayload,
+        input: Bytes,
+        credits: i64,
+    ) -> Self {
+        Submission {
+            key,
+            payload,
+            input,
+            reference: None,
+            idempotency_key: None,
+            surface,
+            surface_meta: backdrop_store::SurfaceMeta::default(),
+            callback_url: None,
+            credits,
+            limits: DecodeLimits::default(),
+        }
+    }
 }
 
 /// Takes a submit token for the key: 429 `rate_limited` with `Retry-After` when it has
@@ -189,7 +215,9 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
         .engines
         .resolve(sub.payload.engine, kind)
         .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-    check_memory(shared, engine, kind, input_size, canvas, sub.payload.job.n())?;
+    let n = sub.payload.job.n();
+    let needed = peak_memory(&shared.engines, engine, kind, input_size, canvas, n);
+    check_memory(shared, needed, engine, canvas, n)?;
     // Fix the seed now so a retried attempt (after a crash) makes the same images.
     match &mut sub.payload.job {
         JobSpec::Background(spec) => spec.seed = Some(spec.seed.unwrap_or_else(random_seed)),
@@ -244,19 +272,18 @@ pub async fn submit(shared: &Shared, mut sub: Submission) -> Result<Created, Api
     Ok(created)
 }
 
-/// Refuses a task whose estimated peak memory is over `[limits] max_task_memory_bytes`:
-/// 400 `task_too_large`, naming the estimate and the limit. Runs before anything is
-/// stored or reserved.
+/// Refuses a task whose estimated peak memory, `needed` bytes (from [`peak_memory`]), is
+/// over `[limits] max_task_memory_bytes`: 400 `task_too_large`, naming the estimate and
+/// the limit with the task's engine, canvas size and `n`. Runs before anything is stored
+/// or reserved.
 pub fn check_memory(
     shared: &Shared,
+    needed: u64,
     engine: EngineName,
-    kind: JobKind,
-    input: (u32, u32),
     canvas: (u32, u32),
     n: u32,
 ) -> Result<(), ApiError> {
     let limit = shared.config.limits.max_task_memory_bytes;
-    let needed = peak_memory(&shared.engines, engine, kind, input, canvas, n);
     if needed <= limit {
         return Ok(());
     }
@@ -324,6 +351,15 @@ pub fn signed_url(shared: &Shared, task: &Task, blob: &str) -> Option<String> {
     let expires_at =
         task.expires_at.map_or(now_ms() / 1000 + shared.config.results.ttl_secs, |ms| ms / 1000);
     Some(format!("{}/files/{blob}?{}", shared.public_url(), shared.signer.sign(blob, expires_at)))
+}
+
+/// The images a callback for entering `entered` announces: the results on success, none
+/// before (a task's result is stored as it succeeds, so earlier callbacks have none).
+pub fn announced_images(task: &Task, entered: TaskState) -> &[backdrop_store::ResultImage] {
+    match &task.result {
+        Some(result) if entered == TaskState::Succeeded => &result.images,
+        _ => &[],
+    }
 }
 
 /// Percent done, 0..=100.

@@ -12,7 +12,8 @@ use crate::auth::authenticate;
 use crate::body::{FormFields, SubmitBody};
 use crate::error::ApiError;
 use crate::service::{
-    self, check_rate, load_image, owned_task, percent, signed_url, ImageSource, Submission,
+    self, announced_images, check_rate, load_image, owned_task, percent, signed_url, ImageSource,
+    Submission,
 };
 use crate::{AppState, Shared};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -28,7 +29,6 @@ use backdrop_core::{
     JobKind, JobSpec, LoraRef, OutputFormat, OutputSize, Padding, ReferenceSpec, ResizeMode,
     TaskPayload, TaskState, SCENES,
 };
-use backdrop_imaging::DecodeLimits;
 use backdrop_store::{Task, TaskFilter};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -386,6 +386,53 @@ impl FromRequestParts<AppState> for SubmitKey {
     }
 }
 
+/// A task of the caller's key, by the path's `{id}`: what every per-task route starts
+/// from. The path is read first (400 `invalid_parameter` when it does not parse), then the
+/// key (401), then the task (404 when there is none, 403 when it is another key's).
+pub struct KeyTask {
+    /// The caller's key.
+    pub key: backdrop_store::ApiKey,
+    /// The task.
+    pub task: Task,
+}
+
+impl FromRequestParts<AppState> for KeyTask {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, e.body_text()))?;
+        let key = authenticate(state.repo.as_ref(), &parts.headers).await?;
+        let task = owned_task(state, &key, &id).await?;
+        Ok(KeyTask { key, task })
+    }
+}
+
+/// The path of a per-task route, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TaskPath {
+    /// Task id.
+    id: String,
+}
+
+/// The errors every per-task route may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum TaskErrors {
+    /// No key, or an unknown or revoked key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The task belongs to another key.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// No such task.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+}
+
 /// What a native submit handler takes: the request's body, read by the shared reader with
 /// `image` and `reference_image` as file fields.
 impl<S: Send + Sync> FromRequest<S> for SubmitBody {
@@ -520,6 +567,48 @@ fn image_source(
     }
 }
 
+/// What every native submit answers, for the OpenAPI document (the handlers build the
+/// answers themselves).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum SubmitResponses {
+    /// The task is committed and queued.
+    #[response(status = 202, headers(("Location" = String, description = "The task's status URL.")))]
+    Queued(Accepted),
+    /// An earlier task with the same idempotency key, as it stands.
+    #[response(status = 200, headers(("Location" = String, description = "The task's status URL.")))]
+    Existing(Accepted),
+    /// A field, the image or the body is refused; `code` says which.
+    #[response(status = 400)]
+    Refused(ErrorBody),
+    /// No key, or an unknown or revoked key.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// `insufficient_credits`: the key's balance does not cover the price.
+    #[response(status = 402)]
+    InsufficientCredits(ErrorBody),
+    /// The body or the image is too large.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A body that is neither JSON nor a form.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorBody),
+    /// `rate_limited`, `concurrency_limit` or `queue_full`.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait.")))]
+    TooMany(ErrorBody),
+}
+
+/// The headers every native submit reads besides the key.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct SubmitHeaders {
+    /// 1-255 characters; a retry with the same key returns the same task (like
+    /// `client_task_id`).
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
 fn idempotency(
     headers: &HeaderMap,
     client_task_id: Option<String>,
@@ -543,21 +632,8 @@ fn idempotency(
         (BackgroundRequest = "application/json"),
         (BackgroundForm = "multipart/form-data"),
     )),
-    responses(
-        (status = 202, description = "The task is committed and queued.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
-        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
-        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
-    ),
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    responses(SubmitResponses),
+    params(SubmitHeaders),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
@@ -606,12 +682,8 @@ async fn submit_background(
         cutout: parse_opt(req.cutout.as_deref(), ErrorCode::InvalidParameter)?.unwrap_or_default(),
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
-    payload.engine = parse_opt::<EngineName>(req.engine.as_deref(), ErrorCode::UnknownEngine)?
-        .unwrap_or_default();
-    payload.mask_grow = req.mask_grow;
-    payload.format = parse_opt::<OutputFormat>(req.format.as_deref(), ErrorCode::InvalidParameter)?
-        .unwrap_or_default();
-    payload.preview_side = req.preview.unwrap_or(true).then_some(512);
+    let output = [req.engine.as_deref(), req.format.as_deref()];
+    output_settings(&mut payload, output, req.mask_grow, req.preview)?;
     payload.watermark = req.watermark.unwrap_or(false);
     payload.guidance = req.guidance;
     payload.scheduler = req.scheduler;
@@ -716,21 +788,8 @@ fn check_padding_room(job: &JobSpec, input: &Bytes) -> Result<(), ApiError> {
         (ExpansionRequest = "application/json"),
         (ExpansionForm = "multipart/form-data"),
     )),
-    responses(
-        (status = 202, description = "The task is committed and queued.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
-        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
-        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
-    ),
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    responses(SubmitResponses),
+    params(SubmitHeaders),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
@@ -754,18 +813,47 @@ async fn submit_expansion(
         watermark: req.watermark.unwrap_or(false),
     };
     let mut payload = TaskPayload::new(JobSpec::Expansion(spec));
-    payload.engine = parse_opt::<EngineName>(req.engine.as_deref(), ErrorCode::UnknownEngine)?
-        .unwrap_or_default();
-    payload.mask_grow = req.mask_grow;
-    payload.format = parse_opt::<OutputFormat>(req.format.as_deref(), ErrorCode::InvalidParameter)?
-        .unwrap_or_default();
-    payload.preview_side = req.preview.unwrap_or(true).then_some(512);
-    let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source = photo_source(req.image_url, req.image_base64, &mut files)?;
+    let output = [req.engine.as_deref(), req.format.as_deref()];
+    output_settings(&mut payload, output, req.mask_grow, req.preview)?;
+    let photo = [req.image_url, req.image_base64];
+    let delivery = [req.callback_url, req.client_task_id];
+    submit_photo(&state, key, &headers, payload, photo, delivery, &mut files).await
+}
+
+/// The output settings background and expansion requests share: `[engine, format]` as
+/// given, the mask growth and whether to make a preview.
+fn output_settings(
+    payload: &mut TaskPayload,
+    [engine, format]: [Option<&str>; 2],
+    mask_grow: Option<u32>,
+    preview: Option<bool>,
+) -> Result<(), ApiError> {
+    payload.engine = parse_opt::<EngineName>(engine, ErrorCode::UnknownEngine)?.unwrap_or_default();
+    payload.format =
+        parse_opt::<OutputFormat>(format, ErrorCode::InvalidParameter)?.unwrap_or_default();
+    payload.mask_grow = mask_grow;
+    payload.preview_side = preview.unwrap_or(true).then_some(512);
+    Ok(())
+}
+
+/// The end of an expansion or cut-out submit: the idempotency key, the photo
+/// (`[image_url, image_base64]` or the `image` file), every check before the download,
+/// then the task, delivered as `[callback_url, client_task_id]` say.
+async fn submit_photo(
+    state: &Shared,
+    key: backdrop_store::ApiKey,
+    headers: &HeaderMap,
+    payload: TaskPayload,
+    [image_url, image_base64]: [Option<String>; 2],
+    [callback_url, client_task_id]: [Option<String>; 2],
+    files: &mut FormFields,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency(headers, client_task_id)?;
+    let source = photo_source(image_url, image_base64, files)?;
     payload.validate()?;
-    let input = load_image(&state, source, "image").await?;
+    let input = load_image(state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
-    submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
+    submit(state, key, payload, input, None, idempotency_key, callback_url, credits).await
 }
 
 /// `POST /v1/cutouts`: a photo in, the product as a transparent PNG of the same size.
@@ -807,21 +895,8 @@ impl ToSchema for CutoutForm {}
         (CutoutRequest = "application/json"),
         (CutoutForm = "multipart/form-data"),
     )),
-    responses(
-        (status = 202, description = "The task is committed and queued.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 200, description = "An earlier task with the same idempotency key, as it stands.", body = Accepted,
-            headers(("Location" = String, description = "The task's status URL."))),
-        (status = 400, description = "A field, the image or the body is refused; `code` says which.", body = ErrorBody),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 402, description = "`insufficient_credits`: the key's balance does not cover the price.", body = ErrorBody),
-        (status = 413, description = "The body or the image is too large.", body = ErrorBody),
-        (status = 415, description = "A body that is neither JSON nor multipart.", body = ErrorBody),
-        (status = 429, description = "`rate_limited`, `concurrency_limit` or `queue_full`.", body = ErrorBody,
-            headers(("Retry-After" = u64, description = "Seconds to wait."))),
-    ),
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1-255 characters; a retry with the same key returns the same task (like `client_task_id`).")),
+    responses(SubmitResponses),
+    params(SubmitHeaders),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
@@ -836,12 +911,9 @@ async fn submit_cutout(
     // The result is a transparent PNG; previews and watermarks are for backgrounds.
     payload.format = OutputFormat::Png;
     payload.preview_side = None;
-    let idempotency_key = idempotency(&headers, req.client_task_id)?;
-    let source = photo_source(req.image_url, req.image_base64, &mut files)?;
-    payload.validate()?;
-    let input = load_image(&state, source, "image").await?;
-    let credits = state.config.prices.native(1);
-    submit(&state, key, payload, input, None, idempotency_key, req.callback_url, credits).await
+    let photo = [req.image_url, req.image_base64];
+    let delivery = [req.callback_url, req.client_task_id];
+    submit_photo(&state, key, &headers, payload, photo, delivery, &mut files).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -858,16 +930,10 @@ async fn submit(
     let created = service::submit(
         state,
         Submission {
-            key,
-            payload,
-            input,
             reference,
             idempotency_key,
-            surface: "native",
-            surface_meta: backdrop_store::SurfaceMeta::default(),
             callback_url,
-            credits,
-            limits: DecodeLimits::default(),
+            ..Submission::new("native", key, payload, input, credits)
         },
     )
     .await?;
@@ -949,17 +1015,10 @@ pub async fn task_view(state: &Shared, task: &Task) -> Result<TaskView, ApiError
 
 /// The native callback body: the task view as it stood when it entered `state`.
 pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String {
-    let images: Vec<Value> = task
-        .result
-        .as_ref()
-        .filter(|_| entered == TaskState::Succeeded)
-        .map(|r| {
-            r.images
-                .iter()
-                .map(|img| json!({"index": img.index, "seed": img.seed, "url": signed_url(state, task, &img.blob)}))
-                .collect()
-        })
-        .unwrap_or_default();
+    let images: Vec<Value> = announced_images(task, entered)
+        .iter()
+        .map(|img| json!({"index": img.index, "seed": img.seed, "url": signed_url(state, task, &img.blob)}))
+        .collect();
     json!({
         "id": task.uid,
         "kind": task.kind().to_string(),
@@ -976,21 +1035,16 @@ pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String 
 #[utoipa::path(get, path = "/v1/tasks/{id}",
     responses(
         (status = 200, description = "The task.", body = TaskView),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
-        (status = 404, description = "No such task.", body = ErrorBody),
+        TaskErrors,
     ),
-    params(("id" = String, Path, description = "Task id.")),
+    params(TaskPath),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
 async fn get_task(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    KeyTask { task, .. }: KeyTask,
 ) -> Result<axum::Json<TaskView>, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    let task = owned_task(&state, &key, &id).await?;
     Ok(axum::Json(task_view(&state, &task).await?))
 }
 
@@ -998,28 +1052,24 @@ async fn get_task(
 #[utoipa::path(delete, path = "/v1/tasks/{id}",
     responses(
         (status = 200, description = "The task, canceled (or being canceled).", body = TaskView),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
-        (status = 404, description = "No such task.", body = ErrorBody),
+        TaskErrors,
         (status = 409, description = "`task_finished`: the task has already ended.", body = ErrorBody),
     ),
-    params(("id" = String, Path, description = "Task id.")),
+    params(TaskPath),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
 async fn cancel_task(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    KeyTask { task, .. }: KeyTask,
 ) -> Result<axum::Json<TaskView>, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    let task = owned_task(&state, &key, &id).await?;
     if task.state.is_terminal() {
         return Err(ApiError::new(
             ErrorCode::TaskFinished,
             format!("the task is already {}", task.state),
         ));
     }
+    let id = task.uid;
     let task = state
         .repo
         .cancel(&id, crate::now_ms())
@@ -1109,23 +1159,19 @@ async fn list_tasks(
     responses(
         (status = 200, description = "`event: progress` for each change and `event: done` for the end; `data` is the task view as JSON (the `TaskView` schema).",
             content_type = "text/event-stream", body = String),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
-        (status = 404, description = "No such task.", body = ErrorBody),
+        TaskErrors,
         (status = 429, description = "`too_many_streams`: the key holds as many event streams as it may.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
-    params(("id" = String, Path, description = "Task id.")),
+    params(TaskPath),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
 async fn task_events(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    KeyTask { key, task }: KeyTask,
 ) -> Result<Response, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    owned_task(&state, &key, &id).await?;
+    let id = task.uid;
     // The slot lives in the stream's state: it comes back when the stream ends or the
     // client goes away.
     let slot = service::hold_stream(&state, &key.id.to_string())?;
@@ -1168,21 +1214,16 @@ async fn task_events(
 #[utoipa::path(get, path = "/v1/tasks/{id}/callbacks",
     responses(
         (status = 200, description = "The callback URL and every delivery attempt.", body = CallbackLog),
-        (status = 401, description = "No key, or an unknown or revoked key.", body = ErrorBody),
-        (status = 403, description = "The task belongs to another key.", body = ErrorBody),
-        (status = 404, description = "No such task.", body = ErrorBody),
+        TaskErrors,
     ),
-    params(("id" = String, Path, description = "Task id.")),
+    params(TaskPath),
     security(("bearer" = []), ("api_key" = [])),
     tag = "tasks"
 )]
 async fn task_callbacks(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    KeyTask { task, .. }: KeyTask,
 ) -> Result<axum::Json<CallbackLog>, ApiError> {
-    let key = authenticate(state.repo.as_ref(), &headers).await?;
-    let task = owned_task(&state, &key, &id).await?;
     let log = state.repo.deliveries(&task.uid).await?;
     let deliveries = log
         .into_iter()

@@ -76,7 +76,6 @@ use axum::Router;
 use backdrop_core::scene::DEFAULT_SCENE;
 use backdrop_core::ErrorCode;
 use backdrop_core::{BackgroundSpec, CutoutMode, JobSpec, TaskPayload, TaskState};
-use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, SurfaceMeta, Task};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -324,16 +323,8 @@ async fn paint_async(
     let created = submit(
         &state,
         Submission {
-            key,
-            payload,
-            input,
-            reference: None,
-            idempotency_key: None,
-            surface: SURFACE,
             surface_meta: SurfaceMeta::new(&PaintMeta { text, width, height }),
-            callback_url: None,
-            credits,
-            limits: DecodeLimits::default(),
+            ..Submission::new(SURFACE, key, payload, input, credits)
         },
     )
     .await?;

@@ -73,7 +73,9 @@
 
 use crate::auth::hash_key;
 use crate::error::ApiError;
-use crate::service::{self, check_rate, load_image, signed_url, ImageSource, Submission};
+use crate::service::{
+    self, announced_images, check_rate, load_image, signed_url, ImageSource, Submission,
+};
 use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, CallbackRenderer, Shared};
 use axum::extract::{Path, Query, Request, State};
@@ -461,25 +463,20 @@ async fn create_task(
     };
     let input = load_image(state, source, "image").await?;
     check_image(&input)?;
-    let n = payload.job.n();
+    let credits = state.config.prices.kling(payload.job.n());
     let created = service::submit(
         state,
         Submission {
-            key,
-            payload,
-            input,
-            reference: None,
             idempotency_key,
-            surface: SURFACE,
             surface_meta: SurfaceMeta::new(&ExpandMeta { external_task_id: external.clone() }),
             callback_url,
-            credits: state.config.prices.kling(n),
             limits: DecodeLimits {
                 max_file_bytes: MAX_IMAGE_BYTES,
                 min_width: MIN_IMAGE_SIDE,
                 min_height: MIN_IMAGE_SIDE,
                 ..DecodeLimits::default()
             },
+            ..Submission::new(SURFACE, key, payload, input, credits)
         },
     )
     .await?;
@@ -543,28 +540,21 @@ fn external_id(task: &Task) -> Value {
 
 /// The Kling task object of `task` as it stood on entering `entered`.
 fn task_object(state: &Shared, task: &Task, entered: TaskState) -> Value {
-    let images: Vec<Value> = task
-        .result
-        .as_ref()
-        .filter(|_| entered == TaskState::Succeeded)
-        .map(|r| {
-            r.images
-                .iter()
-                .map(|img| {
-                    let mut item = json!({
-                        "index": img.index.saturating_sub(1),
-                        "url": signed_url(state, task, &img.blob),
-                    });
-                    if let Some(url) =
-                        img.watermarked_blob.as_deref().and_then(|b| signed_url(state, task, b))
-                    {
-                        item["watermark_url"] = Value::String(url);
-                    }
-                    item
-                })
-                .collect()
+    let images: Vec<Value> = announced_images(task, entered)
+        .iter()
+        .map(|img| {
+            let mut item = json!({
+                "index": img.index.saturating_sub(1),
+                "url": signed_url(state, task, &img.blob),
+            });
+            if let Some(url) =
+                img.watermarked_blob.as_deref().and_then(|b| signed_url(state, task, b))
+            {
+                item["watermark_url"] = Value::String(url);
+            }
+            item
         })
-        .unwrap_or_default();
+        .collect();
     let message = match entered {
         TaskState::Failed => task.error_message.clone().unwrap_or_else(|| "failed".into()),
         TaskState::Canceled => "canceled".into(),

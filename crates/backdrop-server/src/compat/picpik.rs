@@ -130,7 +130,6 @@ use backdrop_core::{
     ResizeMode, TaskPayload, TaskState,
 };
 use backdrop_imaging::decode::InputFormat;
-use backdrop_imaging::DecodeLimits;
 use backdrop_store::{ApiKey, SurfaceMeta, Task, TaskFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -754,15 +753,12 @@ async fn generate(
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
     payload.engine = engine;
     payload.validate().map_err(|e| PicpikError::param(e.to_string()))?;
+    let credits = state.config.prices.picpik(batch as u32);
     let created = service::submit(
         state,
         Submission {
-            key,
-            payload,
-            input,
             reference: reference_bytes,
             idempotency_key,
-            surface: SURFACE,
             surface_meta: SurfaceMeta::new(&GenerateMeta {
                 request_uuid: str_field(params, "request_uuid")?.map(str::to_string),
                 signature: signature.to_string(),
@@ -772,9 +768,7 @@ async fn generate(
                 use_main_model_vae: use_vae,
                 deep_fusion,
             }),
-            callback_url: None,
-            credits: state.config.prices.picpik(batch as u32),
-            limits: DecodeLimits::default(),
+            ..Submission::new(SURFACE, key, payload, input, credits)
         },
     )
     .await?;

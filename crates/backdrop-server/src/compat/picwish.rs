@@ -423,16 +423,9 @@ async fn create(
     let created = submit(
         &state,
         Submission {
-            key: key.clone(),
-            payload,
-            input,
-            reference: None,
-            idempotency_key: None,
-            surface: SURFACE,
             surface_meta: SurfaceMeta::new(&CreateMeta { return_type, scene_type }),
-            callback_url: None,
-            credits,
             limits: limits(),
+            ..Submission::new(SURFACE, key.clone(), payload, input, credits)
         },
     )
     .await?;
