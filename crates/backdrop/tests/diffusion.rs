@@ -17,22 +17,60 @@ fn backdrop(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_backdrop")).args(args).output().expect("binary runs")
 }
 
+/// The binary run in `dir`, where there is no configuration file.
+fn backdrop_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backdrop"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+/// `backdrop --config CONFIG generate CUTOUT ARGS... -o OUT`.
+fn generate(config: &Path, cutout: &Path, args: &[&str], out: &Path) -> Output {
+    let mut all = vec!["--config", s(config), "generate", s(cutout)];
+    all.extend_from_slice(args);
+    all.extend(["-o", s(out)]);
+    backdrop(&all)
+}
+
+/// The standard output of a run that must have succeeded.
+fn stdout(run: &Output) -> String {
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// The `--json` summary of a run that must have succeeded.
+fn json_summary(run: &Output) -> Value {
+    serde_json::from_str(&stdout(run)).expect("JSON")
+}
+
+/// Asserts that a run was refused as a usage error (exit code 2) saying `message`.
+fn assert_refused(run: &Output, message: &str) {
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains(message), "{err}");
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 /// A configuration with the tiny inpainting model as the default.
 fn config(dir: &TempDir) -> PathBuf {
+    config_with(
+        dir,
+        "[diffusion]\ndefault_model = \"tiny\"\n\n[diffusion.models.tiny]\npath = \"{model}\"\nsteps = 3\nguidance = 6.0\nscheduler = \"ddim\"\n\n[diffusion.runtime]\nthreads = 2\n",
+    )
+}
+
+/// `backdrop.toml` in `dir` holding `text`, with `{model}` replaced by the tiny
+/// inpainting model's folder.
+fn config_with(dir: &TempDir, text: &str) -> PathBuf {
     let path = dir.path().join("backdrop.toml");
     let model = fixtures().join("models/tiny-inpaint");
-    std::fs::write(
-        &path,
-        format!(
-            "[diffusion]\ndefault_model = \"tiny\"\n\n[diffusion.models.tiny]\npath = \"{}\"\nsteps = 3\nguidance = 6.0\nscheduler = \"ddim\"\n\n[diffusion.runtime]\nthreads = 2\n",
-            model.display()
-        ),
-    )
-    .expect("config written");
+    let text = text.replace("{model}", &model.display().to_string());
+    std::fs::write(&path, text).expect("config written");
     path
 }
 
@@ -42,27 +80,25 @@ fn generate_and_expand_run_the_diffusion_engine_from_the_config() {
     let config = config(&dir);
     let out = dir.path().join("bg");
     let cutout = fixtures().join("cutout.png");
-    let run = backdrop(&[
-        "--config",
-        s(&config),
-        "generate",
-        s(&cutout),
-        "--prompt",
-        "a table",
-        "--seed",
-        "4",
-        "--steps",
-        "2",
-        "--scheduler",
-        "euler-a",
-        "-n",
-        "2",
-        "--json",
-        "-o",
-        s(&out),
-    ]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    let run = generate(
+        &config,
+        &cutout,
+        &[
+            "--prompt",
+            "a table",
+            "--seed",
+            "4",
+            "--steps",
+            "2",
+            "--scheduler",
+            "euler-a",
+            "-n",
+            "2",
+            "--json",
+        ],
+        &out,
+    );
+    let summary = json_summary(&run);
     assert_eq!(summary["engine"], "diffusion", "auto picks diffusion with a default model");
     assert_eq!(summary["notes"]["model"], "tiny");
     assert_eq!(summary["notes"]["scheduler"], "euler-a");
@@ -91,8 +127,7 @@ fn generate_and_expand_run_the_diffusion_engine_from_the_config() {
         "-o",
         s(&out),
     ]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    let summary = json_summary(&run);
     assert_eq!(summary["engine"], "diffusion");
     assert_eq!(summary["notes"]["strength"], "0.8");
     assert_eq!(summary["notes"]["scheduler"], "ddim", "the model entry's scheduler");
@@ -104,28 +139,15 @@ fn bad_diffusion_flags_and_sizes_are_refused_with_a_clear_message() {
     let config = config(&dir);
     let cutout = fixtures().join("cutout.png");
     let out = dir.path().join("o");
-    let run = backdrop(&[
-        "--config",
-        s(&config),
-        "generate",
-        s(&cutout),
-        "--prompt",
-        "x",
-        "--scheduler",
-        "pndm",
-        "-o",
-        s(&out),
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown scheduler 'pndm'"));
+    let run = generate(&config, &cutout, &["--prompt", "x", "--scheduler", "pndm"], &out);
+    assert_refused(&run, "unknown scheduler 'pndm'");
 
     let small = dir.path().join("small.toml");
     let text = std::fs::read_to_string(&config)
         .expect("config")
         .replace("[diffusion]\n", "[diffusion]\nmax_pixels = 1000\n");
     std::fs::write(&small, text).expect("written");
-    let run =
-        backdrop(&["--config", s(&small), "generate", s(&cutout), "--prompt", "x", "-o", s(&out)]);
+    let run = generate(&small, &cutout, &["--prompt", "x"], &out);
     assert_ne!(run.status.code(), Some(0));
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("max_pixels"), "{err}");
@@ -137,14 +159,10 @@ fn bad_diffusion_flags_and_sizes_are_refused_with_a_clear_message() {
 fn models_list_and_show_describe_the_configured_model() {
     let dir = TempDir::new().expect("tempdir");
     let config = config(&dir);
-    let list = backdrop(&["--config", s(&config), "models", "list"]);
-    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
-    let text = String::from_utf8_lossy(&list.stdout);
+    let text = stdout(&backdrop(&["--config", s(&config), "models", "list"]));
     assert!(text.contains("tiny (default)  ready"), "{text}");
 
-    let show = backdrop(&["--config", s(&config), "models", "show", "tiny"]);
-    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
-    let text = String::from_utf8_lossy(&show.stdout);
+    let text = stdout(&backdrop(&["--config", s(&config), "models", "show", "tiny"]));
     assert!(text.contains("unet: 9 input channels, inpainting UNet"), "{text}");
     assert!(text.contains("sizes padded to multiples of 16"), "{text}");
 
@@ -160,9 +178,9 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
     let cutout = fixtures().join("cutout.png");
     let out = dir.path().join("bg");
     // No --config and no --engine: the folder is the model and `auto` picks diffusion.
-    let run = Command::new(env!("CARGO_BIN_EXE_backdrop"))
-        .current_dir(dir.path())
-        .args([
+    let run = backdrop_in(
+        dir.path(),
+        &[
             "generate",
             s(&cutout),
             "--prompt",
@@ -180,11 +198,9 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
             "--json",
             "-o",
             s(&out),
-        ])
-        .output()
-        .expect("binary runs");
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let summary: Value = serde_json::from_slice(&run.stdout).expect("JSON");
+        ],
+    );
+    let summary = json_summary(&run);
     assert_eq!(summary["engine"], "diffusion");
     assert_eq!(summary["notes"]["model"], s(&model));
     assert_eq!(summary["notes"]["scheduler"], "lcm");
@@ -192,28 +208,10 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
 
     // A name that is neither a configured id nor a folder is refused as before.
     let config = config(&dir);
-    let run = backdrop(&[
-        "--config",
-        s(&config),
-        "generate",
-        s(&cutout),
-        "--prompt",
-        "x",
-        "--model",
-        "no-such-model",
-        "-o",
-        s(&out),
-    ]);
-    assert_eq!(run.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&run.stderr).contains("unknown model 'no-such-model'"));
+    let run = generate(&config, &cutout, &["--prompt", "x", "--model", "no-such-model"], &out);
+    assert_refused(&run, "unknown model 'no-such-model'");
 
-    let show = Command::new(env!("CARGO_BIN_EXE_backdrop"))
-        .current_dir(dir.path())
-        .args(["models", "show", s(&model)])
-        .output()
-        .expect("binary runs");
-    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
-    let text = String::from_utf8_lossy(&show.stdout);
+    let text = stdout(&backdrop_in(dir.path(), &["models", "show", s(&model)]));
     assert!(text.contains("unet: 9 input channels, inpainting UNet"), "{text}");
     assert!(text.contains("latents: 4 channels, 1/8 of the image side"), "{text}");
     assert!(text.contains("decoder: VAE (KL)"), "{text}");
@@ -224,19 +222,11 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
 #[test]
 fn models_show_names_a_configured_tiny_decoder() {
     let dir = TempDir::new().expect("tempdir");
-    let path = dir.path().join("backdrop.toml");
-    let model = fixtures().join("models/tiny-inpaint");
-    std::fs::write(
-        &path,
-        format!(
-            "[diffusion.models.fast]\npath = \"{}\"\ntiny_decoder = \"vae_decoder_tiny\"\nscheduler = \"lcm\"\nguidance = 1.0\nsteps = 4\n",
-            model.display()
-        ),
-    )
-    .expect("config written");
-    let show = backdrop(&["--config", s(&path), "models", "show", "fast"]);
-    assert!(show.status.success(), "{}", String::from_utf8_lossy(&show.stderr));
-    let text = String::from_utf8_lossy(&show.stdout);
+    let path = config_with(
+        &dir,
+        "[diffusion.models.fast]\npath = \"{model}\"\ntiny_decoder = \"vae_decoder_tiny\"\nscheduler = \"lcm\"\nguidance = 1.0\nsteps = 4\n",
+    );
+    let text = stdout(&backdrop(&["--config", s(&path), "models", "show", "fast"]));
     assert!(text.contains("decoder: tiny (TAESD-style)"), "{text}");
     assert!(text.contains("vae_decoder_tiny/model.onnx, latents divided by 1)"), "{text}");
     assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
