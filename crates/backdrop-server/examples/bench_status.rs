@@ -74,6 +74,12 @@ struct Row {
     errors: usize,
 }
 
+/// Sends `request`; its JSON answer.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
 /// Starts the service on `database_url`, makes one finished task, and measures.
 async fn bench(
     backend: &'static str,
@@ -118,29 +124,13 @@ async fn bench(
         "prompt": "on a marble counter", "engine": "studio", "width": 128, "height": 128,
         "seed": 1, "n": 1,
     });
-    let accepted: Value = http
-        .post(format!("{base}/v1/backgrounds"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let accepted =
+        answer(http.post(format!("{base}/v1/backgrounds")).bearer_auth(&key).json(&body)).await?;
     let id = accepted["id"].as_str().ok_or_else(|| format!("submit refused: {accepted}"))?;
     let url = format!("{base}/v1/tasks/{id}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let view: Value = http
-            .get(&url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let view = answer(http.get(&url).bearer_auth(&key)).await?;
         match view["state"].as_str() {
             Some("succeeded") => break,
             Some("failed" | "canceled") => return Err(format!("the task ended: {view}")),

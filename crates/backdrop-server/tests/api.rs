@@ -6,23 +6,14 @@ mod common;
 
 use backdrop_server::{auth, callbacks, now_ms};
 use base64::Engine as _;
-use common::{cutout_b64, photo_png, png, start, start_with_clock};
+use common::{
+    b64, cutout_b64, download, ok_json, photo_png, png, send_json, serve, start, start_with_clock,
+};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-async fn post(
-    client: &reqwest::Client,
-    url: String,
-    key: &str,
-    body: Value,
-) -> (StatusCode, Value) {
-    let response = client.post(url).bearer_auth(key).json(&body).send().await.expect("post");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use std::time::Duration;
 
 #[tokio::test]
 async fn submit_poll_download_both_jobs() {
@@ -30,13 +21,8 @@ async fn submit_poll_download_both_jobs() {
     let key = server.key(Some(100)).await;
     let client = reqwest::Client::new();
 
-    let (status, accepted) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": cutout_b64(), "prompt": "dark luxury", "n": 2, "seed": 9}),
-    )
-    .await;
+    let request = json!({"image_base64": cutout_b64(), "prompt": "dark luxury", "n": 2, "seed": 9});
+    let (status, accepted) = server.post_json(&client, &key, "/v1/backgrounds", &request).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     assert_eq!(accepted["state"], "queued");
     let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
@@ -47,11 +33,8 @@ async fn submit_poll_download_both_jobs() {
     assert_eq!(task["progress"]["percent"], 100);
     for image in task["images"].as_array().expect("images") {
         for field in ["url", "preview_url"] {
-            let response =
-                client.get(image[field].as_str().expect("url")).send().await.expect("download");
-            assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(response.headers()["content-type"], "image/png");
-            let bytes = response.bytes().await.expect("bytes");
+            let (headers, bytes) = download(&client, image[field].as_str().expect("url")).await;
+            assert_eq!(headers["content-type"], "image/png");
             let decoded = image::load_from_memory(&bytes).expect("an image");
             assert_eq!(decoded.width(), 96);
         }
@@ -65,32 +48,18 @@ async fn submit_poll_download_both_jobs() {
         .text("n", "1")
         .text("seed", "4")
         .text("watermark", "true");
-    let response = client
-        .post(server.url("/v1/expansions"))
-        .bearer_auth(&key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let accepted: Value = response.json().await.expect("json");
+    let expansion = client.post(server.url("/v1/expansions")).bearer_auth(&key).multipart(form);
+    let (status, accepted) = send_json(expansion).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
     assert_eq!(task["state"], "succeeded", "{task}");
     assert_eq!(task["engine"], "patch");
     assert_eq!((task["width"].as_u64(), task["height"].as_u64()), (Some(96), Some(60)));
     let marked = task["images"][0]["watermarked_url"].as_str().expect("watermarked variant");
-    assert_eq!(client.get(marked).send().await.expect("get").status(), StatusCode::OK);
+    download(&client, marked).await;
 
     // Credits: 2 + 1 images charged, nothing left reserved.
-    let account: Value = client
-        .get(server.url("/v1/account"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let account = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(account["balance"], 97, "{account}");
 }
 
@@ -101,46 +70,23 @@ async fn cancel_paging_and_idempotency() {
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let (status, body) = post(
-            &client,
-            server.url("/v1/backgrounds"),
-            &key,
-            json!({"image_base64": cutout_b64(), "scene": "concrete", "seed": i}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        ids.push(body["id"].as_str().expect("id").to_string());
+        let body = json!({"image_base64": cutout_b64(), "scene": "concrete", "seed": i});
+        ids.push(server.submit(&client, &key, "/v1/backgrounds", &body).await);
         clock.advance(Duration::from_millis(600)); // stay under 2 submits/s
     }
     // Queue positions follow submission order.
-    let last: Value = client
-        .get(server.url(&format!("/v1/tasks/{}", ids[4])))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let last = server.get_json(&client, &key, &format!("/v1/tasks/{}", ids[4])).await;
     assert_eq!(last["queue_position"], 4);
 
     // Pages of 2, newest first, through the cursor.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = server.url("/v1/tasks?limit=2&state=queued");
+        let mut path = "/v1/tasks?limit=2&state=queued".to_string();
         if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
+            path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("json");
+        let page = server.get_json(&client, &key, &path).await;
         for t in page["tasks"].as_array().expect("tasks") {
             seen.push(t["id"].as_str().expect("id").to_string());
         }
@@ -154,67 +100,30 @@ async fn cancel_paging_and_idempotency() {
     assert_eq!(seen, expected);
 
     // Cancel a queued task: it ends at once and its credit comes back.
-    let response = client
-        .delete(server.url(&format!("/v1/tasks/{}", ids[0])))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status(), StatusCode::OK);
-    let canceled: Value = response.json().await.expect("json");
+    let cancel = || client.delete(server.url(&format!("/v1/tasks/{}", ids[0]))).bearer_auth(&key);
+    let canceled = ok_json(cancel()).await;
     assert_eq!(canceled["state"], "canceled");
-    let again = client
-        .delete(server.url(&format!("/v1/tasks/{}", ids[0])))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("delete");
+    let again = cancel().send().await.expect("delete");
     assert_eq!(again.status(), StatusCode::CONFLICT);
-    let account: Value = client
-        .get(server.url("/v1/account"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let account = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(account["balance"], 46, "5 reserved, 1 refunded: {account}");
 
     // The same Idempotency-Key returns the same task and reserves nothing more.
+    let idempotent = || {
+        client
+            .post(server.url("/v1/backgrounds"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "order-17")
+            .json(&json!({"image_base64": cutout_b64(), "prompt": "pink"}))
+    };
     clock.advance(Duration::from_millis(600));
-    let first = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "order-17")
-        .json(&json!({"image_base64": cutout_b64(), "prompt": "pink"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let first: Value = first.json().await.expect("json");
+    let (status, first) = send_json(idempotent()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     clock.advance(Duration::from_millis(600));
-    let second = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .header("Idempotency-Key", "order-17")
-        .json(&json!({"image_base64": cutout_b64(), "prompt": "pink"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(second.status(), StatusCode::OK);
-    let second: Value = second.json().await.expect("json");
+    let second = ok_json(idempotent()).await;
     assert_eq!(first["id"], second["id"]);
     assert_eq!(second["created"], false);
-    let account: Value = client
-        .get(server.url("/v1/account"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let account = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(account["balance"], 45);
 }
 
@@ -232,121 +141,67 @@ async fn auth_limits_and_bad_bodies() {
     let client = reqwest::Client::new();
     let body = json!({"image_base64": cutout_b64(), "prompt": "white"});
 
-    let r = client.post(server.url("/v1/backgrounds")).json(&body).send().await.expect("post");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let err: Value = r.json().await.expect("json");
-    assert_eq!(err["code"], "unauthorized");
-    let r = client
-        .post(server.url("/v1/backgrounds"))
-        .header("X-API-Key", "bd_wrong")
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let submit = || client.post(server.url("/v1/backgrounds"));
+    let (status, err) = send_json(submit().json(&body)).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+    let (status, _) = send_json(submit().header("X-API-Key", "bd_wrong").json(&body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, body.clone()).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = server.submit(&client, &key, "/v1/backgrounds", &body).await;
     // Another key may not see it.
-    let r = client
-        .get(server.url(&format!("/v1/tasks/{}", accepted["id"].as_str().expect("id"))))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(r.json::<Value>().await.expect("json")["code"], "forbidden");
+    let (status, err) =
+        send_json(client.get(server.url(&format!("/v1/tasks/{id}"))).bearer_auth(&other)).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
 
     // Rate: 1 per second with a burst of 1.
-    let r = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
+    let r = submit().bearer_auth(&key).json(&body).send().await.expect("post");
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(r.json::<Value>().await.expect("json")["code"], "rate_limited");
 
     // Queue: at most 2 waiting for the studio engine (no worker runs here).
-    let (status, _) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    server.submit(&client, &other, "/v1/backgrounds", &body).await;
     clock.advance(Duration::from_millis(1100));
-    let (status, err) = post(&client, server.url("/v1/backgrounds"), &other, body.clone()).await;
+    let (status, err) = server.post_json(&client, &other, "/v1/backgrounds", &body).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{err}");
     assert_eq!(err["code"], "queue_full");
 
     // 413, 400 malformed JSON, 415 wrong type, 400 validation with the core's code.
     clock.advance(Duration::from_millis(1100));
     let big = json!({"image_base64": "A".repeat(400 * 1024), "prompt": "x"});
-    let r = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .json(&big)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(r.json::<Value>().await.expect("json")["code"], "body_too_large");
+    let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &big).await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
+    );
     // The key and its rate are checked from the headers, before the body is read: every
     // submit, malformed or not, takes a token.
+    let typed = |kind: &str, body: &'static str| {
+        submit().bearer_auth(&key).header("content-type", kind).body(body)
+    };
     clock.advance(Duration::from_millis(1100));
-    let r = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .header("content-type", "application/json")
-        .body("{\"prompt\": ")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.expect("json")["code"], "invalid_json");
+    let (status, err) = send_json(typed("application/json", "{\"prompt\": ")).await;
+    assert_eq!((status, err["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_json")));
     clock.advance(Duration::from_millis(1100));
-    let r = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .header("content-type", "text/plain")
-        .body("hi")
-        .send()
-        .await
-        .expect("post");
+    let r = typed("text/plain", "hi").send().await.expect("post");
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     clock.advance(Duration::from_millis(1100));
-    let (status, err) = post(
-        &client,
-        server.url("/v1/expansions"),
-        &key,
-        json!({"image_base64": "x", "left": 2.5}),
-    )
-    .await;
+    let (status, err) = server
+        .post_json(&client, &key, "/v1/expansions", &json!({"image_base64": "x", "left": 2.5}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(err["code"], "ratio_out_of_range");
     clock.advance(Duration::from_millis(1100));
-    let (status, err) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": cutout_b64(), "prompt": "x", "n": 17}),
-    )
-    .await;
+    let request = json!({"image_base64": cutout_b64(), "prompt": "x", "n": 17});
+    let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &request).await;
     assert_eq!(
         (status, err["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("image_count_out_of_range"))
     );
-    let opaque = base64::engine::general_purpose::STANDARD.encode(png(&RgbaImage::from_pixel(
-        32,
-        32,
-        Rgba([1, 2, 3, 255]),
-    )));
+    let opaque = b64(&png(&RgbaImage::from_pixel(32, 32, Rgba([1, 2, 3, 255]))));
     clock.advance(Duration::from_millis(1100));
-    let (status, err) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": opaque, "prompt": "x"}),
-    )
-    .await;
+    let request = json!({"image_base64": opaque, "prompt": "x"});
+    let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &request).await;
     assert_eq!(
         (status, err["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("fully_opaque")),
@@ -361,13 +216,8 @@ async fn credits_are_refused_when_exhausted() {
     let server = start(false, |_| {}).await;
     let key = server.key(Some(1)).await;
     let client = reqwest::Client::new();
-    let (status, err) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": cutout_b64(), "prompt": "x", "n": 2}),
-    )
-    .await;
+    let request = json!({"image_base64": cutout_b64(), "prompt": "x", "n": 2});
+    let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &request).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(err["code"], "insufficient_credits");
     assert!(err["message"]
@@ -384,7 +234,7 @@ async fn a_task_over_the_memory_budget_is_refused_at_submit() {
     let key = server.key(Some(100)).await;
     let client = reqwest::Client::new();
     let job = |n: u32| json!({"image_base64": cutout_b64(), "scene": "concrete", "width": 1024, "height": 1024, "n": n});
-    let (status, err) = post(&client, server.url("/v1/backgrounds"), &key, job(16)).await;
+    let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &job(16)).await;
     assert_eq!((status, err["code"].as_str()), (StatusCode::BAD_REQUEST, Some("task_too_large")));
     let message = err["message"].as_str().expect("message");
     assert!(
@@ -400,9 +250,8 @@ async fn a_task_over_the_memory_budget_is_refused_at_submit() {
     assert!(ledger.iter().all(|e| e["task"].is_null()), "only the grant: {before}");
 
     // Under the budget, the same image is accepted and made.
-    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, job(2)).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    let id = server.submit(&client, &key, "/v1/backgrounds", &job(2)).await;
+    let task = server.wait_terminal(&client, &key, &id).await;
     assert_eq!(task["state"], "succeeded", "{task}");
     assert_eq!(task["images"].as_array().map(Vec::len), Some(2));
     assert_eq!(server.get_json(&client, &key, "/v1/account").await["balance"], 98);
@@ -413,14 +262,9 @@ async fn signed_urls_refuse_tampering_and_expiry() {
     let server = start(true, |_| {}).await;
     let key = server.key(None).await;
     let client = reqwest::Client::new();
-    let (_, accepted) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": cutout_b64(), "scene": "pastel-mint"}),
-    )
-    .await;
-    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    let body = json!({"image_base64": cutout_b64(), "scene": "pastel-mint"});
+    let id = server.submit(&client, &key, "/v1/backgrounds", &body).await;
+    let task = server.wait_terminal(&client, &key, &id).await;
     let url = task["images"][0]["url"].as_str().expect("url").to_string();
     assert_eq!(client.get(&url).send().await.expect("get").status(), StatusCode::OK);
 
@@ -462,12 +306,7 @@ async fn fixture_server() -> String {
                 Redirect::temporary(&q["u"])
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}")
+    format!("http://{}", serve(app).await)
 }
 
 #[tokio::test]
@@ -488,13 +327,9 @@ async fn input_urls_refuse_internal_destinations() {
         format!("http://[::1]:{port}/cutout.png"),
         format!("http://localhost:{port}/cutout.png"),
     ] {
-        let (status, err) = post(
-            &client,
-            strict.url("/v1/backgrounds"),
-            &key,
-            json!({"image_url": url, "prompt": "x"}),
-        )
-        .await;
+        let (status, err) = strict
+            .post_json(&client, &key, "/v1/backgrounds", &json!({"image_url": url, "prompt": "x"}))
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {err}");
         assert_eq!(err["code"], "url_refused", "{url}: {err}");
     }
@@ -508,25 +343,16 @@ async fn input_urls_refuse_internal_destinations() {
     })
     .await;
     let key = allowed.key(None).await;
-    let (status, body) = post(
-        &client,
-        allowed.url("/v1/backgrounds"),
-        &key,
-        json!({"image_url": format!("{fixture}/cutout.png"), "prompt": "x"}),
-    )
-    .await;
+    let request = json!({"image_url": format!("{fixture}/cutout.png"), "prompt": "x"});
+    let (status, body) = allowed.post_json(&client, &key, "/v1/backgrounds", &request).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     for target in
         ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.7/x.png", "http://[::1]/x.png"]
     {
         let url = format!("{fixture}/to?u={target}");
-        let (status, err) = post(
-            &client,
-            allowed.url("/v1/backgrounds"),
-            &key,
-            json!({"image_url": url, "prompt": "x"}),
-        )
-        .await;
+        let (status, err) = allowed
+            .post_json(&client, &key, "/v1/backgrounds", &json!({"image_url": url, "prompt": "x"}))
+            .await;
         assert_eq!(
             (status, err["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("url_refused")),
@@ -563,51 +389,27 @@ async fn callbacks_are_retried_until_delivered_and_signed() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, receiver).await;
-    });
+    let hook = format!("http://{}/hook", serve(receiver).await);
 
     let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
     let key = server.key(None).await;
     let client = reqwest::Client::new();
-    let (status, accepted) = post(
-        &client,
-        server.url("/v1/backgrounds"),
-        &key,
-        json!({"image_base64": cutout_b64(), "prompt": "x", "callback_url": hook}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let id = accepted["id"].as_str().expect("id").to_string();
+    let body = json!({"image_base64": cutout_b64(), "prompt": "x", "callback_url": hook});
+    let id = server.submit(&client, &key, "/v1/backgrounds", &body).await;
     let task = server.wait_terminal(&client, &key, &id).await;
     assert_eq!(task["state"], "succeeded");
 
     // Every state change is delivered, the first after two failures.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log: Value = client
-            .get(server.url(&format!("/v1/tasks/{id}/callbacks")))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        let deliveries = log["deliveries"].as_array().cloned().unwrap_or_default();
-        let delivered: Vec<&str> = deliveries
-            .iter()
-            .filter(|d| d["delivered"] == true)
-            .filter_map(|d| d["state"].as_str())
-            .collect();
-        if ["queued", "running", "succeeded"].iter().all(|s| delivered.contains(s)) {
-            break deliveries;
-        }
-        assert!(Instant::now() < deadline, "callbacks not delivered: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let log = server
+        .wait_deliveries(&client, &key, &id, Duration::from_secs(30), |deliveries| {
+            let delivered: Vec<&str> = deliveries
+                .iter()
+                .filter(|d| d["delivered"] == true)
+                .filter_map(|d| d["state"].as_str())
+                .collect();
+            ["queued", "running", "succeeded"].iter().all(|s| delivered.contains(s))
+        })
+        .await;
     let failed = log.iter().filter(|d| d["delivered"] == false && d["status"] == 500).count();
     assert_eq!(failed, 2, "{log:?}");
     let calls = calls.lock().expect("lock").clone();
@@ -652,23 +454,15 @@ async fn health_metrics_openapi_scenes_and_events() {
         client.get(server.url("/readyz")).send().await.expect("get").status(),
         StatusCode::OK
     );
-    let spec: Value = client
-        .get(server.url("/openapi.json"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let spec = ok_json(client.get(server.url("/openapi.json"))).await;
     assert!(spec["paths"]["/v1/backgrounds"]["post"].is_object(), "{spec}");
     assert!(spec["components"]["schemas"]["TaskView"].is_object());
-    let scenes: Value =
-        client.get(server.url("/v1/scenes")).send().await.expect("get").json().await.expect("json");
+    let scenes = ok_json(client.get(server.url("/v1/scenes"))).await;
     assert!(scenes["scenes"].as_array().map_or(0, Vec::len) >= 12);
 
     let key = server.key(None).await;
-    let (_, accepted) = post(&client, server.url("/v1/expansions"), &key, json!({"image_base64": base64::engine::general_purpose::STANDARD.encode(photo_png()), "right": 0.5})).await;
-    let id = accepted["id"].as_str().expect("id");
+    let body = json!({"image_base64": b64(&photo_png()), "right": 0.5});
+    let id = server.submit(&client, &key, "/v1/expansions", &body).await;
     let events = client
         .get(server.url(&format!("/v1/tasks/{id}/events")))
         .bearer_auth(&key)
@@ -700,8 +494,7 @@ async fn health_metrics_openapi_scenes_and_events() {
 async fn readiness_reports_each_dependency_without_its_error_text() {
     let server = start(false, |_| {}).await;
     let client = reqwest::Client::new();
-    let ready: Value =
-        client.get(server.url("/readyz")).send().await.expect("get").json().await.expect("json");
+    let ready = ok_json(client.get(server.url("/readyz"))).await;
     assert_eq!((ready["database"].as_str(), ready["storage"].as_str()), (Some("ok"), Some("ok")));
 
     // The blob folder replaced by a file: the store can no longer answer.
@@ -775,8 +568,7 @@ async fn the_playground_is_served_with_its_policy_and_caching() {
     assert_eq!(body["code"], "not_found");
 
     // Every scene has a thumbnail the studio engine renders; each looks different.
-    let scenes: Value =
-        client.get(server.url("/v1/scenes")).send().await.expect("get").json().await.expect("json");
+    let scenes = ok_json(client.get(server.url("/v1/scenes"))).await;
     let mut seen = std::collections::HashSet::new();
     for scene in scenes["scenes"].as_array().expect("scenes") {
         let url = scene["thumbnail_url"].as_str().expect("a thumbnail URL");
@@ -841,7 +633,7 @@ async fn engine_settings_are_refused_at_submit_not_at_run() {
         for (k, v) in extra.as_object().expect("object") {
             body[k] = v.clone();
         }
-        let (status, err) = post(&client, server.url("/v1/backgrounds"), &key, body).await;
+        let (status, err) = server.post_json(&client, &key, "/v1/backgrounds", &body).await;
         assert_eq!(
             (status, err["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some(code)),
@@ -855,8 +647,7 @@ async fn engine_settings_are_refused_at_submit_not_at_run() {
     // The names the engine accepts pass, in any case and spelling.
     let body = json!({"image_base64": cutout_b64(), "prompt": "white", "engine": "studio",
         "scheduler": "DPM++2M_Karras", "guidance": 7.5, "steps": 30});
-    let (status, accepted) = post(&client, server.url("/v1/backgrounds"), &key, body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+    let id = server.submit(&client, &key, "/v1/backgrounds", &body).await;
+    let task = server.wait_terminal(&client, &key, &id).await;
     assert_eq!(task["state"], "succeeded", "{task}");
 }

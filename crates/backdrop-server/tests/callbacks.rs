@@ -7,13 +7,13 @@ mod common;
 use axum::http::HeaderMap;
 use backdrop_fetch::{Lookup, Resolver};
 use backdrop_server::Shared;
-use common::{cutout_b64, start_prepared, TestServer};
+use common::{cutout_b64, no_rate_limit, serve_on, start_prepared, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// A DNS server under the test's control: the first lookup of any name answers
@@ -59,8 +59,7 @@ async fn server(
         backdrop_engines::Engines::weight_free(),
         1,
         |c| {
-            c.limits.submits_per_second = 1000.0;
-            c.limits.submit_burst = 1000;
+            no_rate_limit(c);
             adjust(c);
         },
         |shared: &mut Shared| shared.fetcher = shared.fetcher.clone().with_resolver(dns),
@@ -84,45 +83,22 @@ fn count_connections(listener: TcpListener) -> Arc<AtomicUsize> {
 
 /// Submits a background task with `callback_url`; returns its id.
 async fn submit(server: &TestServer, key: &str, callback_url: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(key)
-        .json(&json!({"image_base64": cutout_b64(), "prompt": "x", "callback_url": callback_url}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let body: Value = response.json().await.expect("json");
-    body["id"].as_str().expect("id").to_string()
+    let body = json!({"image_base64": cutout_b64(), "prompt": "x", "callback_url": callback_url});
+    server.submit(&reqwest::Client::new(), key, "/v1/backgrounds", &body).await
 }
 
 /// The delivery log once all three state changes (queued, running, succeeded) have
 /// either been delivered or used up their attempts.
 async fn settled_log(server: &TestServer, key: &str, id: &str, max_attempts: u64) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log: Value = client
-            .get(server.url(&format!("/v1/tasks/{id}/callbacks")))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        let deliveries = log["deliveries"].as_array().cloned().unwrap_or_default();
-        let settled = ["queued", "running", "succeeded"].iter().all(|state| {
+    let settled = |deliveries: &[Value]| {
+        ["queued", "running", "succeeded"].iter().all(|state| {
             let attempts: Vec<&Value> =
                 deliveries.iter().filter(|d| d["state"] == *state).collect();
             attempts.iter().any(|d| d["delivered"] == true) || attempts.len() as u64 >= max_attempts
-        });
-        if settled {
-            return deliveries;
-        }
-        assert!(Instant::now() < deadline, "callbacks did not settle: {log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        })
+    };
+    let client = reqwest::Client::new();
+    server.wait_deliveries(&client, key, id, Duration::from_secs(60), settled).await
 }
 
 #[tokio::test]
@@ -152,9 +128,7 @@ async fn a_callback_name_that_rebinds_to_loopback_never_reaches_it() {
             }
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(receiver, app).await;
-    });
+    serve_on(receiver, app);
 
     let dns = TestDns::rebinding("127.0.0.2", "127.0.0.1");
     let server = server(Arc::clone(&dns), |c| {
@@ -200,9 +174,7 @@ async fn the_delivery_log_names_a_category_never_the_connection_error() {
     let failing_addr = failing.local_addr().expect("addr");
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(|| async { StatusCode::INTERNAL_SERVER_ERROR }));
-    tokio::spawn(async move {
-        let _ = axum::serve(failing, app).await;
-    });
+    serve_on(failing, app);
 
     let dns = TestDns::rebinding("127.0.0.1", "127.0.0.1");
     let server = server(dns, |c| {

@@ -6,11 +6,14 @@ mod common;
 use backdrop_server::compat::cutout::sign;
 use backdrop_server::{now_ms, vendor_keys};
 use base64::Engine as _;
-use common::{cutout_b64, png, start};
+use common::{
+    b64, cutout_b64, download, download_image, no_rate_limit, ok_json, png, poll_json, send_json,
+    serve_png, start, TestServer,
+};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn paint(
     client: &reqwest::Client,
@@ -18,9 +21,12 @@ async fn paint(
     key: &str,
     body: Value,
 ) -> (StatusCode, Value) {
-    let r = client.post(url).header("APIKEY", key).json(&body).send().await.expect("post");
-    let status = r.status();
-    (status, r.json().await.expect("json envelope"))
+    send_json(client.post(url).header("APIKEY", key).json(&body)).await
+}
+
+/// The key's mySubscription answer.
+async fn subscription(client: &reqwest::Client, server: &TestServer, key: &str) -> Value {
+    ok_json(client.get(server.url("/api/v1/mySubscription")).header("APIKEY", key)).await
 }
 
 fn assert_envelope(body: &Value, code: i64) {
@@ -46,29 +52,23 @@ async fn paint_async_poll_download() {
     assert_envelope(&body, 0);
     let id = body["data"].as_i64().expect("numeric task id");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let data = loop {
-        let r = client
-            .get(server.url(&format!("/api/v1/getPaintResult?taskId={id}")))
-            .header("APIKEY", &key)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), StatusCode::OK);
-        let body: Value = r.json().await.expect("json");
-        assert_envelope(&body, 0);
-        let item = &body["data"]["resultList"][0];
-        let status = item["status"].as_i64().expect("status");
-        assert!([0, 1, 3].contains(&status), "{body}");
-        if status == 3 {
-            assert!(item["waitNumber"].as_u64().expect("waitNumber") > 0);
-        }
-        if status == 1 {
-            break body["data"].clone();
-        }
-        assert!(Instant::now() < deadline, "not done: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let result = server.url(&format!("/api/v1/getPaintResult?taskId={id}"));
+    let done = poll_json(
+        Duration::from_secs(60),
+        || client.get(&result).header("APIKEY", &key),
+        |body| {
+            assert_envelope(body, 0);
+            let item = &body["data"]["resultList"][0];
+            let status = item["status"].as_i64().expect("status");
+            assert!([0, 1, 3].contains(&status), "{body}");
+            if status == 3 {
+                assert!(item["waitNumber"].as_u64().expect("waitNumber") > 0);
+            }
+            status == 1
+        },
+    )
+    .await;
+    let data = &done["data"];
     assert_eq!(data["id"], id);
     assert_eq!(data["text"], "dark luxury");
     assert_eq!(data["quantity"], 1);
@@ -79,28 +79,14 @@ async fn paint_async_poll_download() {
     assert_eq!(item["waitNumber"], 0);
     assert_eq!((item["width"].as_u64(), item["height"].as_u64()), (Some(96), Some(96)));
     for field in ["result", "preview"] {
-        let r = client.get(item[field].as_str().expect("url")).send().await.expect("download");
-        assert_eq!(r.status(), StatusCode::OK, "{field}");
-        image::load_from_memory(&r.bytes().await.expect("bytes")).expect("an image");
+        download_image(&client, item[field].as_str().expect("url")).await;
     }
     // The input is kept at a short-lived signed URL.
-    let input = client.get(data["url"].as_str().expect("url")).send().await.expect("download");
-    assert_eq!(input.status(), StatusCode::OK);
-    let input = input.bytes().await.expect("bytes");
-    assert_eq!(
-        base64::engine::general_purpose::STANDARD.encode(&input),
-        cutout_b64(),
-        "the input as sent"
-    );
+    let (_, input) = download(&client, data["url"].as_str().expect("url")).await;
+    assert_eq!(b64(&input), cutout_b64(), "the input as sent");
 
     // 96x96 is at most 512x512: 3 credits.
-    let r = client
-        .get(server.url("/api/v1/mySubscription"))
-        .header("APIKEY", &key)
-        .send()
-        .await
-        .expect("get");
-    let body: Value = r.json().await.expect("json");
+    let body = subscription(&client, &server, &key).await;
     assert_eq!(body["data"]["apiCredits"], 97, "{body}");
 }
 
@@ -116,29 +102,13 @@ async fn signed_form_valid_wrong_and_expired() {
 
     let expire = (now_ms() / 1000 + 300).to_string();
     let good = sign(&creds.access_key, &creds.secret_key, &expire);
-    let r = client
-        .post(server.url("/api/v1/paintAsync"))
-        .query(&[("uid", creds.access_key.as_str()), ("signExpireTime", &expire), ("sign", &good)])
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    let created: Value = r.json().await.expect("json");
+    let signed = [("uid", creds.access_key.as_str()), ("signExpireTime", &expire), ("sign", &good)];
+    let paint = client.post(server.url("/api/v1/paintAsync")).query(&signed);
+    let created = ok_json(paint.json(&body)).await;
     assert_envelope(&created, 0);
     let task_id = created["data"].as_i64().expect("id").to_string();
-    let r = client
-        .get(server.url("/api/v1/getPaintResult"))
-        .query(&[
-            ("taskId", task_id.as_str()),
-            ("uid", &creds.access_key),
-            ("signExpireTime", &expire),
-            ("sign", &good),
-        ])
-        .send()
-        .await
-        .expect("get");
-    let polled: Value = r.json().await.expect("json");
+    let result = || client.get(server.url("/api/v1/getPaintResult")).query(&[("taskId", &task_id)]);
+    let (_, polled) = send_json(result().query(&signed)).await;
     assert_envelope(&polled, 0);
     assert_eq!(polled["data"]["resultList"][0]["status"], 3, "queued: {polled}");
     assert_eq!(polled["data"]["resultList"][0]["waitNumber"], 1);
@@ -165,36 +135,21 @@ async fn signed_form_valid_wrong_and_expired() {
         ),
     ];
     for (uid, time, signature, code) in cases {
-        let r = client
-            .get(server.url("/api/v1/getPaintResult"))
-            .query(&[
-                ("taskId", task_id.as_str()),
-                ("uid", &uid),
-                ("signExpireTime", &time),
-                ("sign", &signature),
-            ])
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        assert_envelope(&r.json().await.expect("json"), code);
+        let query = [("uid", &uid), ("signExpireTime", &time), ("sign", &signature)];
+        let (status, body) = send_json(result().query(&query)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_envelope(&body, code);
     }
     // Partial signed form.
-    let r = client
-        .get(server.url("/api/v1/getPaintResult"))
-        .query(&[("taskId", task_id.as_str()), ("uid", &creds.access_key)])
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_envelope(&r.json().await.expect("json"), 1002);
+    let (status, body) = send_json(result().query(&[("uid", &creds.access_key)])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_envelope(&body, 1002);
 }
 
 #[tokio::test]
 async fn bad_requests_get_cutout_codes() {
     let server = start(false, |c| {
-        c.limits.submits_per_second = 1000.0;
-        c.limits.submit_burst = 1000;
+        no_rate_limit(c);
         c.limits.max_body_bytes = 1024 * 1024;
     })
     .await;
@@ -203,15 +158,17 @@ async fn bad_requests_get_cutout_codes() {
     let other = server.key(None).await;
     let client = reqwest::Client::new();
     let url = server.url("/api/v1/paintAsync");
-    let b64 = |img: &RgbaImage| base64::engine::general_purpose::STANDARD.encode(png(img));
-    let opaque = b64(&RgbaImage::from_pixel(32, 32, Rgba([1, 2, 3, 255])));
-    let clear = b64(&RgbaImage::from_pixel(32, 32, Rgba([0, 0, 0, 0])));
-    let tiny = b64(&RgbaImage::from_fn(8, 8, |x, _| Rgba([9, 9, 9, if x < 4 { 0 } else { 255 }])));
+    let encode = |img: &RgbaImage| b64(&png(img));
+    let opaque = encode(&RgbaImage::from_pixel(32, 32, Rgba([1, 2, 3, 255])));
+    let clear = encode(&RgbaImage::from_pixel(32, 32, Rgba([0, 0, 0, 0])));
+    let tiny =
+        encode(&RgbaImage::from_fn(8, 8, |x, _| Rgba([9, 9, 9, if x < 4 { 0 } else { 255 }])));
 
     // No key, unknown key.
-    let r = client.post(&url).json(&json!({"imgBase64": cutout_b64()})).send().await.expect("post");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_envelope(&r.json().await.expect("json"), 1001);
+    let (status, body) =
+        send_json(client.post(&url).json(&json!({"imgBase64": cutout_b64()}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_envelope(&body, 1001);
     let (status, body) =
         paint(&client, url.clone(), "bd_wrong", json!({"imgBase64": cutout_b64()})).await;
     assert_eq!((status, body["code"].as_i64()), (StatusCode::UNAUTHORIZED, Some(1001)));
@@ -241,16 +198,11 @@ async fn bad_requests_get_cutout_codes() {
         assert_eq!(answer["data"], Value::Null);
     }
     // Malformed JSON.
-    let r = client
-        .post(&url)
-        .header("APIKEY", &key)
-        .header("content-type", "application/json")
-        .body("{\"imgBase64\": ")
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_envelope(&r.json().await.expect("json"), 2001);
+    let malformed =
+        client.post(&url).header("APIKEY", &key).header("content-type", "application/json");
+    let (status, body) = send_json(malformed.body("{\"imgBase64\": ")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_envelope(&body, 2001);
 
     // Credits: a 96x96 cut-out costs 3; the key has 2.
     let (status, body) =
@@ -267,14 +219,10 @@ async fn bad_requests_get_cutout_codes() {
         ("?taskId=999999".to_string(), &key, StatusCode::NOT_FOUND, 3001),
         (format!("?taskId={id}"), &other, StatusCode::NOT_FOUND, 3001),
     ] {
-        let r = client
-            .get(server.url(&format!("/api/v1/getPaintResult{query}")))
-            .header("APIKEY", key)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), status, "{query}");
-        assert_envelope(&r.json().await.expect("json"), code);
+        let result = client.get(server.url(&format!("/api/v1/getPaintResult{query}")));
+        let (got, body) = send_json(result.header("APIKEY", key)).await;
+        assert_eq!(got, status, "{query}");
+        assert_envelope(&body, code);
     }
 }
 
@@ -291,20 +239,14 @@ async fn rate_limit_and_price_tiers() {
     // A 600x600 cut-out is in the 512x512..1024x1024 tier: 6 credits.
     let big =
         RgbaImage::from_fn(600, 600, |x, _| Rgba([50, 60, 70, if x < 300 { 0 } else { 255 }]));
-    let b64 = base64::engine::general_purpose::STANDARD.encode(png(&big));
-    let (status, body) = paint(&client, url.clone(), &key, json!({"imgBase64": b64})).await;
+    let (status, body) =
+        paint(&client, url.clone(), &key, json!({"imgBase64": b64(&png(&big))})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) =
         paint(&client, url.clone(), &key, json!({"imgBase64": cutout_b64()})).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_envelope(&body, 1004);
-    let r = client
-        .get(server.url("/api/v1/mySubscription"))
-        .header("APIKEY", &key)
-        .send()
-        .await
-        .expect("get");
-    let body: Value = r.json().await.expect("json");
+    let body = subscription(&client, &server, &key).await;
     assert_eq!(body["data"]["apiCredits"], 94, "{body}");
 }
 
@@ -313,51 +255,30 @@ async fn img_url_is_downloaded() {
     let server = start(true, |c| c.fetch.allow = vec!["127.0.0.1/32".into()]).await;
     let key = server.key(None).await;
     let client = reqwest::Client::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let bytes = base64::engine::general_purpose::STANDARD.decode(cutout_b64()).expect("b64");
-    let app = axum::Router::new().route(
-        "/c.png",
-        axum::routing::get(move || {
-            let bytes = bytes.clone();
-            async move { ([("content-type", "image/png")], bytes) }
-        }),
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
     // No text: the default scene is used.
     let (status, body) = paint(
         &client,
         server.url("/api/v1/paintAsync"),
         &key,
-        json!({"imgUrl": format!("http://{addr}/c.png")}),
+        json!({"imgUrl": serve_png(bytes).await}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let id = body["data"].as_i64().expect("id");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body: Value = client
-            .get(server.url(&format!("/api/v1/getPaintResult?taskId={id}")))
-            .header("APIKEY", &key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        let item = &body["data"]["resultList"][0];
-        if item["status"] == 1 {
-            assert_eq!(body["data"]["text"], Value::Null);
-            let r = client.get(item["result"].as_str().expect("url")).send().await.expect("get");
-            assert_eq!(r.status(), StatusCode::OK);
-            break;
-        }
-        assert_ne!(item["status"], 2, "{body}");
-        assert!(Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let result = server.url(&format!("/api/v1/getPaintResult?taskId={id}"));
+    let body = poll_json(
+        Duration::from_secs(60),
+        || client.get(&result).header("APIKEY", &key),
+        |body| {
+            let status = &body["data"]["resultList"][0]["status"];
+            assert_ne!(status, 2, "{body}");
+            status == 1
+        },
+    )
+    .await;
+    assert_eq!(body["data"]["text"], Value::Null);
+    download(&client, body["data"]["resultList"][0]["result"].as_str().expect("url")).await;
 }
 
 #[tokio::test]
@@ -380,26 +301,21 @@ async fn the_java_sdk_signs_with_the_numeric_uid_and_reads_its_balance() {
         ]
     };
 
-    let r = client
-        .post(server.url("/api/v1/paintAsync"))
-        .query(&signed(&uid, &secret))
-        .json(&json!({"imgBase64": cutout_b64(), "text": "pink"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    let created: Value = r.json().await.expect("json");
+    let paint = client.post(server.url("/api/v1/paintAsync")).query(&signed(&uid, &secret));
+    let created = ok_json(paint.json(&json!({"imgBase64": cutout_b64(), "text": "pink"}))).await;
     assert_envelope(&created, 0);
     let task_id = created["data"].as_i64().expect("id").to_string();
     let mut query = signed(&uid, &secret);
     query.push(("taskId".into(), task_id));
-    let r = client.get(server.url("/api/v1/getPaintResult")).query(&query).send().await;
-    let polled: Value = r.expect("get").json().await.expect("json");
+    let (_, polled) =
+        send_json(client.get(server.url("/api/v1/getPaintResult")).query(&query)).await;
     assert_envelope(&polled, 0);
 
     // mySubscription in the SDK's fields: 3 credits of 50 reserved for the task.
-    let r = client.get(server.url("/api/v1/mySubscription")).query(&signed(&uid, &secret)).send();
-    let body: Value = r.await.expect("get").json().await.expect("json");
+    let subscription_of = |uid: &str, secret: &str| {
+        client.get(server.url("/api/v1/mySubscription")).query(&signed(uid, secret))
+    };
+    let (_, body) = send_json(subscription_of(&uid, &secret)).await;
     assert_envelope(&body, 0);
     let data = &body["data"];
     assert_eq!(data["userId"], key.id, "the uid, as the user learns it: {body}");
@@ -411,8 +327,9 @@ async fn the_java_sdk_signs_with_the_numeric_uid_and_reads_its_balance() {
     }
     // With the header too, and for an unmetered key the balance is null.
     let unmetered = server.key(None).await;
-    let r = client.get(server.url("/api/v1/mySubscription")).header("APIKEY", &unmetered).send();
-    let body: Value = r.await.expect("get").json().await.expect("json");
+    let (_, body) =
+        send_json(client.get(server.url("/api/v1/mySubscription")).header("APIKEY", &unmetered))
+            .await;
     assert_eq!(body["data"]["imageBalance"], Value::Null, "{body}");
     assert_eq!(body["data"]["monthBalance"], 0, "{body}");
 
@@ -423,9 +340,8 @@ async fn the_java_sdk_signs_with_the_numeric_uid_and_reads_its_balance() {
         (uid.as_str(), plaintext.as_str()),
         ("0", secret.as_str()),
     ] {
-        let r = client.get(server.url("/api/v1/mySubscription")).query(&signed(uid, secret));
-        let r = r.send().await.expect("get");
-        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{uid}");
-        assert_envelope(&r.json().await.expect("json"), 1002);
+        let (status, body) = send_json(subscription_of(uid, secret)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uid}");
+        assert_envelope(&body, 1002);
     }
 }

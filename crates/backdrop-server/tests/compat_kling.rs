@@ -6,13 +6,15 @@ mod common;
 
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
-use base64::Engine as _;
-use common::{kling_jwt as jwt, kling_token, png, start, TestServer};
+use common::{
+    b64, download_image, kling_jwt as jwt, kling_token, no_rate_limit, png, poll_json, send_json,
+    serve, start, Deadline, TestServer,
+};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EXPAND: &str = "/v1/images/editing/expand";
 
@@ -35,38 +37,23 @@ fn photo(w: u32, h: u32) -> Vec<u8> {
     }))
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 fn fast(c: &mut backdrop_server::ServiceConfig) {
-    c.limits.submits_per_second = 1000.0;
-    c.limits.submit_burst = 1000;
+    no_rate_limit(c);
     c.fetch.allow = vec!["127.0.0.1/32".into()];
 }
 
-async fn send(req: reqwest::RequestBuilder) -> (StatusCode, Value) {
-    let response = req.send().await.expect("send");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn poll_done(client: &reqwest::Client, server: &TestServer, id: i64, task: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, body) = send(
-            client.get(server.url(&format!("{EXPAND}/{task}"))).bearer_auth(token(server, id)),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["code"], 0);
-        let data = body["data"].clone();
-        if matches!(data["task_status"].as_str(), Some("succeed" | "failed")) {
-            return data;
-        }
-        assert!(Instant::now() < deadline, "task did not finish: {data}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = server.url(&format!("{EXPAND}/{task}"));
+    let body = poll_json(
+        Duration::from_secs(120),
+        || client.get(&url).bearer_auth(token(server, id)),
+        |body| {
+            assert_eq!(body["code"], 0);
+            matches!(body["data"]["task_status"].as_str(), Some("succeed" | "failed"))
+        },
+    )
+    .await;
+    body["data"].clone()
 }
 
 #[tokio::test]
@@ -88,14 +75,10 @@ async fn create_poll_download_list_and_callback() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let hook = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, receiver).await;
-    });
+    let hook = format!("http://{}/hook", serve(receiver).await);
 
     let (status, body) =
-        send(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&json!({
+        send_json(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&json!({
             "image": b64(&photo(320, 300)),
             "up_expansion_ratio": 0.1,
             "down_expansion_ratio": 0.0,
@@ -127,26 +110,23 @@ async fn create_poll_download_list_and_callback() {
     for (i, img) in images.iter().enumerate() {
         assert_eq!(img["index"], i as u64);
         for field in ["url", "watermark_url"] {
-            let response =
-                client.get(img[field].as_str().expect("url")).send().await.expect("download");
-            assert_eq!(response.status(), StatusCode::OK);
-            let bytes = response.bytes().await.expect("bytes");
-            let decoded = image::load_from_memory(&bytes).expect("an image");
+            let decoded = download_image(&client, img[field].as_str().expect("url")).await;
             // 320 + 0.2 * 320 wide, 300 + 0.1 * 300 high.
             assert_eq!((decoded.width(), decoded.height()), (384, 330));
         }
     }
 
     // The same task by its external_task_id.
-    let (status, by_external) =
-        send(client.get(server.url(&format!("{EXPAND}/order-1"))).bearer_auth(token(&server, id)))
-            .await;
+    let (status, by_external) = send_json(
+        client.get(server.url(&format!("{EXPAND}/order-1"))).bearer_auth(token(&server, id)),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(by_external["data"]["task_id"], task_id.as_str());
 
     // The external_task_id is unique per key: a second use is refused...
     let (status, dup) =
-        send(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&json!({
+        send_json(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&json!({
             "image": b64(&photo(300, 300)),
             "up_expansion_ratio": 0.1, "down_expansion_ratio": 0, "left_expansion_ratio": 0,
             "right_expansion_ratio": 0, "external_task_id": "order-1",
@@ -155,22 +135,23 @@ async fn create_poll_download_list_and_callback() {
     assert_eq!((status, dup["code"].as_u64()), (StatusCode::BAD_REQUEST, Some(1201)), "{dup}");
     // ...but another key may use it, and cannot see the first key's task.
     let other = new_key(&server, None).await;
-    let (status, missing) = send(
+    let (status, missing) = send_json(
         client.get(server.url(&format!("{EXPAND}/{task_id}"))).bearer_auth(token(&server, other)),
     )
     .await;
     assert_eq!((status, missing["code"].as_u64()), (StatusCode::NOT_FOUND, Some(1203)));
-    let (status, theirs) =
-        send(client.post(server.url(EXPAND)).bearer_auth(token(&server, other)).json(&json!({
+    let (status, theirs) = send_json(
+        client.post(server.url(EXPAND)).bearer_auth(token(&server, other)).json(&json!({
             "image": b64(&photo(300, 300)),
             "up_expansion_ratio": 0.1, "down_expansion_ratio": 0, "left_expansion_ratio": 0,
             "right_expansion_ratio": 0, "external_task_id": "order-1",
-        })))
-        .await;
+        })),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{theirs}");
 
     // The list, paged.
-    let (status, page) = send(
+    let (status, page) = send_json(
         client
             .get(server.url(&format!("{EXPAND}?pageNum=1&pageSize=500")))
             .bearer_auth(token(&server, id)),
@@ -180,7 +161,7 @@ async fn create_poll_download_list_and_callback() {
     let tasks = page["data"].as_array().expect("list");
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0]["task_id"], task_id.as_str());
-    let (_, empty) = send(
+    let (_, empty) = send_json(
         client
             .get(server.url(&format!("{EXPAND}?pageNum=2&pageSize=1")))
             .bearer_auth(token(&server, id)),
@@ -189,7 +170,7 @@ async fn create_poll_download_list_and_callback() {
     assert_eq!(empty["data"], json!([]));
 
     // The callback body: every status change, Kling's shape.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Deadline::after(Duration::from_secs(30));
     loop {
         let got = received.lock().expect("lock").clone();
         if got.iter().any(|b| b["task_status"] == "succeed") {
@@ -204,8 +185,7 @@ async fn create_poll_download_list_and_callback() {
             assert!(last["created_at"].is_i64() && last["updated_at"].is_i64());
             break;
         }
-        assert!(Instant::now() < deadline, "no succeed callback: {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline.again(format!("no succeed callback: {got:?}")).await;
     }
 
     // Credits: 2 images at the Kling price.
@@ -223,39 +203,45 @@ async fn auth_failures_have_their_codes() {
     let list = server.url(EXPAND);
     let code = |(status, body): (StatusCode, Value)| (status.as_u16(), body["code"].as_u64());
 
-    assert_eq!(code(send(client.get(&list)).await), (401, Some(1001)));
+    assert_eq!(code(send_json(client.get(&list)).await), (401, Some(1001)));
     assert_eq!(
-        code(send(client.get(&list).header("Authorization", "Bearer ")).await),
+        code(send_json(client.get(&list).header("Authorization", "Bearer ")).await),
         (401, Some(1001))
     );
-    assert_eq!(code(send(client.get(&list).bearer_auth("not.a-jwt")).await), (401, Some(1002)));
+    assert_eq!(
+        code(send_json(client.get(&list).bearer_auth("not.a-jwt")).await),
+        (401, Some(1002))
+    );
     let wrong_secret =
         jwt(&json!({"iss": pair.access_key, "exp": now + 60, "nbf": now - 5}), "sk-guess");
-    assert_eq!(code(send(client.get(&list).bearer_auth(wrong_secret)).await), (401, Some(1002)));
+    assert_eq!(
+        code(send_json(client.get(&list).bearer_auth(wrong_secret)).await),
+        (401, Some(1002))
+    );
     let expired =
         jwt(&json!({"iss": pair.access_key, "exp": now - 60, "nbf": now - 120}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(expired)).await), (401, Some(1004)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(expired)).await), (401, Some(1004)));
     let early =
         jwt(&json!({"iss": pair.access_key, "exp": now + 1800, "nbf": now + 60}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(early)).await), (401, Some(1003)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(early)).await), (401, Some(1003)));
     // A token that would stay valid for a year is refused; one for the next 23 hours works.
     let forever =
         jwt(&json!({"iss": pair.access_key, "exp": now + 365 * 86_400}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(forever)).await), (401, Some(1002)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(forever)).await), (401, Some(1002)));
     let day = jwt(&json!({"iss": pair.access_key, "exp": now + 23 * 3600}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(day)).await), (200, Some(0)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(day)).await), (200, Some(0)));
     let no_exp = jwt(&json!({"iss": pair.access_key, "nbf": now - 5}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(no_exp)).await), (401, Some(1002)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(no_exp)).await), (401, Some(1002)));
     let stranger = jwt(&json!({"iss": "ak999x000000000000", "exp": now + 60}), "x");
-    assert_eq!(code(send(client.get(&list).bearer_auth(stranger)).await), (401, Some(1000)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(stranger)).await), (401, Some(1000)));
     // Within the leeway a slightly early nbf is fine.
     let skewed =
         jwt(&json!({"iss": pair.access_key, "exp": now + 60, "nbf": now + 2}), &pair.secret_key);
-    assert_eq!(code(send(client.get(&list).bearer_auth(skewed)).await), (200, Some(0)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(skewed)).await), (200, Some(0)));
     // A revoked key's pair stops working.
     server.shared.repo.revoke_key(id, now_ms()).await.expect("revoke");
     assert_eq!(
-        code(send(client.get(&list).bearer_auth(token(&server, id))).await),
+        code(send_json(client.get(&list).bearer_auth(token(&server, id))).await),
         (401, Some(1000))
     );
 }
@@ -332,7 +318,8 @@ async fn bad_requests_have_kling_codes() {
     ];
     for (what, body, status, code) in cases {
         let (got, answer) =
-            send(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&body)).await;
+            send_json(client.post(server.url(EXPAND)).bearer_auth(token(&server, id)).json(&body))
+                .await;
         assert_eq!(
             (got.as_u16(), answer["code"].as_u64()),
             (status, Some(code)),
@@ -342,7 +329,7 @@ async fn bad_requests_have_kling_codes() {
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
     }
     // jpg is accepted (and the 3 credits left are enough for it).
-    let (status, body) = send(
+    let (status, body) = send_json(
         client
             .post(server.url(EXPAND))
             .bearer_auth(token(&server, id))
@@ -351,7 +338,7 @@ async fn bad_requests_have_kling_codes() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // Malformed JSON, an unknown task, and bad pages.
-    let (status, body) = send(
+    let (status, body) = send_json(
         client
             .post(server.url(EXPAND))
             .bearer_auth(token(&server, id))
@@ -361,15 +348,16 @@ async fn bad_requests_have_kling_codes() {
     .await;
     assert_eq!((status.as_u16(), body["code"].as_u64()), (400, Some(1200)));
     for page in ["pageNum=0", "pageNum=1001", "pageSize=0", "pageSize=501", "pageSize=x"] {
-        let (status, body) = send(
+        let (status, body) = send_json(
             client.get(server.url(&format!("{EXPAND}?{page}"))).bearer_auth(token(&server, id)),
         )
         .await;
         assert_eq!((status.as_u16(), body["code"].as_u64()), (400, Some(1201)), "{page}");
     }
-    let (status, body) =
-        send(client.get(server.url(&format!("{EXPAND}/nope"))).bearer_auth(token(&server, id)))
-            .await;
+    let (status, body) = send_json(
+        client.get(server.url(&format!("{EXPAND}/nope"))).bearer_auth(token(&server, id)),
+    )
+    .await;
     assert_eq!((status.as_u16(), body["code"].as_u64()), (404, Some(1203)));
 }
 
@@ -394,7 +382,7 @@ async fn rate_and_concurrency_limits_have_kling_codes() {
         let client = client.clone();
         let url = server.url(EXPAND);
         let token = token(&server, id);
-        async move { send(client.post(url).bearer_auth(token).json(&body(n))).await }
+        async move { send_json(client.post(url).bearer_auth(token).json(&body(n))).await }
     };
     let (status, first) = post(2).await;
     assert_eq!(status, StatusCode::OK, "{first}");
@@ -418,16 +406,12 @@ async fn image_by_url_is_fetched() {
             async move { bytes }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let base = format!("http://{}", serve(app).await);
     let body = |url: String| {
         json!({"image": url, "up_expansion_ratio": 0, "down_expansion_ratio": 0.1,
                "left_expansion_ratio": 0, "right_expansion_ratio": 0})
     };
-    let (status, created) = send(
+    let (status, created) = send_json(
         client
             .post(server.url(EXPAND))
             .bearer_auth(token(&server, id))
@@ -443,7 +427,7 @@ async fn image_by_url_is_fetched() {
     assert_eq!(done["task_info"]["external_task_id"], "", "{done}");
     assert!(done["task_result"]["images"][0].get("watermark_url").is_none());
     // A URL that does not answer with an image is a bad value.
-    let (status, err) = send(
+    let (status, err) = send_json(
         client
             .post(server.url(EXPAND))
             .bearer_auth(token(&server, id))
@@ -469,18 +453,19 @@ async fn a_plain_api_key_authenticates_beside_the_jwt() {
 
     // `Authorization: Bearer <API key>`, as Kling's current documents send it.
     let (status, created) =
-        send(client.post(server.url(EXPAND)).bearer_auth(&plaintext).json(&body)).await;
+        send_json(client.post(server.url(EXPAND)).bearer_auth(&plaintext).json(&body)).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     assert_eq!(created["code"], 0);
     let task = created["data"]["task_id"].as_str().expect("task_id").to_string();
     for id in [task.as_str(), "plain-1"] {
         let path = format!("{EXPAND}/{id}");
-        let (status, found) = send(client.get(server.url(&path)).bearer_auth(&plaintext)).await;
+        let (status, found) =
+            send_json(client.get(server.url(&path)).bearer_auth(&plaintext)).await;
         assert_eq!((status, &found["data"]["task_id"]), (StatusCode::OK, &json!(task)), "{found}");
     }
     // The JWT of the same key sees the same task.
     let (status, listed) =
-        send(client.get(server.url(EXPAND)).bearer_auth(token(&server, key.id))).await;
+        send_json(client.get(server.url(EXPAND)).bearer_auth(token(&server, key.id))).await;
     assert_eq!(status, StatusCode::OK, "{listed}");
     assert_eq!(listed["data"][0]["task_id"], task.as_str());
     let after = server.shared.repo.key(key.id).await.expect("repo").expect("key");
@@ -488,13 +473,13 @@ async fn a_plain_api_key_authenticates_beside_the_jwt() {
 
     // An unknown key, and a revoked one, are refused in Kling's envelope.
     let list = server.url(EXPAND);
-    let unknown = send(client.get(&list).bearer_auth("bd_notakeyofthisserver")).await;
+    let unknown = send_json(client.get(&list).bearer_auth("bd_notakeyofthisserver")).await;
     assert!(unknown.1["request_id"].is_string(), "{}", unknown.1);
     assert_eq!(code(unknown), (401, Some(1000)));
     server.shared.repo.revoke_key(key.id, now_ms()).await.expect("revoke");
-    assert_eq!(code(send(client.get(&list).bearer_auth(&plaintext)).await), (401, Some(1000)));
+    assert_eq!(code(send_json(client.get(&list).bearer_auth(&plaintext)).await), (401, Some(1000)));
     assert_eq!(
-        code(send(client.get(&list).bearer_auth(token(&server, key.id))).await),
+        code(send_json(client.get(&list).bearer_auth(token(&server, key.id))).await),
         (401, Some(1000))
     );
 }

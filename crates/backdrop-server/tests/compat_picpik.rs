@@ -8,12 +8,12 @@ use backdrop_server::compat::picpik::{signature, STATUS_WORDS, TERMINAL_STATUS_W
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
 use backdrop_store::{ResultImage, TaskResult};
-use base64::Engine as _;
-use common::{cutout_b64, png, start, TestServer};
+use common::{
+    b64, cutout_b64, download_image, no_rate_limit, ok_json, png, poll_json, start, TestServer,
+};
 use image::{Rgba, RgbaImage};
-use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Client {
     http: reqwest::Client,
@@ -39,28 +39,22 @@ impl Client {
         }
     }
 
-    /// Signs and posts `params` as the vendor's SDK does.
-    async fn call(&self, mut params: Value) -> Value {
+    /// `params` signed as the vendor's SDK signs them, ready to post.
+    fn signed(&self, mut params: Value) -> reqwest::RequestBuilder {
         params["PublicKey"] = json!(self.public);
         let sig = signature(params.as_object().expect("object"), &self.private);
         params["Signature"] = json!(sig);
-        self.raw(&params).await
+        self.http.post(&self.url).json(&params)
+    }
+
+    /// Signs and posts `params` as the vendor's SDK does; PicPik answers 200 with a RetCode.
+    async fn call(&self, params: Value) -> Value {
+        ok_json(self.signed(params)).await
     }
 
     async fn raw(&self, params: &Value) -> Value {
-        let response = self.http.post(&self.url).json(params).send().await.expect("post");
-        assert_eq!(response.status(), StatusCode::OK, "PicPik answers 200 with a RetCode");
-        response.json().await.expect("json")
+        ok_json(self.http.post(&self.url).json(params)).await
     }
-}
-
-fn fast(c: &mut backdrop_server::ServiceConfig) {
-    c.limits.submits_per_second = 1000.0;
-    c.limits.submit_burst = 1000;
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn backdrop_photo() -> String {
@@ -89,7 +83,7 @@ fn generate(extra: Value) -> Value {
 
 #[tokio::test]
 async fn generate_poll_download() {
-    let server = start(true, fast).await;
+    let server = start(true, no_rate_limit).await;
     let client = Client::new(&server, Some(100)).await;
     let answer = client
         .call(generate(json!({
@@ -117,18 +111,19 @@ async fn generate_poll_download() {
     assert_eq!(running["RetCode"], 0, "{running}");
     assert!(running["TaskUIDList"].is_array());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let detail = loop {
-        let answer = client.call(json!({"Action": "ListTasksDetails", "TaskUIDList": [uid]})).await;
-        assert_eq!(answer["RetCode"], 0, "{answer}");
-        let detail = answer["TaskDetailList"][0].clone();
-        assert_eq!(detail["TaskUID"], uid.as_str());
-        if matches!(detail["Status"].as_str(), Some("Finished" | "Error")) {
-            break detail;
-        }
-        assert!(Instant::now() < deadline, "not done: {detail}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let details = json!({"Action": "ListTasksDetails", "TaskUIDList": [uid]});
+    let answer = poll_json(
+        Duration::from_secs(60),
+        || client.signed(details.clone()),
+        |answer| {
+            assert_eq!(answer["RetCode"], 0, "{answer}");
+            let detail = &answer["TaskDetailList"][0];
+            assert_eq!(detail["TaskUID"], uid.as_str());
+            matches!(detail["Status"].as_str(), Some("Finished" | "Error"))
+        },
+    )
+    .await;
+    let detail = &answer["TaskDetailList"][0];
     assert_eq!(detail["Status"], "Finished", "{detail}");
     assert_eq!(detail["Action"], "GenerateBackgrounds");
     assert_eq!(detail["Seed"], 42);
@@ -139,9 +134,7 @@ async fn generate_poll_download() {
     let urls = detail["ImgList"].as_array().expect("ImgList");
     assert_eq!(urls.len(), 2);
     for url in urls {
-        let response = client.http.get(url.as_str().expect("url")).send().await.expect("get");
-        assert_eq!(response.status(), StatusCode::OK);
-        let img = image::load_from_memory(&response.bytes().await.expect("bytes")).expect("image");
+        let img = download_image(&client.http, url.as_str().expect("url")).await;
         assert_eq!((img.width(), img.height()), (128, 96));
     }
     let running = client.call(json!({"Action": "ListRunningTasks"})).await;
@@ -150,7 +143,7 @@ async fn generate_poll_download() {
 
 #[tokio::test]
 async fn bad_requests_have_ret_codes() {
-    let server = start(false, fast).await;
+    let server = start(false, no_rate_limit).await;
     let client = Client::new(&server, Some(1)).await;
     let opaque = b64(&png(&RgbaImage::from_pixel(64, 64, Rgba([1, 2, 3, 255]))));
     let cases: Vec<(&str, Value, u64)> = vec![
@@ -207,9 +200,8 @@ async fn bad_requests_have_ret_codes() {
         (Some(161), Some("ListModels"), Some("u-1"))
     );
     assert_eq!(client.call(json!({"Foo": 1})).await["RetCode"], 160);
-    let response = client.http.post(&client.url).body("not json").send().await.expect("post");
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.json::<Value>().await.expect("json")["RetCode"], 100);
+    let unreadable = ok_json(client.http.post(&client.url).body("not json")).await;
+    assert_eq!(unreadable["RetCode"], 100);
     let details = client.call(json!({"Action": "ListTasksDetails", "TaskUIDList": ["nope"]})).await;
     assert_eq!(details["RetCode"], 233);
     let details = client.call(json!({"Action": "ListTasksDetails", "TaskUIDList": []})).await;
@@ -234,7 +226,7 @@ async fn rate_limit_has_its_ret_code() {
 
 #[tokio::test]
 async fn a_lowercase_signature_field_is_accepted_and_never_signed() {
-    let server = start(false, fast).await;
+    let server = start(false, no_rate_limit).await;
     let client = Client::new(&server, None).await;
     let mut params = json!({"Action": "ListRunningTasks", "PublicKey": client.public});
     let sig = signature(params.as_object().expect("object"), &client.private);
@@ -293,7 +285,7 @@ async fn a_replayed_body_returns_its_task_and_charges_once() {
 
 #[tokio::test]
 async fn every_status_word_and_ended_tasks_are_terminal() {
-    let server = start(false, fast).await;
+    let server = start(false, no_rate_limit).await;
     let client = Client::new(&server, None).await;
     let repo = &server.shared.repo;
     let engines = [EngineName::Studio, EngineName::Patch, EngineName::Diffusion];
@@ -397,7 +389,7 @@ async fn a_body_over_the_limit_is_refused_in_the_envelope() {
 #[tokio::test]
 async fn a_task_over_the_memory_budget_has_the_parameter_ret_code() {
     let server = start(false, |c| {
-        fast(c);
+        no_rate_limit(c);
         c.limits.max_task_memory_bytes = 64 * 1024 * 1024;
     })
     .await;

@@ -4,27 +4,17 @@
 mod common;
 
 use base64::Engine as _;
-use common::{png, start};
+use common::{
+    cutout, download, download_image, no_rate_limit, ok_json, png, poll_json, send_json, start,
+    Deadline,
+};
 use image::{Rgba, RgbaImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PATH: &str = "/api/tasks/visual/background";
-
-/// A `w`x`h` cut-out: an opaque ellipse on transparency.
-fn cutout(w: u32, h: u32) -> Vec<u8> {
-    png(&RgbaImage::from_fn(w, h, |x, y| {
-        let dx = (x as f32 - w as f32 / 2.0) / (w as f32 / 3.0);
-        let dy = (y as f32 - h as f32 / 2.0) / (h as f32 / 3.0);
-        if dx * dx + dy * dy < 1.0 {
-            Rgba([180, (x % 256) as u8, 60, 255])
-        } else {
-            Rgba([0, 0, 0, 0])
-        }
-    }))
-}
 
 fn file_form(bytes: Vec<u8>) -> Form {
     Form::new().part("image_file", Part::bytes(bytes).file_name("cutout.png"))
@@ -36,37 +26,34 @@ async fn create(
     key: &str,
     form: Form,
 ) -> (StatusCode, Value) {
-    let r = client
-        .post(format!("{base}{PATH}"))
-        .header("X-API-KEY", key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status();
-    (status, r.json().await.expect("json envelope"))
+    send_json(client.post(format!("{base}{PATH}")).header("X-API-KEY", key).multipart(form)).await
+}
+
+/// Asks for a task as a PicWish client does: the status and the envelope.
+async fn query(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    task_id: &str,
+) -> (StatusCode, Value) {
+    send_json(client.get(format!("{base}{PATH}/{task_id}")).header("X-API-KEY", key)).await
 }
 
 async fn poll_done(client: &reqwest::Client, base: &str, key: &str, task_id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = client
-            .get(format!("{base}{PATH}/{task_id}"))
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), StatusCode::OK);
-        let body: Value = r.json().await.expect("json");
-        assert_eq!(body["status"], 200);
-        let state = body["data"]["state"].as_i64().expect("state");
-        if state == 1 || state < 0 {
-            return body["data"].clone();
-        }
-        assert!([0, 2, 3, 4, 5, 6].contains(&state), "{body}");
-        assert!(Instant::now() < deadline, "not done: {body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = format!("{base}{PATH}/{task_id}");
+    let body = poll_json(
+        Duration::from_secs(120),
+        || client.get(&url).header("X-API-KEY", key),
+        |body| {
+            assert_eq!(body["status"], 200);
+            let state = body["data"]["state"].as_i64().expect("state");
+            let done = state == 1 || state < 0;
+            assert!(done || [0, 2, 3, 4, 5, 6].contains(&state), "{body}");
+            done
+        },
+    )
+    .await;
+    body["data"].clone()
 }
 
 #[tokio::test]
@@ -93,9 +80,7 @@ async fn create_poll_download_two_images() {
     }
     assert!(data["time_elapsed"].as_i64().expect("time_elapsed") >= 0);
     for field in ["image_1", "image_2"] {
-        let r = client.get(data[field].as_str().expect(field)).send().await.expect("download");
-        assert_eq!(r.status(), StatusCode::OK);
-        let img = image::load_from_memory(&r.bytes().await.expect("bytes")).expect("image");
+        let img = download_image(&client, data[field].as_str().expect(field)).await;
         assert_eq!((img.width(), img.height()), (300, 260));
     }
     assert!(data.get("image_3").is_none());
@@ -132,26 +117,11 @@ async fn create_poll_download_two_images() {
     );
 
     // Credits: 6 (2 images) + 3 (1 image) + 6.
-    let account: Value = client
-        .get(server.url("/v1/account"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let account = server.get_json(&client, &key, "/v1/account").await;
     assert_eq!(account["balance"], 85, "{account}");
 
     // The scene_type list names Backdrop's templates.
-    let list: Value = client
-        .get(server.url(&format!("{PATH}/scene_types")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let list = ok_json(client.get(server.url(&format!("{PATH}/scene_types")))).await;
     let list = list["data"].as_array().expect("list");
     assert!(list.iter().any(|s| s["scene_type"] == 105 && s["template"] == "pastel-blue"));
     assert_eq!(list.len(), backdrop_core::SCENES.len());
@@ -159,11 +129,7 @@ async fn create_poll_download_two_images() {
 
 #[tokio::test]
 async fn bad_requests_get_picwish_statuses_and_states() {
-    let server = start(false, |c| {
-        c.limits.submits_per_second = 1000.0;
-        c.limits.submit_burst = 1000;
-    })
-    .await;
+    let server = start(false, no_rate_limit).await;
     let key = server.key(None).await;
     let poor = server.key(Some(1)).await;
     let other = server.key(None).await;
@@ -179,14 +145,10 @@ async fn bad_requests_get_picwish_statuses_and_states() {
     huge.resize(21 * 1024 * 1024, 0);
 
     // Auth.
-    let r = client
-        .post(format!("{base}{PATH}"))
-        .multipart(file_form(good()).text("scene_type", "101"))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(r.json::<Value>().await.expect("json")["status"], 401);
+    let anonymous = client.post(format!("{base}{PATH}"));
+    let (status, body) =
+        send_json(anonymous.multipart(file_form(good()).text("scene_type", "101"))).await;
+    assert_eq!((status, body["status"].as_i64()), (StatusCode::UNAUTHORIZED, Some(401)));
     let (status, body) =
         create(&client, &base, "bd_wrong", file_form(good()).text("scene_type", "101")).await;
     assert_eq!((status, body["status"].as_i64()), (StatusCode::UNAUTHORIZED, Some(401)));
@@ -293,14 +255,8 @@ async fn bad_requests_get_picwish_statuses_and_states() {
     }
 
     // Neither multipart nor a form.
-    let r = client
-        .post(format!("{base}{PATH}"))
-        .header("X-API-KEY", &key)
-        .header("content-type", "text/plain")
-        .body("hello")
-        .send()
-        .await
-        .expect("post");
+    let keyed = || client.post(format!("{base}{PATH}")).header("X-API-KEY", &key);
+    let r = keyed().header("content-type", "text/plain").body("hello").send().await.expect("post");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // No credits left: 401 (the service is not enabled for the key).
@@ -309,30 +265,16 @@ async fn bad_requests_get_picwish_statuses_and_states() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 
     // A url-encoded form is read too (its download is refused here: loopback).
-    let r = client
-        .post(format!("{base}{PATH}"))
-        .header("X-API-KEY", &key)
-        .form(&[("image_url", "http://127.0.0.1:9/a.png"), ("prompt", "a beach")])
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<Value>().await.expect("json")["data"]["state"], -3);
+    let form = [("image_url", "http://127.0.0.1:9/a.png"), ("prompt", "a beach")];
+    let (status, body) = send_json(keyed().form(&form)).await;
+    assert_eq!((status, body["data"]["state"].as_i64()), (StatusCode::BAD_REQUEST, Some(-3)));
 
     // Queries: unknown id, another key's task, no key.
     let (status, body) =
         create(&client, &base, &key, file_form(good()).text("scene_type", "101")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let task_id = body["data"]["task_id"].as_str().expect("id").to_string();
-    let queued: Value = client
-        .get(format!("{base}{PATH}/{task_id}"))
-        .header("X-API-KEY", &key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let (_, queued) = query(&client, &base, &key, &task_id).await;
     assert_eq!(queued["data"]["state"], 0, "{queued}");
     assert_eq!(queued["data"]["progress"], 0);
     for (id, key, status) in [
@@ -340,14 +282,9 @@ async fn bad_requests_get_picwish_statuses_and_states() {
         (task_id.as_str(), other.as_str(), StatusCode::NOT_FOUND),
         (task_id.as_str(), "", StatusCode::UNAUTHORIZED),
     ] {
-        let r = client
-            .get(format!("{base}{PATH}/{id}"))
-            .header("X-API-KEY", key)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), status);
-        assert_eq!(r.json::<Value>().await.expect("json")["status"], status.as_u16());
+        let (got, body) = query(&client, &base, key, id).await;
+        assert_eq!(got, status);
+        assert_eq!(body["status"], status.as_u16());
     }
 }
 
@@ -377,8 +314,7 @@ async fn sync_waits_are_capped_per_key() {
     // No worker: a sync=1 request waits for as long as the test lets it.
     let server = start(false, |c| {
         c.limits.max_key_streams = 1;
-        c.limits.submits_per_second = 100.0;
-        c.limits.submit_burst = 100;
+        no_rate_limit(c);
     })
     .await;
     let key = server.key(None).await;
@@ -391,11 +327,10 @@ async fn sync_waits_are_capped_per_key() {
         })
     };
     // Wait until the first request holds its slot (its task exists).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Deadline::after(Duration::from_secs(10));
     let id = key_id(&server, &key).await;
     while server.shared.streams.held(&id) == 0 {
-        assert!(Instant::now() < deadline, "the sync=1 request never started waiting");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        deadline.again("the sync=1 request never started waiting").await;
     }
     let form = file_form(cutout(256, 256)).text("scene_type", "101").text("sync", "1");
     let (status, body) = create(&client, &server.base, &key, form).await;
@@ -421,20 +356,12 @@ async fn image_url_in_a_plain_form() {
     let key = server.key(None).await;
     let client = reqwest::Client::new();
     let url = common::serve_png(cutout(280, 300)).await;
-    let r = client
-        .post(server.url(PATH))
-        .header("X-API-KEY", &key)
-        .form(&[("image_url", url.as_str()), ("prompt", "a marble table"), ("batch_size", "1")])
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::OK);
-    let body: Value = r.json().await.expect("json");
+    let form = [("image_url", url.as_str()), ("prompt", "a marble table"), ("batch_size", "1")];
+    let body = ok_json(client.post(server.url(PATH)).header("X-API-KEY", &key).form(&form)).await;
     let data =
         poll_done(&client, &server.base, &key, body["data"]["task_id"].as_str().expect("id")).await;
     assert_eq!(data["state"], 1, "{data}");
-    let r = client.get(data["image_1"].as_str().expect("url")).send().await.expect("download");
-    assert_eq!(r.status(), StatusCode::OK);
+    download(&client, data["image_1"].as_str().expect("url")).await;
     assert!(data.get("image_2").is_none());
 }
 
@@ -443,8 +370,7 @@ async fn expired_results_keep_their_image_keys_as_null() {
     // Results live 0 s: due for the sweep as soon as they are made.
     let server = start(true, |c| {
         c.results.ttl_secs = 0;
-        c.limits.submits_per_second = 1000.0;
-        c.limits.submit_burst = 1000;
+        no_rate_limit(c);
     })
     .await;
     let key = server.key(None).await;
@@ -464,14 +390,8 @@ async fn expired_results_keep_their_image_keys_as_null() {
 
     assert_eq!(backdrop_server::sweeper::sweep_once(&server.shared).await, 2);
     for task_id in &tasks {
-        let r = client
-            .get(format!("{}{PATH}/{task_id}", server.base))
-            .header("X-API-KEY", &key)
-            .send()
-            .await
-            .expect("get");
-        assert_eq!(r.status(), StatusCode::OK);
-        let body: Value = r.json().await.expect("json");
+        let (status, body) = query(&client, &server.base, &key, task_id).await;
+        assert_eq!(status, StatusCode::OK);
         let data = &body["data"];
         assert_eq!(data["state"], 1, "still done: {body}");
         for field in ["image_1", "image_2"] {

@@ -10,12 +10,11 @@ use backdrop_engines::Engines;
 use backdrop_server::compat::picpik::signature;
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
-use base64::Engine as _;
-use common::{png, start_with, TestServer};
+use common::{b64, no_rate_limit, png, send_json, start_with, TestServer};
 use image::{GrayImage, Luma, Rgba, RgbaImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 /// Object = every pixel whose colour is far from the top-left corner's.
@@ -53,34 +52,9 @@ fn product_photo() -> RgbaImage {
     })
 }
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 async fn server() -> TestServer {
     let engines = Engines::weight_free().with_segmenter(Arc::new(KeyColour));
-    start_with(
-        engines,
-        1,
-        |c| {
-            c.limits.submits_per_second = 1000.0;
-            c.limits.submit_burst = 1000;
-        },
-        |blobs| blobs,
-    )
-    .await
-}
-
-async fn post(server: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let r = client.post(server.url(path)).bearer_auth(key).json(&body).send().await.expect("post");
-    let status = r.status();
-    (status, r.json().await.expect("json"))
-}
-
-async fn download(url: &str) -> RgbaImage {
-    let bytes = reqwest::get(url).await.expect("get").bytes().await.expect("bytes");
-    image::load_from_memory(&bytes).expect("decodes").to_rgba8()
+    start_with(engines, 1, no_rate_limit, |blobs| blobs).await
 }
 
 #[tokio::test]
@@ -90,44 +64,25 @@ async fn a_cutout_task_returns_the_transparent_png_and_backgrounds_take_photos()
     let client = reqwest::Client::new();
     let photo = product_photo();
 
-    let (status, accepted) =
-        post(&server, &key, "/v1/cutouts", json!({"image_base64": b64(&png(&photo))})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
-    assert_eq!(task["state"], "succeeded", "{task}");
+    let body = json!({"image_base64": b64(&png(&photo))});
+    let id = server.submit(&client, &key, "/v1/cutouts", &body).await;
+    let (cut, task) = server.first_image(&client, &key, &id).await;
     assert_eq!((task["kind"].as_str(), task["engine"].as_str()), (Some("cutout"), Some("segment")));
     assert_eq!(task["notes"]["model"], "key-colour");
-    let cut = download(task["images"][0]["url"].as_str().expect("url")).await;
     assert_eq!(cut.dimensions(), photo.dimensions());
     for ((x, y, c), p) in cut.enumerate_pixels().zip(photo.pixels()) {
         let inside = (80..220).contains(&x) && (60..200).contains(&y);
         assert_eq!(c.0[3], if inside { 255 } else { 0 }, "({x}, {y})");
         assert_eq!(c.0[..3], p.0[..3]);
     }
-    let listed: Value = client
-        .get(server.url("/v1/tasks?kind=cutout"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed = server.get_json(&client, &key, "/v1/tasks?kind=cutout").await;
     assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(1), "{listed}");
 
     // A background from the photo (cutout defaults to auto): the product comes back exact.
-    let (status, accepted) = post(
-        &server,
-        &key,
-        "/v1/backgrounds",
-        json!({"image_base64": b64(&png(&photo)), "scene": "white-seamless", "seed": 5}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-    let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
-    assert_eq!(task["state"], "succeeded", "{task}");
+    let body = json!({"image_base64": b64(&png(&photo)), "scene": "white-seamless", "seed": 5});
+    let id = server.submit(&client, &key, "/v1/backgrounds", &body).await;
+    let (result, task) = server.first_image(&client, &key, &id).await;
     assert_eq!(task["notes"]["cutout"], "key-colour", "{task}");
-    let result = download(task["images"][0]["url"].as_str().expect("url")).await;
     for (x, y, p) in photo.enumerate_pixels() {
         if (80..220).contains(&x) && (60..200).contains(&y) {
             assert_eq!(result.get_pixel(x, y).0[..3], p.0[..3], "({x}, {y})");
@@ -136,12 +91,7 @@ async fn a_cutout_task_returns_the_transparent_png_and_backgrounds_take_photos()
 
     // `never` keeps the old rule; a bad mode is refused at submit.
     for (mode, code) in [("never", "fully_opaque"), ("sometimes", "invalid_parameter")] {
-        let (status, body) = post(
-            &server,
-            &key,
-            "/v1/backgrounds",
-            json!({"image_base64": b64(&png(&photo)), "scene": "white-seamless", "cutout": mode}),
-        )
+        let (status, body) = server.post_json(&client, &key, "/v1/backgrounds", &json!({"image_base64": b64(&png(&photo)), "scene": "white-seamless", "cutout": mode}))
         .await;
         assert_eq!(
             (status, body["code"].as_str()),
@@ -150,13 +100,8 @@ async fn a_cutout_task_returns_the_transparent_png_and_backgrounds_take_photos()
         );
     }
     // A cut-out task takes no generation options.
-    let (status, body) = post(
-        &server,
-        &key,
-        "/v1/cutouts",
-        json!({"image_base64": b64(&png(&photo)), "prompt": "x"}),
-    )
-    .await;
+    let request = json!({"image_base64": b64(&png(&photo)), "prompt": "x"});
+    let (status, body) = server.post_json(&client, &key, "/v1/cutouts", &request).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 
@@ -173,9 +118,8 @@ async fn a_photo_without_an_object_fails_with_no_object_found() {
         for (k, v) in extra.as_object().expect("object") {
             body[k] = v.clone();
         }
-        let (status, accepted) = post(&server, &key, path, body).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
-        let task = server.wait_terminal(&client, &key, accepted["id"].as_str().expect("id")).await;
+        let id = server.submit(&client, &key, path, &body).await;
+        let task = server.wait_terminal(&client, &key, &id).await;
         assert_eq!(task["state"], "failed", "{task}");
         assert_eq!(task["error"]["code"], "no_object_found", "{task}");
         let message = task["error"]["message"].as_str().unwrap_or_default();
@@ -194,16 +138,9 @@ async fn vendor_surfaces_still_require_transparent_cutouts() {
     for body in
         [json!({"imgBase64": b64(&photo)}), json!({"imgBase64": b64(&photo), "cutout": "auto"})]
     {
-        let r = client
-            .post(server.url("/api/v1/paintAsync"))
-            .header("APIKEY", &key)
-            .json(&body)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let answer: Value = r.json().await.expect("json");
-        assert_eq!(answer["code"], 2006, "{answer}");
+        let paint = client.post(server.url("/api/v1/paintAsync")).header("APIKEY", &key);
+        let (status, answer) = send_json(paint.json(&body)).await;
+        assert_eq!((status, &answer["code"]), (StatusCode::BAD_REQUEST, &json!(2006)), "{answer}");
     }
 
     // PicWish: status 400, state -7, also with a `cutout` field.
@@ -212,15 +149,9 @@ async fn vendor_surfaces_still_require_transparent_cutouts() {
         Form::new().text("scene_type", "101").text("cutout", "always"),
     ] {
         let form = form.part("image_file", Part::bytes(photo.clone()).file_name("photo.png"));
-        let r = client
-            .post(server.url("/api/tasks/visual/background"))
-            .header("X-API-KEY", &key)
-            .multipart(form)
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let answer: Value = r.json().await.expect("json");
+        let create = client.post(server.url("/api/tasks/visual/background"));
+        let (status, answer) = send_json(create.header("X-API-KEY", &key).multipart(form)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert_eq!(answer["data"]["state"], -7, "{answer}");
     }
 
@@ -242,14 +173,6 @@ async fn vendor_surfaces_still_require_transparent_cutouts() {
         "PublicKey": pair.access_key,
     });
     params["Signature"] = json!(signature(params.as_object().expect("object"), &pair.secret_key));
-    let answer: Value = client
-        .post(server.url("/"))
-        .json(&params)
-        .send()
-        .await
-        .expect("post")
-        .json()
-        .await
-        .expect("json");
+    let (_, answer) = send_json(client.post(server.url("/")).json(&params)).await;
     assert_eq!(answer["RetCode"], 231, "{answer}");
 }

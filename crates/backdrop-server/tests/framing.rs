@@ -6,8 +6,7 @@ mod common;
 
 use backdrop_core::{Align, Padding, Placement};
 use backdrop_imaging::placement::place;
-use base64::Engine as _;
-use common::{png, start, TestServer};
+use common::{no_rate_limit, png, send_json, start, TestServer};
 use image::{Rgba, RgbaImage};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -44,7 +43,7 @@ fn crops() -> Vec<RgbaImage> {
 }
 
 fn b64(img: &RgbaImage) -> String {
-    base64::engine::general_purpose::STANDARD.encode(png(img))
+    common::b64(&png(img))
 }
 
 /// `(left, top, right, bottom)` of the pixels with alpha >= 8, inclusive.
@@ -71,37 +70,16 @@ fn rule((bw, bh): (f64, f64), (w, h): (f64, f64), p: &Placement) -> (f64, f64, f
     (x, y, x + bw * k - 1.0, y + bh * k - 1.0)
 }
 
-async fn post(server: &TestServer, key: &str, body: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Submits, waits, and downloads the first image.
 async fn result(server: &TestServer, key: &str, body: Value) -> (RgbaImage, Value) {
-    let (status, accepted) = post(server, key, body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
     let client = reqwest::Client::new();
-    let task = server.wait_terminal(&client, key, accepted["id"].as_str().expect("id")).await;
-    assert_eq!(task["state"], "succeeded", "{task}");
-    let url = task["images"][0]["url"].as_str().expect("url");
-    let bytes = client.get(url).send().await.expect("download").bytes().await.expect("bytes");
-    (image::load_from_memory(&bytes).expect("an image").to_rgba8(), task)
+    let id = server.submit(&client, key, "/v1/backgrounds", &body).await;
+    server.first_image(&client, key, &id).await
 }
 
 #[tokio::test]
 async fn placement_lands_the_box_for_every_crop() {
-    let server = start(true, |c| {
-        c.limits.submits_per_second = 100.0;
-        c.limits.submit_burst = 100;
-    })
-    .await;
+    let server = start(true, no_rate_limit).await;
     let key = server.key(None).await;
     let cases = [
         (json!({"scale": 0.5}), Placement { scale: 0.5, ..Default::default() }),
@@ -149,21 +127,11 @@ async fn placement_lands_the_box_for_every_crop() {
         .text("offset", "5,-4")
         .text("shadow", "none")
         .text("backdrop", "transparent");
-    let response = reqwest::Client::new()
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(&key)
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let accepted: Value = response.json().await.expect("json");
-    let task = server
-        .wait_terminal(&reqwest::Client::new(), &key, accepted["id"].as_str().expect("id"))
-        .await;
-    let url = task["images"][0]["url"].as_str().expect("url");
-    let bytes = reqwest::get(url).await.expect("get").bytes().await.expect("bytes");
-    let out = image::load_from_memory(&bytes).expect("image").to_rgba8();
+    let client = reqwest::Client::new();
+    let submit = client.post(server.url("/v1/backgrounds")).bearer_auth(&key).multipart(form);
+    let (status, accepted) = send_json(submit).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (out, _) = server.first_image(&client, &key, accepted["id"].as_str().expect("id")).await;
     let got = visible_box(&out);
     let want = rule((bw, bh), (320.0, 240.0), &cases[1].1);
     assert!((got.0 - want.0).abs() <= 1.0 && (got.3 - want.3).abs() <= 1.0, "multipart {got:?}");
@@ -171,11 +139,7 @@ async fn placement_lands_the_box_for_every_crop() {
 
 #[tokio::test]
 async fn shadows_fall_on_their_side_and_keep_the_product_exact() {
-    let server = start(true, |c| {
-        c.limits.submits_per_second = 100.0;
-        c.limits.submit_burst = 100;
-    })
-    .await;
+    let server = start(true, no_rate_limit).await;
     let key = server.key(None).await;
     let crop = &crops()[1];
     let placement = Placement {
@@ -253,12 +217,9 @@ async fn shadows_fall_on_their_side_and_keep_the_product_exact() {
 
 #[tokio::test]
 async fn bad_framing_is_refused_at_submit() {
-    let server = start(false, |c| {
-        c.limits.submits_per_second = 100.0;
-        c.limits.submit_burst = 100;
-    })
-    .await;
+    let server = start(false, no_rate_limit).await;
     let key = server.key(None).await;
+    let client = reqwest::Client::new();
     let cases = [
         (json!({"scale": 0}), "scale_out_of_range"),
         (json!({"scale": 1.5}), "scale_out_of_range"),
@@ -281,20 +242,12 @@ async fn bad_framing_is_refused_at_submit() {
         for (k, v) in fields.as_object().expect("object") {
             body[k] = v.clone();
         }
-        let (status, error) = post(&server, &key, body).await;
+        let (status, error) = server.post_json(&client, &key, "/v1/backgrounds", &body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{fields}: {error}");
         assert_eq!(error["code"], code, "{fields}: {error}");
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
     }
-    let page: Value = reqwest::Client::new()
-        .get(server.url("/v1/tasks"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let page = server.get_json(&client, &key, "/v1/tasks").await;
     assert_eq!(page["tasks"].as_array().map(Vec::len), Some(0), "nothing was queued: {page}");
 }
 

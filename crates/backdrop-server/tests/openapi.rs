@@ -21,15 +21,14 @@ mod common;
 use backdrop_server::compat::picpik;
 use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, now_ms};
-use base64::Engine as _;
-use common::{photo_png, png, start, TestServer};
+use common::{b64, cutout, ok_json, photo_png, png, start, Deadline, TestServer};
 use image::{Rgba, RgbaImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The vendor surfaces that have a document.
 const SURFACES: [&str; 4] = ["cutout", "picwish", "picpik", "kling"];
@@ -80,12 +79,6 @@ fn run_tool(python: &Path, script: &str, args: &[&str]) -> String {
     stdout
 }
 
-async fn get_json(client: &reqwest::Client, url: String) -> Value {
-    let response = client.get(url).send().await.expect("get");
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.expect("json")
-}
-
 /// The documented `(method, path)` pairs of a document.
 fn operations(document: &Value) -> Vec<String> {
     let mut found = Vec::new();
@@ -105,7 +98,7 @@ async fn every_document_is_valid_openapi() {
     let dir = repo_root().join("target/openapi");
     std::fs::create_dir_all(&dir).expect("creates target/openapi");
 
-    let native = get_json(&client, server.url("/openapi.json")).await;
+    let native = ok_json(client.get(server.url("/openapi.json"))).await;
     let mut expected = vec![
         "DELETE /v1/tasks/{id}",
         "GET /",
@@ -242,22 +235,21 @@ impl Answers {
         make: impl Fn() -> reqwest::RequestBuilder,
         done: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Deadline::after(Duration::from_secs(120));
         loop {
             let (status, body) = self.send(path, make()).await;
             assert_eq!(status, StatusCode::OK, "{path}: {body}");
             if done(&body) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "{path} did not finish: {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            deadline.again(format!("{path} did not finish: {body}")).await;
         }
     }
 
     /// Checks the answers against `document` (fetched from the server) with check.py.
     async fn check(&self, python: &Path, server: &TestServer, document: &str) {
         let client = reqwest::Client::new();
-        let doc = get_json(&client, server.url(document)).await;
+        let doc = ok_json(client.get(server.url(document))).await;
         let dir = tempfile::tempdir().expect("tmp");
         let doc_path = dir.path().join("document.json");
         let answers_path = dir.path().join("answers.json");
@@ -274,23 +266,6 @@ impl Answers {
         );
         assert!(out.contains(&format!("{} answers conform", self.0.len())), "{document}: {out}");
     }
-}
-
-/// A `w`x`h` PNG cut-out: an opaque ellipse on transparency.
-fn cutout(w: u32, h: u32) -> Vec<u8> {
-    png(&RgbaImage::from_fn(w, h, |x, y| {
-        let dx = (x as f32 - w as f32 / 2.0) / (w as f32 / 3.0);
-        let dy = (y as f32 - h as f32 / 2.0) / (h as f32 / 3.0);
-        if dx * dx + dy * dy < 1.0 {
-            Rgba([180, (x % 256) as u8, 60, 255])
-        } else {
-            Rgba([0, 0, 0, 0])
-        }
-    }))
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The native API: every route, successes and errors.
@@ -588,11 +563,7 @@ async fn kling_answers(server: &TestServer) -> Answers {
 #[tokio::test]
 async fn answers_conform_to_their_documents() {
     let Some(python) = openapi_python() else { return };
-    let server = start(true, |c| {
-        c.limits.submits_per_second = 1000.0;
-        c.limits.submit_burst = 1000;
-    })
-    .await;
+    let server = start(true, common::no_rate_limit).await;
     native_answers(&server).await.check(&python, &server, "/openapi.json").await;
     cutout_answers(&server).await.check(&python, &server, "/openapi/cutout.json").await;
     picwish_answers(&server).await.check(&python, &server, "/openapi/picwish.json").await;
@@ -605,7 +576,7 @@ async fn a_generated_client_submits_polls_and_downloads() {
     let Some(python) = openapi_python() else { return };
     let server = start(true, |_| {}).await;
     let key = server.key(None).await;
-    let document = get_json(&reqwest::Client::new(), server.url("/openapi.json")).await;
+    let document = ok_json(reqwest::Client::new().get(server.url("/openapi.json"))).await;
     let dir = tempfile::tempdir().expect("tmp");
     let document_path = dir.path().join("native.json");
     std::fs::write(&document_path, serde_json::to_vec(&document).expect("json")).expect("write");

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use backdrop_server::service::task_folder;
 use backdrop_server::sweeper::sweep_once;
 use backdrop_store::StoreError;
-use common::{cutout_b64, start_with, TestServer};
+use common::{cutout_b64, poll_json, start_with, TestServer};
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -170,21 +170,11 @@ async fn submit_job(
     if let (Some(job), Some(fields)) = (job.as_object_mut(), fields.as_object()) {
         job.extend(fields.clone());
     }
-    let response = client
-        .post(server.url("/v1/backgrounds"))
-        .bearer_auth(key)
-        .json(&job)
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let body: Value = response.json().await.expect("json");
-    body["id"].as_str().expect("id").to_string()
+    server.submit(client, key, "/v1/backgrounds", &job).await
 }
 
 async fn view(server: &TestServer, client: &reqwest::Client, key: &str, id: &str) -> Value {
-    let response = client.get(server.url(&format!("/v1/tasks/{id}"))).bearer_auth(key).send().await;
-    response.expect("get").json().await.expect("json")
+    server.get_json(client, key, &format!("/v1/tasks/{id}")).await
 }
 
 async fn exists(server: &TestServer, key: &str) -> bool {
@@ -281,15 +271,10 @@ async fn results_are_stored_while_the_engine_makes_the_next() {
     let id =
         submit_job(&server, &client, &key, json!({"n": 5, "width": 2400, "height": 2400})).await;
     let percent = |task: &Value| task["progress"]["percent"].as_u64().unwrap_or(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let task = view(&server, &client, &key, &id).await;
-        if percent(&task) >= 40 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the engine did not start: {task}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The engine has started.
+    let task_url = server.url(&format!("/v1/tasks/{id}"));
+    let started = || client.get(&task_url).bearer_auth(&key);
+    poll_json(Duration::from_secs(60), started, |task| percent(task) >= 40).await;
     // Time to run ahead, if it could (progress reaches the API with each lease renewal).
     tokio::time::sleep(Duration::from_millis(3000)).await;
     let held = view(&server, &client, &key, &id).await;

@@ -8,8 +8,11 @@ use backdrop_server::vendor_keys::credentials;
 use backdrop_server::{auth, callbacks, now_ms, worker, ServiceConfig, Shared};
 use backdrop_store::blob::BlobStore;
 use base64::Engine as _;
-use image::{Rgba, RgbaImage};
+use image::{DynamicImage, Rgba, RgbaImage};
+use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -110,8 +113,7 @@ impl TestServer {
 
     /// GETs a native route with `key`; the JSON answer, whatever the status.
     pub async fn get_json(&self, client: &reqwest::Client, key: &str, path: &str) -> Value {
-        let response = client.get(self.url(path)).bearer_auth(key).send().await.expect("get");
-        response.json().await.expect("json")
+        send_json(client.get(self.url(path)).bearer_auth(key)).await.1
     }
 
     /// An absolute URL.
@@ -119,26 +121,158 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// POSTs `body` as JSON to a native route with `key`; the status and the JSON answer.
+    pub async fn post_json(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        send_json(client.post(self.url(path)).bearer_auth(key).json(body)).await
+    }
+
+    /// Submits `body` to a native route, which must accept it; the new task's id.
+    pub async fn submit(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        path: &str,
+        body: &Value,
+    ) -> String {
+        let (status, accepted) = self.post_json(client, key, path, body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        accepted["id"].as_str().expect("id").to_string()
+    }
+
     /// Polls the native API until the task ends.
     pub async fn wait_terminal(&self, client: &reqwest::Client, key: &str, id: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let task: Value = client
-                .get(self.url(&format!("/v1/tasks/{id}")))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("poll")
-                .json()
-                .await
-                .expect("json");
-            if matches!(task["state"].as_str(), Some("succeeded" | "failed" | "canceled")) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not finish: {task}");
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
+        let url = self.url(&format!("/v1/tasks/{id}"));
+        poll_json(
+            Duration::from_secs(60),
+            || client.get(&url).bearer_auth(key),
+            |task| matches!(task["state"].as_str(), Some("succeeded" | "failed" | "canceled")),
+        )
+        .await
     }
+
+    /// Polls a task's callback log, within `limit`, until `done` holds for its deliveries;
+    /// those deliveries.
+    pub async fn wait_deliveries(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        id: &str,
+        limit: Duration,
+        mut done: impl FnMut(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let url = self.url(&format!("/v1/tasks/{id}/callbacks"));
+        let deliveries = |log: &Value| log["deliveries"].as_array().cloned().unwrap_or_default();
+        let log =
+            poll_json(limit, || client.get(&url).bearer_auth(key), |log| done(&deliveries(log)))
+                .await;
+        deliveries(&log)
+    }
+
+    /// Waits for task `id`, which must succeed, and downloads its first image; the image
+    /// and the task.
+    pub async fn first_image(
+        &self,
+        client: &reqwest::Client,
+        key: &str,
+        id: &str,
+    ) -> (RgbaImage, Value) {
+        let task = self.wait_terminal(client, key, id).await;
+        assert_eq!(task["state"], "succeeded", "{task}");
+        let url = task["images"][0]["url"].as_str().expect("url");
+        (download_image(client, url).await.to_rgba8(), task)
+    }
+}
+
+/// Sends `request`; the status and the JSON answer.
+pub async fn send_json(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("send");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// Sends `request`, which must answer 200 with JSON; the answer.
+pub async fn ok_json(request: reqwest::RequestBuilder) -> Value {
+    let (status, body) = send_json(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// GETs `url`, which must answer 200; the headers and the body.
+pub async fn download(client: &reqwest::Client, url: &str) -> (HeaderMap, Vec<u8>) {
+    let response = client.get(url).send().await.expect("download");
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    let headers = response.headers().clone();
+    (headers, response.bytes().await.expect("bytes").to_vec())
+}
+
+/// GETs `url`, which must answer 200 with an image; the image.
+pub async fn download_image(client: &reqwest::Client, url: &str) -> DynamicImage {
+    let (_, bytes) = download(client, url).await;
+    image::load_from_memory(&bytes).expect("an image")
+}
+
+/// Between two polls of something that is expected to change.
+pub const POLL: Duration = Duration::from_millis(30);
+
+/// The time a polling loop has; `again` waits before its next look.
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline(Instant::now() + limit)
+    }
+
+    /// Waits [`POLL`] before the next look; panics with `seen` (what the last look saw)
+    /// once the time is up.
+    pub async fn again(&self, seen: impl std::fmt::Display) {
+        assert!(Instant::now() < self.0, "not done in time: {seen}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Sends what `make` builds, within `limit`, until `done` holds for its answer (200 with
+/// JSON each time); that answer.
+pub async fn poll_json(
+    limit: Duration,
+    make: impl Fn() -> reqwest::RequestBuilder,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = Deadline::after(limit);
+    loop {
+        let body = ok_json(make()).await;
+        if done(&body) {
+            return body;
+        }
+        deadline.again(&body).await;
+    }
+}
+
+/// No submit rate limit worth the name, for tests that submit many tasks.
+pub fn no_rate_limit(config: &mut ServiceConfig) {
+    config.limits.submits_per_second = 1000.0;
+    config.limits.submit_burst = 1000;
+}
+
+/// Serves `app` on `listener` until the test ends.
+pub fn serve_on(listener: tokio::net::TcpListener, app: axum::Router) {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+}
+
+/// Serves `app` on a loopback port of its own; its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    serve_on(listener, app);
+    addr
 }
 
 /// PNG bytes.
@@ -158,7 +292,7 @@ pub fn cutout_b64() -> String {
             Rgba([0, 0, 0, 0])
         }
     });
-    base64::engine::general_purpose::STANDARD.encode(png(&img))
+    b64(&png(&img))
 }
 
 /// A 64x48 textured "photo".
@@ -171,8 +305,6 @@ pub fn photo_png() -> Vec<u8> {
 /// Serves `bytes` as `image/png` on a loopback port of its own; the image's URL. Fetching
 /// it needs `[fetch] allow` to include 127.0.0.1.
 pub async fn serve_png(bytes: Vec<u8>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let app = axum::Router::new().route(
         "/cutout.png",
         axum::routing::get(move || {
@@ -180,10 +312,25 @@ pub async fn serve_png(bytes: Vec<u8>) -> String {
             async move { ([("content-type", "image/png")], bytes) }
         }),
     );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/cutout.png")
+    format!("http://{}/cutout.png", serve(app).await)
+}
+
+/// A `w`x`h` PNG cut-out: an opaque ellipse on transparency.
+pub fn cutout(w: u32, h: u32) -> Vec<u8> {
+    png(&RgbaImage::from_fn(w, h, |x, y| {
+        let dx = (x as f32 - w as f32 / 2.0) / (w as f32 / 3.0);
+        let dy = (y as f32 - h as f32 / 2.0) / (h as f32 / 3.0);
+        if dx * dx + dy * dy < 1.0 {
+            Rgba([180, (x % 256) as u8, 60, 255])
+        } else {
+            Rgba([0, 0, 0, 0])
+        }
+    }))
+}
+
+/// Standard base64 of `bytes`.
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// An HS256 JWT of `claims` signed with `secret`, as a Kling client makes one (with a
