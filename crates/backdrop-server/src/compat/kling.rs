@@ -78,7 +78,8 @@ use crate::service::{
 };
 use crate::vendor_keys::{credentials, key_id, MAX_SIGNATURE_LIFETIME_SECS};
 use crate::{now_ms, AppState, CallbackRenderer, Shared};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -219,6 +220,29 @@ struct KlingClaims {
 
 /// Checks the bearer token (a JWT, or a plain API key) and returns the key it
 /// authenticates.
+/// The errors every Kling route may answer, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum KlingErrors {
+    /// Codes 1000-1004: no token, or a bad or expired one.
+    #[response(status = 401)]
+    Unauthorized(KlingFailure),
+    /// Code 5000.
+    #[response(status = 500)]
+    Internal(KlingFailure),
+}
+
+/// The caller's key, for the routes that read tasks: rejected in Kling's envelope.
+struct KlingKey(ApiKey);
+
+impl FromRequestParts<AppState> for KlingKey {
+    type Rejection = KlingError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, KlingError> {
+        authenticate(state, &parts.headers).await.map(KlingKey)
+    }
+}
+
 async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, KlingError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     // HTTP trims trailing blanks, so `Bearer ` with no token arrives as `Bearer`.
@@ -375,8 +399,7 @@ fn non_empty(value: Option<String>) -> Option<String> {
     responses(
         (status = 200, description = "The new task.", body = TaskAnswer),
         (status = 400, description = "Code 1200: a malformed body; 1201: a value out of range, a reused `external_task_id`, an unreadable image.", body = KlingFailure),
-        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
-        (status = 500, description = "Code 5000.", body = KlingFailure),
+        KlingErrors,
         (status = 429, description = "Code 1102: no credits; 1302: the submit rate; 1303: images in flight or the queue.", body = KlingFailure,
             headers(("Retry-After" = u64, description = "Seconds to wait."))),
     ),
@@ -579,21 +602,19 @@ pub fn callback_body(state: &Shared, task: &Task, entered: TaskState) -> String 
 /// One task, by `task_id` or by the `external_task_id` given at creation.
 #[utoipa::path(get, path = "/v1/images/editing/expand/{id}", operation_id = "get_expansion_task",
     params(("id" = String, Path, description = "`task_id`, or the `external_task_id`.")),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "The task.", body = TaskAnswer),
-        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
-        (status = 500, description = "Code 5000.", body = KlingFailure),
         (status = 404, description = "Code 1203: no such task for this key.", body = KlingFailure),
-    ),
-    security(("bearer" = []))
+        KlingErrors,
+    )
 )]
 async fn query(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
+    KlingKey(key): KlingKey,
+) -> Result<Response, KlingError> {
     let found = async {
-        let key = authenticate(&state, &headers).await?;
         let by_uid = state.repo.task(&id).await.map_err(ApiError::from)?;
         let task = match by_uid.filter(|t| t.key_id == key.id && t.surface == SURFACE) {
             Some(task) => Some(task),
@@ -606,10 +627,7 @@ async fn query(
         let task = task.ok_or_else(|| KlingError::missing(format!("no task '{id}'")))?;
         Ok::<_, KlingError>(task_object(&state, &task, task.state))
     };
-    match found.await {
-        Ok(data) => success(data),
-        Err(e) => e.into_response(),
-    }
+    found.await.map(success)
 }
 
 /// The key's Kling tasks, newest first.
@@ -621,18 +639,16 @@ async fn query(
     responses(
         (status = 200, description = "A page of tasks.", body = ListAnswer),
         (status = 400, description = "Code 1201: `pageNum` or `pageSize` out of range.", body = KlingFailure),
-        (status = 401, description = "Codes 1000-1004: no token, or a bad or expired one.", body = KlingFailure),
-        (status = 500, description = "Code 5000.", body = KlingFailure),
+        KlingErrors,
     ),
     security(("bearer" = []))
 )]
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    KlingKey(key): KlingKey,
     Query(q): Query<HashMap<String, String>>,
-) -> Response {
+) -> Result<Response, KlingError> {
     let page = async {
-        let key = authenticate(&state, &headers).await?;
         let number = |name: &str, default: u32, max: u32| -> Result<u32, KlingError> {
             match q.get(name) {
                 None => Ok(default),
@@ -656,10 +672,7 @@ async fn list(
             tasks.iter().map(|t| task_object(&state, t, t.state)).collect(),
         ))
     };
-    match page.await {
-        Ok(data) => success(data),
-        Err(e) => e.into_response(),
-    }
+    page.await.map(success)
 }
 
 /// The surface's OpenAPI document (`GET /openapi/kling.json`). The handlers answer JSON
