@@ -20,6 +20,14 @@ fn ok_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON summary")
 }
 
+/// `backdrop COMMAND INPUT FLAGS... --json -o OUT`, which must succeed; its JSON summary.
+fn run_summary(command: &str, input: &Path, flags: &[&str], out: &Path) -> Value {
+    let mut args = vec![command, s(input)];
+    args.extend_from_slice(flags);
+    args.extend(["--json", "-o", s(out)]);
+    ok_json(&args)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -57,21 +65,8 @@ fn background_keeps_the_product_exact_for_every_engine() {
     let input = image::open(&input_path).expect("example").to_rgba8();
     for engine in ["studio", "patch", "auto"] {
         let dir = TempDir::new().expect("tmp");
-        let summary = ok_json(&[
-            "generate",
-            s(&input_path),
-            "--prompt",
-            "warm paper",
-            "--engine",
-            engine,
-            "--seed",
-            "7",
-            "--n",
-            "2",
-            "--json",
-            "-o",
-            s(dir.path()),
-        ]);
+        let flags = ["--prompt", "warm paper", "--engine", engine, "--seed", "7", "--n", "2"];
+        let summary = run_summary("generate", &input_path, &flags, dir.path());
         let expected = if engine == "auto" { "studio" } else { engine };
         assert_eq!(summary["engine"], expected);
         assert_eq!(summary["engine_requested"], engine);
@@ -90,17 +85,8 @@ fn background_keeps_the_product_exact_for_every_engine() {
 fn studio_reports_the_scene_it_picked_from_the_prompt() {
     let dir = TempDir::new().expect("tmp");
     let input = examples().join("bottle-cutout.png");
-    let summary = ok_json(&[
-        "generate",
-        s(&input),
-        "--prompt",
-        "bottle on warm cream paper",
-        "--seed",
-        "1",
-        "--json",
-        "-o",
-        s(dir.path()),
-    ]);
+    let flags = ["--prompt", "bottle on warm cream paper", "--seed", "1"];
+    let summary = run_summary("generate", &input, &flags, dir.path());
     assert_eq!(summary["notes"]["scene"], "warm-paper");
     assert_eq!(summary["notes"]["scene_reason"], "prompt words: warm, cream, paper");
     let human = backdrop(&[
@@ -125,25 +111,11 @@ fn expansion_keeps_the_original_exact() {
     let (w, h) = original.dimensions();
     for engine in ["patch", "studio"] {
         let dir = TempDir::new().expect("tmp");
-        let summary = ok_json(&[
-            "expand",
-            s(&input_path),
-            "--up",
-            "0.25",
-            "--down",
-            "0.1",
-            "--left",
-            "0.5",
-            "--right",
-            "0.05",
-            "--engine",
-            engine,
-            "--seed",
-            "3",
-            "--json",
-            "-o",
-            s(dir.path()),
-        ]);
+        let flags = [
+            "--up", "0.25", "--down", "0.1", "--left", "0.5", "--right", "0.05", "--engine",
+            engine, "--seed", "3",
+        ];
+        let summary = run_summary("expand", &input_path, &flags, dir.path());
         assert_eq!(summary["engine"], engine);
         // Pixels round half away from zero per side: 0.25*400=100, 0.1*400=40, 0.5*600=300, 0.05*600=30.
         assert_eq!((summary["width"].as_u64(), summary["height"].as_u64()), (Some(930), Some(540)));
@@ -157,18 +129,18 @@ fn expansion_keeps_the_original_exact() {
 fn same_seed_same_bytes_other_seed_other_image() {
     let cutout = examples().join("bottle-cutout.png");
     let photo = examples().join("coffee.jpg");
-    let runs: [Vec<&str>; 2] = [
-        vec!["generate", s(&cutout), "--scene", "sunset-gradient"],
-        vec!["expand", s(&photo), "--left", "0.2", "--up", "0.2"],
+    let runs: [(&str, &Path, Vec<&str>); 2] = [
+        ("generate", &cutout, vec!["--scene", "sunset-gradient"]),
+        ("expand", &photo, vec!["--left", "0.2", "--up", "0.2"]),
     ];
-    for run in runs {
+    for run @ (command, input, flags) in &runs {
         let files: Vec<Vec<u8>> = ["11", "11", "12"]
             .iter()
             .map(|seed| {
                 let dir = TempDir::new().expect("tmp");
-                let mut args = run.clone();
-                args.extend(["--seed", seed, "--json", "-o", s(dir.path())]);
-                let summary = ok_json(&args);
+                let mut flags = flags.clone();
+                flags.extend(["--seed", seed]);
+                let summary = run_summary(command, input, &flags, dir.path());
                 std::fs::read(&image_paths(&summary)[0]).expect("read")
             })
             .collect();
@@ -181,25 +153,10 @@ fn same_seed_same_bytes_other_seed_other_image() {
 fn sizes_formats_previews_and_watermarks() {
     let input = examples().join("bottle-cutout.png");
     let dir = TempDir::new().expect("tmp");
-    let summary = ok_json(&[
-        "generate",
-        s(&input),
-        "--scene",
-        "concrete",
-        "--size",
-        "1024x768",
-        "--resize-mode",
-        "resize-and-fill",
-        "--format",
-        "webp",
-        "--preview",
-        "--watermark",
-        "--seed",
-        "5",
-        "--json",
-        "-o",
-        s(dir.path()),
-    ]);
+    // The concrete scene at 1024x768 in WebP, first with a preview and a watermark.
+    let webp = ["--scene", "concrete", "--size", "1024x768", "--format", "webp", "--seed", "5"];
+    let extras = ["--resize-mode", "resize-and-fill", "--preview", "--watermark"];
+    let summary = run_summary("generate", &input, &[&webp[..], &extras].concat(), dir.path());
     let item = &summary["images"][0];
     let main = image::open(item["path"].as_str().expect("path")).expect("webp decodes");
     assert_eq!(main.dimensions(), (1024, 768));
@@ -211,42 +168,16 @@ fn sizes_formats_previews_and_watermarks() {
 
     // The clean image does not depend on whether a watermark was asked for.
     let plain_dir = TempDir::new().expect("tmp");
-    let plain = ok_json(&[
-        "generate",
-        s(&input),
-        "--scene",
-        "concrete",
-        "--size",
-        "1024x768",
-        "--format",
-        "webp",
-        "--seed",
-        "5",
-        "--json",
-        "-o",
-        s(plain_dir.path()),
-    ]);
+    let plain = run_summary("generate", &input, &webp, plain_dir.path());
     let a = std::fs::read(item["path"].as_str().expect("path")).expect("read");
     let b = std::fs::read(image_paths(&plain)[0].clone()).expect("read");
     assert!(a == b);
 
     for mode in ["resize-and-fill", "just-resize", "crop-and-resize"] {
         let d = TempDir::new().expect("tmp");
-        let summary = ok_json(&[
-            "generate",
-            s(&input),
-            "--scene",
-            "concrete",
-            "--size",
-            "1024x400",
-            "--resize-mode",
-            mode,
-            "--format",
-            "jpg",
-            "--json",
-            "-o",
-            s(d.path()),
-        ]);
+        let flags =
+            ["--scene", "concrete", "--size", "1024x400", "--resize-mode", mode, "--format", "jpg"];
+        let summary = run_summary("generate", &input, &flags, d.path());
         let img = image::open(&image_paths(&summary)[0]).expect("jpeg decodes");
         assert_eq!(img.dimensions(), (1024, 400), "{mode}");
     }
