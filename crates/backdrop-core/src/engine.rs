@@ -192,6 +192,26 @@ pub trait Progress: Sync {
     fn step(&self, progress: StepProgress);
 }
 
+/// What an engine run answers.
+pub type EngineResult = Result<EngineOutput, EngineError>;
+
+/// How a run is watched and stopped: where it reports its steps and the token that
+/// cancels it, handed through engines and their helpers as one value.
+#[derive(Clone, Copy)]
+pub struct RunControl<'a> {
+    /// Where each finished step is reported.
+    pub progress: &'a dyn Progress,
+    /// Checked between steps.
+    pub cancel: &'a CancelToken,
+}
+
+impl<'a> RunControl<'a> {
+    /// Reports to `progress`, stops on `cancel`.
+    pub fn new(progress: &'a dyn Progress, cancel: &'a CancelToken) -> Self {
+        RunControl { progress, cancel }
+    }
+}
+
 /// A [`Progress`] that ignores every report.
 impl Progress for () {
     fn step(&self, _progress: StepProgress) {}
@@ -276,12 +296,7 @@ pub trait Engine: Send + Sync {
 
     /// Makes `input.n` images. Reports progress after each step and checks `cancel`
     /// between steps.
-    fn generate(
-        &self,
-        input: &EngineInput<'_>,
-        progress: &dyn Progress,
-        cancel: &CancelToken,
-    ) -> Result<EngineOutput, EngineError>;
+    fn generate(&self, input: &EngineInput<'_>, run: RunControl<'_>) -> EngineResult;
 
     /// The bytes this engine allocates for itself during a run on a `width` x `height`
     /// canvas (pyramids, fields, activations), beyond the canvas and mask it is given and

@@ -35,7 +35,7 @@ pub mod task;
 pub use cutout::{CutoutMode, CutoutSpec, NoObject, Segmenter};
 pub use engine::{
     CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions, EngineOutput,
-    JobKind, Progress, StepProgress, DEFAULT_WORKING_BYTES_PER_PIXEL,
+    EngineResult, JobKind, Progress, RunControl, StepProgress, DEFAULT_WORKING_BYTES_PER_PIXEL,
 };
 pub use error::ErrorCode;
 pub use framing::{Align, Backdrop, Framing, Padding, Placement, ShadowSpec, ShadowStyle};

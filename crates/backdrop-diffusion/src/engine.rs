@@ -25,7 +25,8 @@ use crate::model::{Model, ModelOptions};
 use crate::scheduler::SchedulerKind;
 use crate::DiffusionError;
 use backdrop_core::{
-    CancelToken, Engine, EngineError, EngineInput, EngineOutput, JobKind, Progress, SceneTemplate,
+    CancelToken, Engine, EngineError, EngineInput, EngineOutput, EngineResult, JobKind, RunControl,
+    SceneTemplate,
 };
 use backdrop_engines::patch::PatchEngine;
 use image::{imageops, GrayImage, Luma, Rgb, RgbImage};
@@ -217,7 +218,7 @@ fn round_up(v: u32, to: u32) -> u32 {
 fn prefill(input: &EngineInput<'_>) -> RgbImage {
     let single = EngineInput { n: 1, ..*input };
     let patch = PatchEngine::default();
-    match patch.generate(&single, &(), &CancelToken::new()) {
+    match patch.generate(&single, RunControl::new(&(), &CancelToken::new())) {
         Ok(mut out) if !out.images.is_empty() => out.images.swap_remove(0),
         // The pre-fill only seeds the model; without it the border starts grey.
         _ => {
@@ -269,12 +270,8 @@ impl Engine for DiffusionEngine {
         u64::from(pw) * u64::from(ph) * 1024
     }
 
-    fn generate(
-        &self,
-        input: &EngineInput<'_>,
-        progress: &dyn Progress,
-        cancel: &CancelToken,
-    ) -> Result<EngineOutput, EngineError> {
+    fn generate(&self, input: &EngineInput<'_>, run: RunControl<'_>) -> EngineResult {
+        let RunControl { progress, cancel } = run;
         let (w, h) = input.canvas.dimensions();
         self.check_budget(w, h).map_err(failed)?;
         let settings = self.settings(input).map_err(failed)?;
@@ -359,8 +356,10 @@ mod tests {
             ..EngineInput::new(JobKind::Background, &canvas, &mask, &options)
         };
         // The model folder does not exist: the budget error must come first.
-        let err =
-            engine.generate(&input, &(), &CancelToken::new()).expect_err("must fail").to_string();
+        let err = engine
+            .generate(&input, RunControl::new(&(), &CancelToken::new()))
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("72x64"), "{err}");
         assert!(err.contains("max_pixels"), "{err}");
     }

@@ -14,7 +14,8 @@
 
 use backdrop_core::{
     BackgroundSpec, CancelToken, Engine, EngineError, EngineInput, EngineName, EngineOptions,
-    EngineOutput, ExpansionRatios, ExpansionSpec, Progress, ReferenceSpec, StepProgress,
+    EngineOutput, EngineResult, ExpansionRatios, ExpansionSpec, ReferenceSpec, RunControl,
+    StepProgress,
 };
 use backdrop_diffusion::inpaint::{inpaint, InpaintRequest};
 use backdrop_diffusion::runtime::RuntimeConfig;
@@ -90,12 +91,7 @@ impl Engine for Recording {
         "diffusion"
     }
 
-    fn generate(
-        &self,
-        input: &EngineInput<'_>,
-        progress: &dyn Progress,
-        cancel: &CancelToken,
-    ) -> Result<EngineOutput, EngineError> {
+    fn generate(&self, input: &EngineInput<'_>, run: RunControl<'_>) -> EngineResult {
         let model = self
             .engine
             .model(input.options.model.as_deref().unwrap_or("tiny-inpaint"))
@@ -103,7 +99,7 @@ impl Engine for Recording {
         let (image, mask) = self.engine.prepare(input, model.info.vae_scale_factor as u32);
         let multiple = model.info.size_multiple as u32;
         let settings = self.engine.settings(input).expect("settings");
-        let output = self.engine.generate(input, progress, cancel)?;
+        let output = self.engine.generate(input, run)?;
         let mut seen = self.seen.lock().expect("lock");
         seen.image = Some(backdrop_diffusion::engine::pad_to_multiple(&image, multiple));
         seen.mask = Some(backdrop_diffusion::engine::pad_to_multiple(&mask, multiple));

@@ -10,7 +10,7 @@
 //! worst total with the product target of 100 ms. `--save DIR` also writes each scene's
 //! image with the bottle composited on top, for looking at.
 
-use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions, JobKind, SCENES};
+use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions, JobKind, RunControl, SCENES};
 use backdrop_engines::studio::StudioEngine;
 use backdrop_imaging::{encode, OutputFormat};
 use image::{GrayImage, Luma, Rgb, RgbImage, Rgba, RgbaImage};
@@ -56,7 +56,7 @@ fn main() {
         // One extra, untimed run warms caches and the thread pool.
         for run in 0..=RUNS {
             let start = Instant::now();
-            let out = match engine.generate(&input, &(), &cancel) {
+            let out = match engine.generate(&input, RunControl::new(&(), &cancel)) {
                 Ok(out) => out,
                 Err(e) => {
                     eprintln!("{}: {e}", template.id);

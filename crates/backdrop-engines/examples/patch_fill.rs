@@ -11,7 +11,7 @@
 //! For tuning experiments, `PATCH_PARAMS="locality=0.5,fine_temperature=0.05"` overrides
 //! fields of [`PatchParams`] (unset fields keep their defaults).
 
-use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions, JobKind};
+use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions, JobKind, RunControl};
 use backdrop_engines::patch::{PatchEngine, PatchParams};
 use std::time::Instant;
 
@@ -29,7 +29,8 @@ fn main() {
         EngineInput { seed, ..EngineInput::new(JobKind::Expansion, &canvas, &mask, &options) };
     let start = Instant::now();
     let engine = PatchEngine::new(params_from_env());
-    let output = engine.generate(&input, &(), &CancelToken::new()).expect("patch engine");
+    let output =
+        engine.generate(&input, RunControl::new(&(), &CancelToken::new())).expect("patch engine");
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     let image = output.images.into_iter().next().expect("one image");
     let png = backdrop_imaging::encode(&image, backdrop_imaging::OutputFormat::Png)

@@ -23,7 +23,8 @@ use crate::framing::FloorEffects;
 use crate::Engines;
 use backdrop_core::{
     Backdrop, BackgroundSpec, CancelToken, CutoutMode, EngineError, EngineInput, EngineName,
-    EngineOptions, ErrorCode, ExpansionSpec, JobKind, Progress, SpecError, StepProgress,
+    EngineOptions, ErrorCode, ExpansionSpec, JobKind, Progress, RunControl, SpecError,
+    StepProgress,
 };
 use backdrop_imaging::canvas::{background_canvas, expansion_canvas};
 use backdrop_imaging::composite::{composite, default_feather, Seam};
@@ -488,7 +489,7 @@ fn run(
             progress.step(StepProgress { image: first + p.image, images: input.n, ..p })
         };
         let engine_started = Instant::now();
-        let output = engine.generate(&batch, &batch_progress, cancel)?;
+        let output = engine.generate(&batch, RunControl::new(&batch_progress, cancel))?;
         engine_ms += ms(engine_started);
         if output.images.len() != count as usize {
             return Err(EngineError::Failed {

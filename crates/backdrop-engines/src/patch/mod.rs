@@ -74,7 +74,8 @@ mod matcher;
 mod smooth;
 
 use backdrop_core::{
-    CancelToken, Engine, EngineError, EngineInput, EngineOutput, Progress, StepProgress,
+    CancelToken, Engine, EngineError, EngineInput, EngineOutput, EngineResult, RunControl,
+    StepProgress,
 };
 use image::{GrayImage, RgbImage, RgbaImage};
 use level::{Level, CHANNELS};
@@ -197,12 +198,8 @@ impl Engine for PatchEngine {
         u64::from(width) * u64::from(height) * 128
     }
 
-    fn generate(
-        &self,
-        input: &EngineInput<'_>,
-        progress: &dyn Progress,
-        cancel: &CancelToken,
-    ) -> Result<EngineOutput, EngineError> {
+    fn generate(&self, input: &EngineInput<'_>, run: RunControl<'_>) -> EngineResult {
+        let RunControl { progress, cancel } = run;
         cancel.check()?;
         let canvas = input.canvas;
         let mask = input.mask;

@@ -1,5 +1,5 @@
 use super::*;
-use backdrop_core::{EngineOptions, JobKind};
+use backdrop_core::{EngineOptions, JobKind, Progress, RunControl};
 use image::{Luma, Rgb, Rgba};
 use std::sync::Mutex;
 
@@ -16,7 +16,7 @@ fn run_with(
     let options = EngineOptions::default();
     let input =
         EngineInput { seed, n, ..EngineInput::new(JobKind::Expansion, canvas, mask, &options) };
-    PatchEngine::new(params).generate(&input, progress, cancel)
+    PatchEngine::new(params).generate(&input, RunControl::new(progress, cancel))
 }
 
 fn fill(canvas: &RgbaImage, mask: &GrayImage, seed: u64) -> RgbImage {

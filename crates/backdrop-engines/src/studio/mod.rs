@@ -47,8 +47,8 @@ pub(crate) mod shadow;
 mod tests;
 
 use backdrop_core::{
-    CancelToken, Engine, EngineError, EngineInput, EngineOutput, JobKind, Progress, SceneTemplate,
-    StepProgress, SCENES,
+    CancelToken, Engine, EngineError, EngineInput, EngineOutput, EngineResult, JobKind, Progress,
+    RunControl, SceneTemplate, StepProgress, SCENES,
 };
 use look::{Look, Scene, Variant};
 use shadow::Cutout;
@@ -72,12 +72,8 @@ impl Engine for StudioEngine {
         NAME
     }
 
-    fn generate(
-        &self,
-        input: &EngineInput<'_>,
-        progress: &dyn Progress,
-        cancel: &CancelToken,
-    ) -> Result<EngineOutput, EngineError> {
+    fn generate(&self, input: &EngineInput<'_>, run: RunControl<'_>) -> EngineResult {
+        let RunControl { progress, cancel } = run;
         match input.kind {
             JobKind::Background => background(input, progress, cancel),
             JobKind::Expansion => expansion(input, progress, cancel),

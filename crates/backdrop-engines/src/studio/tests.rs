@@ -1,5 +1,5 @@
 use super::*;
-use backdrop_core::{EngineOptions, SceneChoice};
+use backdrop_core::{EngineOptions, RunControl, SceneChoice};
 use image::{GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
 use std::sync::Mutex;
 
@@ -67,7 +67,7 @@ impl<'a> Job<'a> {
             n: self.n,
             options: &self.options,
         };
-        StudioEngine::default().generate(&input, progress, cancel)
+        StudioEngine::default().generate(&input, RunControl::new(progress, cancel))
     }
 
     fn image(&self) -> RgbImage {

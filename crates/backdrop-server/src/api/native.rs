@@ -1348,7 +1348,7 @@ async fn scene_thumbnail(Path(id): Path<String>) -> Result<Response, ApiError> {
 }
 
 fn render_scene_thumbnails() -> Result<Vec<Bytes>, ApiError> {
-    use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions};
+    use backdrop_core::{CancelToken, Engine, EngineInput, EngineOptions, RunControl};
     let (width, height) = THUMBNAIL_SIZE;
     let canvas = image::RgbaImage::new(width, height);
     let mask = image::GrayImage::from_pixel(width, height, image::Luma([255]));
@@ -1358,19 +1358,12 @@ fn render_scene_thumbnails() -> Result<Vec<Bytes>, ApiError> {
         .iter()
         .map(|scene| {
             let input = EngineInput {
-                kind: JobKind::Background,
-                canvas: &canvas,
-                mask: &mask,
-                reference: None,
-                prompt: None,
-                negative_prompt: None,
                 scene: Some(scene.id),
                 seed: 1,
-                n: 1,
-                options: &options,
+                ..EngineInput::new(JobKind::Background, &canvas, &mask, &options)
             };
             let out = engine
-                .generate(&input, &(), &CancelToken::default())
+                .generate(&input, RunControl::new(&(), &CancelToken::default()))
                 .map_err(|e| ApiError::internal(format!("scene {} thumbnail: {e}", scene.id)))?;
             let image = out.images.first().ok_or_else(|| {
                 ApiError::internal(format!("scene {} thumbnail: no image", scene.id))
