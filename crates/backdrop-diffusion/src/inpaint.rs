@@ -25,7 +25,7 @@
 
 use crate::model::{EncoderOutput, Model};
 use crate::rng::TorchGenerator;
-use crate::scheduler::SchedulerKind;
+use crate::scheduler::{SchedulerKind, Step};
 use crate::DiffusionError;
 use backdrop_core::{CancelToken, Progress, StepProgress};
 use image::{GrayImage, RgbImage};
@@ -301,7 +301,8 @@ pub fn inpaint(
         }
         let mut draw =
             || -> Vec<f32> { generators.iter_mut().flat_map(|g| g.randn(per_image)).collect() };
-        latents = scheduler.step(&guided_out, index, &latents, &mut draw);
+        latents =
+            scheduler.step(Step { model_output: &guided_out, index, sample: &latents }, &mut draw);
         if !nine {
             for i in 0..images {
                 let proper = if index + 1 < timesteps.len() {

@@ -3,7 +3,7 @@
 //! schedulers must reproduce them. No ONNX Runtime needed.
 
 use backdrop_diffusion::rng::TorchGenerator;
-use backdrop_diffusion::scheduler::{SchedulerConfig, SchedulerKind};
+use backdrop_diffusion::scheduler::{SchedulerConfig, SchedulerKind, Step};
 use backdrop_diffusion::tokenizer::ClipTokenizer;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -118,7 +118,8 @@ fn schedulers_match_diffusers_timesteps_noise_and_steps() {
             let model_output = floats(&step["model_output"]);
             let len = sample.len();
             let mut draw = || generator.randn(len);
-            sample = scheduler.step(&model_output, i, &sample, &mut draw);
+            sample = scheduler
+                .step(Step { model_output: &model_output, index: i, sample: &sample }, &mut draw);
             let err = worst(&sample, &floats(&step["prev"]));
             assert!(err < 1e-4, "{label}: step {i}: {err}");
         }

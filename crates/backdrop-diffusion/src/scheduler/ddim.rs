@@ -2,7 +2,7 @@
 
 use super::{
     integer_timesteps, predict_original, NoiseSource, Prediction, Scheduler, SchedulerConfig,
-    SchedulerError, Spacing,
+    SchedulerError, Spacing, Step,
 };
 
 /// DDIM.
@@ -61,13 +61,8 @@ impl Scheduler for Ddim {
         &self.timesteps_f
     }
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut NoiseSource<'_>,
-    ) -> Vec<f32> {
+    fn step(&mut self, step: Step<'_>, _noise: &mut NoiseSource<'_>) -> Vec<f32> {
+        let Step { model_output, index, sample } = step;
         let t = self.timesteps[index];
         let alpha = self.alpha_at(t);
         let alpha_prev = self.alpha_at(t - self.step_ratio);

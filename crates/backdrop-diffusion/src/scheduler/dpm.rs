@@ -5,7 +5,7 @@
 use super::euler_ancestral::{interp, train_sigmas};
 use super::{
     linspace, round_half_even, NoiseSource, Prediction, Scheduler, SchedulerConfig, SchedulerError,
-    Spacing,
+    Spacing, Step,
 };
 
 /// DPM-Solver++ (2M).
@@ -141,13 +141,8 @@ impl Scheduler for DpmSolverMultistep {
         &self.timesteps
     }
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut NoiseSource<'_>,
-    ) -> Vec<f32> {
+    fn step(&mut self, step: Step<'_>, _noise: &mut NoiseSource<'_>) -> Vec<f32> {
+        let Step { model_output, index, sample } = step;
         let n = self.timesteps.len();
         let lower_order_final =
             index == n - 1 && ((self.lower_order_final && n < 15) || self.final_zero);

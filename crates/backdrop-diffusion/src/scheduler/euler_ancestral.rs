@@ -3,7 +3,7 @@
 
 use super::{
     descending_linspace, integer_timesteps, NoiseSource, Prediction, Scheduler, SchedulerConfig,
-    SchedulerError, Spacing,
+    SchedulerError, Spacing, Step,
 };
 
 /// Euler ancestral.
@@ -94,13 +94,8 @@ impl Scheduler for EulerAncestral {
         }
     }
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        noise: &mut NoiseSource<'_>,
-    ) -> Vec<f32> {
+    fn step(&mut self, step: Step<'_>, noise: &mut NoiseSource<'_>) -> Vec<f32> {
+        let Step { model_output, index, sample } = step;
         let sigma = self.sigmas[index];
         let sigma_to = self.sigmas[index + 1];
         let sigma_up =

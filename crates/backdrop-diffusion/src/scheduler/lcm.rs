@@ -3,7 +3,7 @@
 //! drawing noise at every step but the last.
 
 use super::Prediction;
-use super::{predict_original, NoiseSource, Scheduler, SchedulerConfig, SchedulerError};
+use super::{predict_original, NoiseSource, Scheduler, SchedulerConfig, SchedulerError, Step};
 
 /// LCM.
 #[derive(Debug, Clone)]
@@ -61,13 +61,8 @@ impl Scheduler for Lcm {
         &self.timesteps_f
     }
 
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        noise: &mut NoiseSource<'_>,
-    ) -> Vec<f32> {
+    fn step(&mut self, step: Step<'_>, noise: &mut NoiseSource<'_>) -> Vec<f32> {
+        let Step { model_output, index, sample } = step;
         let t = self.timesteps[index];
         let last = index + 1 >= self.timesteps.len();
         let prev_t = if last { t } else { self.timesteps[index + 1] };

@@ -234,6 +234,18 @@ pub(crate) fn round_half_even(v: f64) -> f64 {
 /// order (only schedulers that need noise call it).
 pub type NoiseSource<'a> = dyn FnMut() -> Vec<f32> + 'a;
 
+/// What one denoising step starts from: the latents at step `index` of the schedule and
+/// the (guided) model output for them.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// The UNet's output (noise, or `v`, as the model predicts).
+    pub model_output: &'a [f32],
+    /// Position in [`Scheduler::timesteps`].
+    pub index: usize,
+    /// The latents at that step.
+    pub sample: &'a [f32],
+}
+
 /// What the denoising loop needs from a scheduler.
 pub trait Scheduler: Send {
     /// The timesteps of the full schedule, as the UNet receives them.
@@ -247,14 +259,9 @@ pub trait Scheduler: Send {
     /// Scales the UNet input at step `index`. The alpha-based schedulers feed the sample
     /// as it is, as diffusers' `scale_model_input` does for them.
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-    /// One step from `sample` at `index` given the (guided) model output.
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        noise: &mut NoiseSource<'_>,
-    ) -> Vec<f32>;
+    /// One step from the step's sample given the (guided) model output; the ancestral
+    /// schedulers draw fresh noise from `noise`.
+    fn step(&mut self, step: Step<'_>, noise: &mut NoiseSource<'_>) -> Vec<f32>;
     /// Noises `original` to the noise level of step `index`.
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
 }
