@@ -21,6 +21,7 @@ Ratios are printed against the best peer (the fastest PyTorch runner) for every 
 Not part of CI (it takes a long while and ~10 GB of disk). Usage:
   .venv-diffusion/bin/python tools/diffusion/bench.py [--work DIR] [--steps 20] [--quick]
       [--runs 3] [--runners backdrop,pytorch-f32,pytorch-bf16] [--fixed-shapes]
+      [--before OLD_BENCH --runners backdrop-before,backdrop,pytorch-f32]
 Figures are printed as a table and written to DIR/bench.json (one object per runner);
 DIR/bench-run.json records the settings, the load average and the time taken.
 """
@@ -170,6 +171,9 @@ def child(args):
 KEYS = ["unet_step_s", "unet_step_b1_s", "vae_encode_s", "vae_decode_s", "vae_decode_tiny_s", "inpaint_s",
         "lcm_s", "lcm_tiny_s", "peak_rss_mb"]
 RUNNERS = ["backdrop", "pytorch-f32", "pytorch-bf16"]
+# Runners that are asked for by name only (not part of the default set or of bench.json's
+# fixed three).
+EXTRA_RUNNERS = ["backdrop-before"]
 
 
 def table(results):
@@ -212,6 +216,9 @@ def main():
     parser.add_argument("--torch", choices=["f32", "bf16"], help=argparse.SUPPRESS)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--no-build", action="store_true", help="use an already built bench example")
+    parser.add_argument("--before", type=Path,
+                        help="an earlier build's bench example (its `bench MODEL_DIR STEPS` interface, one "
+                             "run per figure), timed as the runner `backdrop-before` in the same run")
     parser.add_argument("--target-dir", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")))
     args = parser.parse_args()
     checkpoint, onnx_dir = args.work / "checkpoint", args.work / "onnx"
@@ -219,7 +226,7 @@ def main():
         return torch_run(checkpoint, args.torch, args.steps, args.runs, args.quick)
     if args.runners:
         runners = [r.strip() for r in args.runners.split(",") if r.strip()]
-        unknown = set(runners) - set(RUNNERS)
+        unknown = set(runners) - set(RUNNERS) - set(EXTRA_RUNNERS)
         if unknown:
             sys.exit(f"unknown runners: {', '.join(sorted(unknown))}")
     elif args.skip_torch:
@@ -243,7 +250,11 @@ def main():
     prepared = time.perf_counter()
     results = {}
     for runner in runners:
-        if runner == "backdrop":
+        if runner == "backdrop-before":
+            if not args.before:
+                sys.exit("the runner backdrop-before needs --before PATH")
+            command = [str(args.before), str(onnx_dir), str(args.steps)]
+        elif runner == "backdrop":
             command = [str(args.target_dir / "release" / "examples" / "bench"), str(onnx_dir),
                        "--steps", str(args.steps), "--runs", str(args.runs),
                        "--tiny-decoder", "vae_decoder_tiny"]
