@@ -42,11 +42,19 @@ pub(crate) trait Backend: Database<Row: Get> {
 }
 
 /// The schema, in order, for both databases: each script's placeholders are filled by
-/// [`dialect`]. A version once released is never edited; changes are new files.
+/// [`dialect`]. What a released version makes never changes; changes are new files.
+/// (Version 1 was respelled once, to types and literals both databases read alike:
+/// `BIGINT`, `DOUBLE PRECISION`, `FALSE`, which SQLite stores exactly as the `INTEGER`,
+/// `REAL` and `0` it had; version 2 rebuilds the one index whose spelling matters.)
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (2, "expiry index", include_str!("../migrations/0002_expiry_index.sql")),
 ];
+
+/// The condition of a task whose files are still there, as the results sweep's partial
+/// index (`tasks_expiry`, migration 2) spells it: SQLite uses a partial index only for a
+/// query that repeats its condition to the letter, so the sweep's statements use this.
+pub(crate) const UNEXPIRED: &str = "result_expired = FALSE AND expires_at IS NOT NULL";
 
 /// A schema script in `DB`'s dialect.
 fn dialect<DB: Backend>(script: &str) -> String {
@@ -820,10 +828,11 @@ where
         after: i64,
         limit: u32,
     ) -> Result<Vec<Task>, StoreError> {
-        let text = "SELECT * FROM tasks
-             WHERE result_expired = FALSE AND expires_at IS NOT NULL AND expires_at <= $1 AND id > $2
-             ORDER BY id LIMIT $3";
-        let rows = sqlx::query(text)
+        let text = format!(
+            "SELECT * FROM tasks WHERE {UNEXPIRED} AND expires_at <= $1 AND id > $2
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&text)
             .bind(now)
             .bind(after)
             .bind(i64::from(limit))
@@ -833,11 +842,12 @@ where
     }
 
     async fn mark_expired(&self, id: i64, now: i64) -> Result<bool, StoreError> {
-        let text = "UPDATE tasks SET result_expired = TRUE, updated_at = $1
-             WHERE id = $2 AND result_expired = FALSE AND expires_at IS NOT NULL AND expires_at <= $1
-             RETURNING id";
+        let text = format!(
+            "UPDATE tasks SET result_expired = TRUE, updated_at = $1
+             WHERE id = $2 AND {UNEXPIRED} AND expires_at <= $1 RETURNING id"
+        );
         let marked: Option<i64> =
-            sqlx::query_scalar(text).bind(now).bind(id).fetch_optional(&self.pool).await?;
+            sqlx::query_scalar(&text).bind(now).bind(id).fetch_optional(&self.pool).await?;
         Ok(marked.is_some())
     }
 

@@ -97,4 +97,40 @@ mod tests {
             .expect("reads the schema versions");
         assert_eq!(versions, vec![1, 2], "each migration ran exactly once");
     }
+
+    /// A database made before version 2 spelled the sweep's index condition with `0`;
+    /// opening it rebuilds the index with the spelling the sweep's statements use, so
+    /// SQLite can use it for them.
+    #[tokio::test]
+    async fn a_version_1_database_gets_the_expiry_index_its_sweep_spells() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("backdrop.db").display());
+        let repo = SqliteRepo::open(&url).await.expect("opens");
+        // One script on one connection, as a version-1 database has it.
+        sqlx::raw_sql(
+            "DROP INDEX tasks_expiry;
+             CREATE INDEX tasks_expiry ON tasks (expires_at)
+                 WHERE result_expired = 0 AND expires_at IS NOT NULL;
+             DELETE FROM backdrop_schema WHERE version = 2;",
+        )
+        .execute(&repo.pool)
+        .await
+        .expect("makes it version 1");
+        drop(repo);
+        let repo = SqliteRepo::open(&url).await.expect("upgrades");
+        let index: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'tasks_expiry'")
+                .fetch_one(&repo.pool)
+                .await
+                .expect("the index is there");
+        assert!(index.contains(crate::repo::UNEXPIRED), "{index}");
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE {} AND expires_at <= 5",
+            crate::repo::UNEXPIRED
+        ))
+        .fetch_all(&repo.pool)
+        .await
+        .expect("plans");
+        assert!(plan.iter().any(|row| row.3.contains("tasks_expiry")), "{plan:?}");
+    }
 }
