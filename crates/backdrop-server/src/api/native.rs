@@ -682,8 +682,13 @@ async fn submit_background(
         cutout: parse_opt(req.cutout.as_deref(), ErrorCode::InvalidParameter)?.unwrap_or_default(),
     };
     let mut payload = TaskPayload::new(JobSpec::Background(spec));
-    let output = [req.engine.as_deref(), req.format.as_deref()];
-    output_settings(&mut payload, output, req.mask_grow, req.preview)?;
+    output_settings(
+        &mut payload,
+        req.engine.as_deref(),
+        req.format.as_deref(),
+        req.mask_grow,
+        req.preview,
+    )?;
     payload.watermark = req.watermark.unwrap_or(false);
     payload.guidance = req.guidance;
     payload.scheduler = req.scheduler;
@@ -813,18 +818,28 @@ async fn submit_expansion(
         watermark: req.watermark.unwrap_or(false),
     };
     let mut payload = TaskPayload::new(JobSpec::Expansion(spec));
-    let output = [req.engine.as_deref(), req.format.as_deref()];
-    output_settings(&mut payload, output, req.mask_grow, req.preview)?;
-    let photo = [req.image_url, req.image_base64];
-    let delivery = [req.callback_url, req.client_task_id];
-    submit_photo(&state, key, &headers, payload, photo, delivery, &mut files).await
+    output_settings(
+        &mut payload,
+        req.engine.as_deref(),
+        req.format.as_deref(),
+        req.mask_grow,
+        req.preview,
+    )?;
+    let photo = PhotoFields {
+        image_url: req.image_url,
+        image_base64: req.image_base64,
+        callback_url: req.callback_url,
+        client_task_id: req.client_task_id,
+    };
+    submit_photo(&state, key, &headers, payload, photo, &mut files).await
 }
 
-/// The output settings background and expansion requests share: `[engine, format]` as
-/// given, the mask growth and whether to make a preview.
+/// The output settings background and expansion requests share: the engine and the
+/// format as given, the mask growth and whether to make a preview.
 fn output_settings(
     payload: &mut TaskPayload,
-    [engine, format]: [Option<&str>; 2],
+    engine: Option<&str>,
+    format: Option<&str>,
     mask_grow: Option<u32>,
     preview: Option<bool>,
 ) -> Result<(), ApiError> {
@@ -836,24 +851,31 @@ fn output_settings(
     Ok(())
 }
 
-/// The end of an expansion or cut-out submit: the idempotency key, the photo
-/// (`[image_url, image_base64]` or the `image` file), every check before the download,
-/// then the task, delivered as `[callback_url, client_task_id]` say.
+/// The fields expansion and cut-out requests share: the photo (or the `image` file part)
+/// and where the task's news goes.
+struct PhotoFields {
+    image_url: Option<String>,
+    image_base64: Option<String>,
+    callback_url: Option<String>,
+    client_task_id: Option<String>,
+}
+
+/// The end of an expansion or cut-out submit: the idempotency key, the photo, every
+/// check before the download, then the task.
 async fn submit_photo(
     state: &Shared,
     key: backdrop_store::ApiKey,
     headers: &HeaderMap,
     payload: TaskPayload,
-    [image_url, image_base64]: [Option<String>; 2],
-    [callback_url, client_task_id]: [Option<String>; 2],
+    photo: PhotoFields,
     files: &mut FormFields,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency(headers, client_task_id)?;
-    let source = photo_source(image_url, image_base64, files)?;
+    let idempotency_key = idempotency(headers, photo.client_task_id)?;
+    let source = photo_source(photo.image_url, photo.image_base64, files)?;
     payload.validate()?;
     let input = load_image(state, source, "image").await?;
     let credits = state.config.prices.native(payload.job.n());
-    submit(state, key, payload, input, None, idempotency_key, callback_url, credits).await
+    submit(state, key, payload, input, None, idempotency_key, photo.callback_url, credits).await
 }
 
 /// `POST /v1/cutouts`: a photo in, the product as a transparent PNG of the same size.
@@ -911,9 +933,13 @@ async fn submit_cutout(
     // The result is a transparent PNG; previews and watermarks are for backgrounds.
     payload.format = OutputFormat::Png;
     payload.preview_side = None;
-    let photo = [req.image_url, req.image_base64];
-    let delivery = [req.callback_url, req.client_task_id];
-    submit_photo(&state, key, &headers, payload, photo, delivery, &mut files).await
+    let photo = PhotoFields {
+        image_url: req.image_url,
+        image_base64: req.image_base64,
+        callback_url: req.callback_url,
+        client_task_id: req.client_task_id,
+    };
+    submit_photo(&state, key, &headers, payload, photo, &mut files).await
 }
 
 #[allow(clippy::too_many_arguments)]

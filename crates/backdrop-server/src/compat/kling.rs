@@ -218,8 +218,6 @@ struct KlingClaims {
     nbf: Option<u64>,
 }
 
-/// Checks the bearer token (a JWT, or a plain API key) and returns the key it
-/// authenticates.
 /// The errors every Kling route may answer, for the OpenAPI document.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
@@ -243,6 +241,8 @@ impl FromRequestParts<AppState> for KlingKey {
     }
 }
 
+/// Checks the bearer token (a JWT, or a plain API key) and returns the key it
+/// authenticates.
 async fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<ApiKey, KlingError> {
     let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     // HTTP trims trailing blanks, so `Bearer ` with no token arrives as `Bearer`.
