@@ -30,9 +30,20 @@ madebyollin/taesd) as vae_decoder_tiny/; the engine decodes with it when the mod
 configuration says `tiny_decoder = "vae_decoder_tiny"`. TAESD decodes the UNet's latents
 as they are (its scaling_factor is 1.0, recorded in its config.json).
 
+`--ort-optimize cpu|gpu` runs ONNX Runtime's own Stable Diffusion graph optimizer
+(`onnxruntime.transformers`, model type `unet`) over the UNet: attention becomes one
+`MultiHeadAttention` node (on the CPU a flash-attention kernel that never holds the
+`[heads, tokens, tokens]` score matrix, so a 512x512 step needs far less memory), and
+GELU and LayerNorm are fused. `gpu` adds the CUDA-only fusions ONNX Runtime's published
+GPU figures use (GroupNorm, SkipGroupNorm, BiasSplitGelu, BiasAdd, NHWC convolutions,
+packed QKV with --fp16); those kernels do not exist on the CPU, so a `gpu` export runs
+only on CUDA. The networks' inputs and outputs are unchanged.
+
 Usage: .venv-diffusion/bin/python tools/diffusion/export_onnx.py CHECKPOINT OUT
        [--lora a.safetensors:0.8 ...] [--fp16] [--opset 17] [--tiny-vae TAESD_DIR]
+       [--ort-optimize cpu|gpu]
        OUT --tiny-vae TAESD_DIR --tiny-only    (add a tiny decoder to an existing export)
+       OUT --ort-optimize cpu --optimize-only  (optimize an existing export in place)
 """
 
 import argparse
@@ -116,6 +127,45 @@ def write_export_info(out: Path, **fields):
     info = json.loads(path.read_text()) if path.exists() else {}
     info.update({k: v for k, v in fields.items() if v is not None})
     path.write_text(json.dumps(info, indent=2) + "\n")
+
+
+def ort_optimize(out: Path, target: str):
+    """Runs ONNX Runtime's Stable Diffusion optimizer over OUT/unet/model.onnx in place,
+    with the fusions that have kernels on `target` (`cpu` or `gpu`); see the module doc."""
+    import onnx
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    path = Path(out) / "unet" / "model.onnx"
+    options = FusionOptions("unet")
+    if target == "cpu":
+        # CUDA-only contrib kernels: without these the graph keeps plain ONNX ops there.
+        options.enable_nhwc_conv = False
+        options.enable_group_norm = False
+        options.enable_skip_group_norm = False
+        options.enable_bias_splitgelu = False
+        options.enable_bias_add = False
+        options.enable_packed_qkv = False
+        options.enable_packed_kv = False
+    fp16 = json.loads((Path(out) / "export.json").read_text()).get("precision") == "fp16" \
+        if (Path(out) / "export.json").exists() else False
+    options.enable_packed_qkv = options.enable_packed_qkv and fp16
+    options.enable_packed_kv = options.enable_packed_kv and fp16
+    model = optimize_model(str(path), model_type="unet", num_heads=0, hidden_size=0, opt_level=0,
+                           optimization_options=options, use_gpu=target == "gpu")
+    fused = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+    proto = model.model
+    for f in path.parent.iterdir():
+        if f.name.endswith(".onnx") or f.name == "weights.pb":
+            f.unlink()
+    size = sum(t.ByteSize() for t in proto.graph.initializer)
+    if size > EXTERNAL_DATA_LIMIT:
+        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="weights.pb", convert_attribute=False)
+    else:
+        onnx.save_model(proto, str(path))
+    write_export_info(out, ort_optimize=target, ort_fused=fused)
+    return fused
 
 
 def load_pipeline(checkpoint: Path, loras):
@@ -244,14 +294,25 @@ def export(checkpoint: Path, out: Path, loras=(), fp16=False, opset=17):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--lora", action="append", default=[], help="FILE:WEIGHT (repeatable)")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--tiny-vae", type=Path, help="an AutoencoderTiny folder to export as vae_decoder_tiny/")
     parser.add_argument("--tiny-only", action="store_true",
-                        help="only add --tiny-vae to an existing export (CHECKPOINT is then ignored)")
+                        help="only add --tiny-vae to an existing export (given as the one folder)")
+    parser.add_argument("--ort-optimize", choices=["cpu", "gpu"],
+                        help="run ONNX Runtime's Stable Diffusion optimizer over the UNet for this target")
+    parser.add_argument("--optimize-only", action="store_true",
+                        help="only run --ort-optimize over an existing export (given as the one folder)")
     args = parser.parse_args()
+    if args.optimize_only:
+        if not args.ort_optimize:
+            sys.exit("--optimize-only needs --ort-optimize")
+        print(f"fused: {ort_optimize(args.checkpoint, args.ort_optimize)}")
+        return
+    if args.out is None:
+        parser.error("OUT is required")
     if args.tiny_vae:
         from diffusers import AutoencoderTiny
 
@@ -259,8 +320,9 @@ def main():
     if args.tiny_only:
         if not args.tiny_vae:
             sys.exit("--tiny-only needs --tiny-vae")
-        folder = export_tiny_decoder(tiny, args.out, args.opset, args.fp16)
-        write_export_info(args.out, tiny_decoder="vae_decoder_tiny")
+        out = args.out or args.checkpoint
+        folder = export_tiny_decoder(tiny, out, args.opset, args.fp16)
+        write_export_info(out, tiny_decoder="vae_decoder_tiny")
         print(f"exported {args.tiny_vae} to {folder}")
         return
     loras = []
@@ -273,6 +335,8 @@ def main():
     if args.tiny_vae:
         export_tiny_decoder(tiny, args.out, args.opset, args.fp16)
         write_export_info(args.out, tiny_decoder="vae_decoder_tiny")
+    if args.ort_optimize:
+        print(f"fused: {ort_optimize(args.out, args.ort_optimize)}")
     print(f"exported {args.checkpoint} to {args.out}")
 
 

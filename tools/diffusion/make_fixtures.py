@@ -9,6 +9,9 @@ Subcommands (run from the repository root with the tools venv, see requirements.
   tiny-vae    a tiny random TAESD-style decoder (diffusers' AutoencoderTiny), exported
               beside tiny-inpaint's networks as vae_decoder_tiny/ (the engine's optional
               tiny decoder)
+  ort-unet    tiny-inpaint's UNet through ONNX Runtime's Stable Diffusion optimizer for
+              the CPU (export_onnx.py --ort-optimize cpu), as tiny-inpaint/unet-ort-cpu/
+              (the parity test swaps it in and compares with the same references)
   cases       rewrite cases.json only (the list of parity cases below)
   vectors     recorded vectors: torch.randn (rng.json), CLIPTokenizer ids
               (tokenizer.json), scheduler timesteps and steps (schedulers.json)
@@ -287,6 +290,23 @@ def cmd_models():
     (FIXTURES / "cases.json").write_text(json.dumps(CASES, indent=2) + "\n")
 
 
+def cmd_ort_unet():
+    from export_onnx import ort_optimize
+
+    model = FIXTURES / "models" / "tiny-inpaint"
+    target = model / "unet-ort-cpu"
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(model / "unet", Path(tmp) / "unet")
+        fused = ort_optimize(Path(tmp), "cpu")
+        if not fused.get("MultiHeadAttention") and not fused.get("Attention"):
+            sys.exit(f"the optimizer fused no attention in {model / 'unet'}: {fused}")
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(Path(tmp) / "unet", target)
+        (target / "fused.json").write_text(json.dumps(fused, indent=2) + "\n")
+    print("optimized", target, fused)
+
+
 # ----- recorded vectors -------------------------------------------------------------------
 
 TOKENIZER_PROMPTS = [
@@ -505,7 +525,7 @@ def tiny_decode(latents, folder: Path, pipe):
 
 
 if __name__ == "__main__":
-    commands = {"models": cmd_models, "tiny-vae": cmd_tiny_vae, "cases": cmd_cases, "vectors": cmd_vectors,
+    commands = {"models": cmd_models, "tiny-vae": cmd_tiny_vae, "ort-unet": cmd_ort_unet, "cases": cmd_cases, "vectors": cmd_vectors,
                 "references": cmd_references}
     if len(sys.argv) < 2 or sys.argv[1] not in commands or (len(sys.argv) > 2 and sys.argv[1] != "references"):
         sys.exit(__doc__)

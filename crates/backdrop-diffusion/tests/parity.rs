@@ -7,7 +7,9 @@
 //! The cases cover the no-guidance path (guidance <= 1: one UNet batch entry per image,
 //! as diffusers skips classifier-free guidance), the tiny decoder (`tiny-inpaint-taesd`:
 //! the tiny-inpaint folder decoded by its `vae_decoder_tiny/`, against diffusers'
-//! `AutoencoderTiny`), and fixed-shape sessions give the same results as dynamic ones.
+//! `AutoencoderTiny`), fixed-shape sessions give the same results as dynamic ones, and
+//! so does a UNet run through ONNX Runtime's Stable Diffusion optimizer
+//! (`tiny-inpaint/unet-ort-cpu/`, `make_fixtures.py ort-unet`).
 //!
 //! Regenerating: `make_fixtures.py models` and `make_fixtures.py tiny-vae`, then this
 //! file's ignored `write_prepared_inputs`, then `make_fixtures.py references`.
@@ -336,6 +338,67 @@ fn fixed_shape_sessions_match_dynamic_ones_and_diffusers() {
         image::imageops::crop_imm(&reference, 0, 0, made.width(), made.height()).to_image();
     let diff = made.as_raw().iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).max();
     assert!(diff <= Some(1), "fixed shapes: image differs by {diff:?}/255");
+}
+
+/// The tiny-inpaint folder with its UNet swapped for `unet-ort-cpu/` (the same weights
+/// through ONNX Runtime's Stable Diffusion optimizer), as a model folder of links.
+fn ort_optimized_folder() -> tempfile::TempDir {
+    let source = fixtures().join("models/tiny-inpaint");
+    let folder = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(&source).expect("tiny-inpaint") {
+        let name = entry.expect("entry").file_name();
+        let target = match name.to_str() {
+            Some("unet") | Some("unet-ort-cpu") => continue,
+            _ => source.join(&name),
+        };
+        std::os::unix::fs::symlink(target, folder.path().join(&name)).expect("link");
+    }
+    std::os::unix::fs::symlink(source.join("unet-ort-cpu"), folder.path().join("unet"))
+        .expect("link");
+    folder
+}
+
+#[test]
+fn the_ort_optimized_unet_matches_diffusers() {
+    let optimized = fixtures().join("models/tiny-inpaint/unet-ort-cpu/model.onnx");
+    let graph = std::fs::read(&optimized).expect("the optimized fixture");
+    for fused in [b"MultiHeadAttention".as_slice(), b"SkipLayerNormalization".as_slice()] {
+        assert!(
+            graph.windows(fused.len()).any(|w| w == fused),
+            "{} holds no {} node: not an optimized graph",
+            optimized.display(),
+            String::from_utf8_lossy(fused)
+        );
+    }
+    let folder = ort_optimized_folder();
+    let mut config = config();
+    for (name, entry) in config.models.iter_mut() {
+        if name.starts_with("tiny-inpaint") {
+            entry.path = Some(folder.path().to_path_buf());
+        }
+    }
+    let plain = DiffusionEngine::new(self::config()).expect("config");
+    let engine = DiffusionEngine::new(config).expect("config");
+    let references = fixtures().join("references");
+    let (mut checked, mut worst_plain) = (0, 0f32);
+    let models: Vec<String> =
+        cases().iter().map(|c| c["model"].as_str().expect("model").to_owned()).collect();
+    for (((name, latents), (_, plain_latents)), model) in
+        latents_of_every_case(&engine).into_iter().zip(latents_of_every_case(&plain)).zip(models)
+    {
+        if !model.starts_with("tiny-inpaint") {
+            continue;
+        }
+        for (i, (latents, plain_latents)) in latents.iter().zip(&plain_latents).enumerate() {
+            let expected = floats(&references.join(format!("{name}-{i}.f32")));
+            let worst = worst_difference(latents, &expected);
+            assert!(worst <= 1e-3, "{name}[{i}]: optimized-UNet latents differ by {worst}");
+            worst_plain = worst_plain.max(worst_difference(latents, plain_latents));
+            checked += 1;
+        }
+    }
+    eprintln!("optimized vs plain UNet: worst latent difference {worst_plain:e}");
+    assert!(checked >= 4, "{checked} images on tiny-inpaint");
 }
 
 #[test]
