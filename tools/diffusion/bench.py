@@ -22,6 +22,13 @@ Not part of CI (it takes a long while and ~10 GB of disk). Usage:
   .venv-diffusion/bin/python tools/diffusion/bench.py [--work DIR] [--steps 20] [--quick]
       [--runs 3] [--runners backdrop,pytorch-f32,pytorch-bf16] [--fixed-shapes]
       [--before OLD_BENCH --runners backdrop-before,backdrop,pytorch-f32]
+      [--runners backdrop,backdrop-ort-cpu,pytorch-f32]
+The runner backdrop-ort-cpu is the same engine on a copy of the export whose UNet went
+through ONNX Runtime's Stable Diffusion optimizer for the CPU (export_onnx.py
+--ort-optimize cpu; made once, in DIR/onnx-ort-cpu). Outside --quick, every Backdrop
+runner also runs one inpaint alone in a process of its own: inpaint_peak_rss_mb is what
+serving one job needs, while peak_rss_mb holds everything the bench ran (two models, the
+batch-1 plan, the plain call's buffers).
 Figures are printed as a table and written to DIR/bench.json (one object per runner);
 DIR/bench-run.json records the settings, the load average and the time taken.
 """
@@ -169,11 +176,29 @@ def child(args):
 
 
 KEYS = ["unet_step_s", "unet_step_b1_s", "vae_encode_s", "vae_decode_s", "vae_decode_tiny_s", "inpaint_s",
-        "lcm_s", "lcm_tiny_s", "peak_rss_mb"]
+        "lcm_s", "lcm_tiny_s", "peak_rss_mb", "inpaint_peak_rss_mb"]
 RUNNERS = ["backdrop", "pytorch-f32", "pytorch-bf16"]
 # Runners that are asked for by name only (not part of the default set or of bench.json's
 # fixed three).
-EXTRA_RUNNERS = ["backdrop-before"]
+EXTRA_RUNNERS = ["backdrop-before", "backdrop-ort-cpu"]
+
+
+def ort_optimized_copy(onnx_dir: Path, out: Path):
+    """OUT: the export with its UNet through ONNX Runtime's SD optimizer for the CPU
+    (export_onnx.py --ort-optimize cpu); the other networks are links to ONNX_DIR's."""
+    if (out / "unet" / "model.onnx").exists():
+        return out
+    import shutil
+    from export_onnx import ort_optimize
+
+    out.mkdir(parents=True, exist_ok=True)
+    for part in onnx_dir.iterdir():
+        if part.name not in ("unet", "export.json") and not (out / part.name).exists():
+            (out / part.name).symlink_to(part.resolve())
+    shutil.copy(onnx_dir / "export.json", out / "export.json")
+    shutil.copytree(onnx_dir / "unet", out / "unet", dirs_exist_ok=True)
+    ort_optimize(out, "cpu")
+    return out
 
 
 def table(results):
@@ -254,18 +279,22 @@ def main():
             if not args.before:
                 sys.exit("the runner backdrop-before needs --before PATH")
             command = [str(args.before), str(onnx_dir), str(args.steps)]
-        elif runner == "backdrop":
-            command = [str(args.target_dir / "release" / "examples" / "bench"), str(onnx_dir),
-                       "--steps", str(args.steps), "--runs", str(args.runs),
-                       "--tiny-decoder", "vae_decoder_tiny"]
+        elif runner.startswith("backdrop"):
+            folder = onnx_dir if runner == "backdrop" else ort_optimized_copy(onnx_dir, args.work / "onnx-ort-cpu")
+            base = [str(args.target_dir / "release" / "examples" / "bench"), str(folder), "--steps", str(args.steps)]
+            base += ["--fixed-shapes"] if args.fixed_shapes else []
+            base += ["--threads", str(args.threads)] if args.threads else []
+            if not args.quick:
+                # One inpaint alone in its own process: what serving one job needs.
+                alone = child(base + ["--inpaint-only"])
+                results.setdefault(runner, {})["inpaint_peak_rss_mb"] = alone["peak_rss_mb"]
+            command = base + ["--runs", str(args.runs), "--tiny-decoder", "vae_decoder_tiny"]
             command += ["--quick"] if args.quick else []
-            command += ["--fixed-shapes"] if args.fixed_shapes else []
-            command += ["--threads", str(args.threads)] if args.threads else []
         else:
             command = [sys.executable, __file__, "--work", str(args.work), "--steps", str(args.steps),
                        "--runs", str(args.runs), "--torch", runner.removeprefix("pytorch-")]
             command += ["--quick"] if args.quick else []
-        results[runner] = child(command)
+        results[runner] = {**child(command), **results.get(runner, {})}
     for runner in RUNNERS:
         # The file keeps one object per runner; one not run says why.
         results.setdefault(runner, {"skipped": "not among --runners (--quick runs backdrop and pytorch-f32)",

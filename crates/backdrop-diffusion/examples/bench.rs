@@ -13,8 +13,12 @@
 //!   the decode only);
 //! - `peak_rss_mb`: the process's peak resident memory.
 //!
-//! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--fixed-shapes]
-//! [--tiny-decoder PATH] [--threads N]` (release build; ONNX Runtime found as usual;
+//! `--inpaint-only` opens the model and runs the one `--steps` inpaint and nothing else, so
+//! its `peak_rss_mb` is what one inpaint needs (the full run also holds the batch-1 plan,
+//! the plain call's buffers and a second model for the tiny decoder).
+//!
+//! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only]
+//! [--fixed-shapes] [--tiny-decoder PATH] [--threads N]` (release build; ONNX Runtime found as usual;
 //! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
 
 use backdrop_core::CancelToken;
@@ -61,13 +65,14 @@ struct Args {
     steps: usize,
     runs: usize,
     quick: bool,
+    inpaint_only: bool,
     runtime: RuntimeConfig,
     tiny: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args, Failure> {
-    let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--fixed-shapes] \
-                 [--tiny-decoder PATH] [--threads N]";
+    let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only] \
+                 [--fixed-shapes] [--tiny-decoder PATH] [--threads N]";
     let mut args = std::env::args().skip(1);
     let folder = PathBuf::from(args.next().ok_or(usage)?);
     let mut parsed = Args {
@@ -75,6 +80,7 @@ fn parse() -> Result<Args, Failure> {
         steps: 20,
         runs: 3,
         quick: false,
+        inpaint_only: false,
         runtime: RuntimeConfig::default(),
         tiny: None,
     };
@@ -84,6 +90,7 @@ fn parse() -> Result<Args, Failure> {
             "--runs" => parsed.runs = args.next().ok_or(usage)?.parse()?,
             "--threads" => parsed.runtime.threads = Some(args.next().ok_or(usage)?.parse()?),
             "--quick" => parsed.quick = true,
+            "--inpaint-only" => parsed.inpaint_only = true,
             "--fixed-shapes" => parsed.runtime.fixed_shapes = true,
             "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
             // A bare number is the step count, as before.
@@ -97,11 +104,46 @@ fn parse() -> Result<Args, Failure> {
     Ok(parsed)
 }
 
+/// Runs `request` once and returns the seconds it took.
+fn timed_inpaint(model: &Model, request: &InpaintRequest<'_>) -> Result<f64, Failure> {
+    let started = Instant::now();
+    inpaint(model, request, &(), &CancelToken::new())?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn print_figures(figures: &[(String, String)]) {
+    let body: Vec<String> = figures.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    println!("{{{}}}", body.join(", "));
+}
+
 fn main() -> Result<(), Failure> {
     let args = parse()?;
     let started = Instant::now();
     let model = Model::open(&args.folder, &args.runtime)?;
     let load_s = started.elapsed().as_secs_f64();
+    let picture = RgbImage::from_fn(512, 512, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 128]));
+    let mask = GrayImage::from_fn(512, 512, |x, _| Luma([if x > 256 { 255 } else { 0 }]));
+    let request = InpaintRequest {
+        image: &picture,
+        mask: &mask,
+        prompt: "a bottle on a table",
+        negative_prompt: None,
+        seeds: &[1],
+        steps: args.steps,
+        guidance: 7.5,
+        scheduler: "dpm++2m".parse()?,
+        strength: 1.0,
+        max_batch: 1,
+    };
+    if args.inpaint_only {
+        let inpaint_s = timed_inpaint(&model, &request)?;
+        print_figures(&[
+            ("load_s".into(), load_s.to_string()),
+            ("inpaint_s".into(), inpaint_s.to_string()),
+            ("peak_rss_mb".into(), peak_rss_mb().to_string()),
+        ]);
+        return Ok(());
+    }
     let info = model.info.clone();
     let mut generator = TorchGenerator::new(0);
     let dim = info.embedding_dim.unwrap_or(768);
@@ -172,36 +214,15 @@ fn main() -> Result<(), Failure> {
     };
 
     if !args.quick {
-        let picture = RgbImage::from_fn(512, 512, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 128]));
-        let mask = GrayImage::from_fn(512, 512, |x, _| Luma([if x > 256 { 255 } else { 0 }]));
-        let request = InpaintRequest {
-            image: &picture,
-            mask: &mask,
-            prompt: "a bottle on a table",
-            negative_prompt: None,
-            seeds: &[1],
-            steps: args.steps,
-            guidance: 7.5,
-            scheduler: "dpm++2m".parse()?,
-            strength: 1.0,
-            max_batch: 1,
-        };
         // One timed run: a full inpaint already repeats the step many times.
-        let started = Instant::now();
-        inpaint(&model, &request, &(), &CancelToken::new())?;
-        figures.push(("inpaint_s".into(), started.elapsed().as_secs_f64().to_string()));
+        figures.push(("inpaint_s".into(), timed_inpaint(&model, &request)?.to_string()));
         let lcm = InpaintRequest { steps: 4, guidance: 1.0, scheduler: "lcm".parse()?, ..request };
-        let started = Instant::now();
-        inpaint(&model, &lcm, &(), &CancelToken::new())?;
-        figures.push(("lcm_s".into(), started.elapsed().as_secs_f64().to_string()));
+        figures.push(("lcm_s".into(), timed_inpaint(&model, &lcm)?.to_string()));
         if let Some(tiny) = &tiny {
-            let started = Instant::now();
-            inpaint(tiny, &lcm, &(), &CancelToken::new())?;
-            figures.push(("lcm_tiny_s".into(), started.elapsed().as_secs_f64().to_string()));
+            figures.push(("lcm_tiny_s".into(), timed_inpaint(tiny, &lcm)?.to_string()));
         }
     }
     figures.push(("peak_rss_mb".into(), peak_rss_mb().to_string()));
-    let body: Vec<String> = figures.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
-    println!("{{{}}}", body.join(", "));
+    print_figures(&figures);
     Ok(())
 }
