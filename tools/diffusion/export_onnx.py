@@ -31,10 +31,12 @@ configuration says `tiny_decoder = "vae_decoder_tiny"`. TAESD decodes the UNet's
 as they are (its scaling_factor is 1.0, recorded in its config.json).
 
 `--ort-optimize cpu|gpu` runs ONNX Runtime's own Stable Diffusion graph optimizer
-(`onnxruntime.transformers`, model type `unet`) over the UNet: attention becomes one
-`MultiHeadAttention` node (on the CPU a flash-attention kernel that never holds the
-`[heads, tokens, tokens]` score matrix, so a 512x512 step needs far less memory), and
-GELU and LayerNorm are fused. `gpu` adds the CUDA-only fusions ONNX Runtime's published
+(`onnxruntime.transformers`, model type `unet`) over the UNet: each self-attention
+becomes one `Attention` node and each cross-attention one `MultiHeadAttention` node, and
+LayerNorm (with its residual add) is fused; what was fused is recorded in export.json.
+Measured on the full-size SD-1.5 UNet on the CPU (README, Benchmarks): a 512x512 step
+holds gigabytes less (the unfused graph keeps the attention score tensors) and runs
+faster. `gpu` adds the CUDA-only fusions ONNX Runtime's published
 GPU figures use (GroupNorm, SkipGroupNorm, BiasSplitGelu, BiasAdd, NHWC convolutions,
 packed QKV with --fp16); those kernels do not exist on the CPU, so a `gpu` export runs
 only on CUDA. The networks' inputs and outputs are unchanged.
@@ -132,7 +134,6 @@ def write_export_info(out: Path, **fields):
 def ort_optimize(out: Path, target: str):
     """Runs ONNX Runtime's Stable Diffusion optimizer over OUT/unet/model.onnx in place,
     with the fusions that have kernels on `target` (`cpu` or `gpu`); see the module doc."""
-    import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -154,16 +155,12 @@ def ort_optimize(out: Path, target: str):
     model = optimize_model(str(path), model_type="unet", num_heads=0, hidden_size=0, opt_level=0,
                            optimization_options=options, use_gpu=target == "gpu")
     fused = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
-    proto = model.model
+    # The optimized graph holds its weights in memory: the old files can go before it is
+    # written (a small graph must not leave a stale weights.pb beside it).
     for f in path.parent.iterdir():
         if f.name.endswith(".onnx") or f.name == "weights.pb":
             f.unlink()
-    size = sum(t.ByteSize() for t in proto.graph.initializer)
-    if size > EXTERNAL_DATA_LIMIT:
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location="weights.pb", convert_attribute=False)
-    else:
-        onnx.save_model(proto, str(path))
+    save(model.model, path)
     write_export_info(out, ort_optimize=target, ort_fused=fused)
     return fused
 
@@ -214,6 +211,14 @@ def export_one(module, args, path: Path, inputs, outputs, axes, opset, fp16):
     for f in tmp.parent.iterdir():
         if f.name != path.name and f.name != "config.json":
             f.unlink()
+    save(model, path)
+
+
+def save(model, path: Path):
+    """Writes a network, its weights beside it in weights.pb when they are too large for
+    one protobuf file."""
+    import onnx
+
     size = sum(t.ByteSize() for t in model.graph.initializer)
     if size > EXTERNAL_DATA_LIMIT:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
@@ -311,8 +316,6 @@ def main():
             sys.exit("--optimize-only needs --ort-optimize")
         print(f"fused: {ort_optimize(args.checkpoint, args.ort_optimize)}")
         return
-    if args.out is None:
-        parser.error("OUT is required")
     if args.tiny_vae:
         from diffusers import AutoencoderTiny
 
@@ -325,6 +328,8 @@ def main():
         write_export_info(out, tiny_decoder="vae_decoder_tiny")
         print(f"exported {args.tiny_vae} to {folder}")
         return
+    if args.out is None:
+        parser.error("OUT is required")
     loras = []
     for spec in args.lora:
         path, _, weight = spec.rpartition(":")
