@@ -371,14 +371,14 @@ fn the_ort_optimized_unet_matches_diffusers() {
         );
     }
     let folder = ort_optimized_folder();
-    let mut config = config();
-    for (name, entry) in config.models.iter_mut() {
+    let mut optimized = config();
+    for (name, entry) in optimized.models.iter_mut() {
         if name.starts_with("tiny-inpaint") {
             entry.path = Some(folder.path().to_path_buf());
         }
     }
-    let plain = DiffusionEngine::new(self::config()).expect("config");
-    let engine = DiffusionEngine::new(config).expect("config");
+    let plain = DiffusionEngine::new(config()).expect("config");
+    let engine = DiffusionEngine::new(optimized).expect("config");
     let references = fixtures().join("references");
     let (mut checked, mut worst_plain) = (0, 0f32);
     let models: Vec<String> =
