@@ -92,6 +92,8 @@ fn parse() -> Result<Args, Failure> {
             "--quick" => parsed.quick = true,
             "--inpaint-only" => parsed.inpaint_only = true,
             "--fixed-shapes" => parsed.runtime.fixed_shapes = true,
+            "--no-arena" => parsed.runtime.memory_arena = false,
+            "--no-memory-pattern" => parsed.runtime.memory_pattern = Some(false),
             "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
             // A bare number is the step count, as before.
             other if other.parse::<usize>().is_ok() => parsed.steps = other.parse()?,

@@ -18,11 +18,13 @@
 //!
 //! [diffusion.runtime]
 //! library = "/opt/onnxruntime/lib/libonnxruntime.so.1.22.1"   # default: discovered
-//! provider = "cpu"                   # cpu, cuda, tensorrt
+//! provider = "cpu"                   # cpu, cuda, tensorrt, openvino
+//! # openvino_device = "CPU"          # with openvino: CPU, GPU, NPU, ...
 //! threads = 2                        # default: all cores
 //! optimization = "all"               # disable, basic, extended, all
 //! memory_arena = true
 //! memory_pattern = true              # default: as memory_arena
+//! release_memory = true              # arena memory back after each phase of a job
 //! spinning = true                    # idle threads spin (ONNX Runtime's default)
 //! denormal_as_zero = false
 //! fixed_shapes = false               # sessions built per batch and size, cached

@@ -284,6 +284,9 @@ pub fn inpaint(
                     scheduler.scale_model_input(scaled, index);
                 }
             }
+            if index + 1 == timesteps.len() {
+                call.release_after_next_run();
+            }
             call.run(t, |out| {
                 for (j, i) in chunk.clone().enumerate() {
                     let target = &mut guided_out[i * per_image..(i + 1) * per_image];

@@ -24,12 +24,12 @@
 //! denoising loop runs through an [`UnetCall`], whose text embeddings, constant input
 //! channels and output buffer are bound once for all steps.
 
-use crate::runtime::{session, session_with, RuntimeConfig};
+use crate::runtime::{run_options, session, session_with, Optimization, Provider, RuntimeConfig};
 use crate::scheduler::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::DiffusionError;
 use ort::io_binding::IoBinding;
-use ort::session::Session;
+use ort::session::{NoSelectedOutputs, RunOptions, Session};
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
 use serde_json::Value;
@@ -168,7 +168,21 @@ impl Network {
         runtime: &RuntimeConfig,
         shaped: bool,
     ) -> Result<Network, DiffusionError> {
-        let session = session(runtime, file)?;
+        // With fixed shapes the dynamic session is not kept: a second copy of the weights
+        // for a session that never runs. It only tells the signature then, so a plain CPU
+        // session reads it without compiling for the provider (OpenVINO cannot compile
+        // the dynamic shapes, and a GPU provider would load the weights for nothing).
+        let keep_dynamic = !(shaped && runtime.shapes_fixed());
+        let session = if keep_dynamic {
+            session(runtime, file)?
+        } else {
+            let signature = RuntimeConfig {
+                provider: Provider::Cpu,
+                optimization: Optimization::Disable,
+                ..runtime.clone()
+            };
+            session(&signature, file)?
+        };
         let inputs = session
             .inputs
             .iter()
@@ -183,9 +197,6 @@ impl Network {
             })
             .collect();
         let outputs = session.outputs.iter().map(|o| o.name.clone()).collect();
-        // With fixed shapes the dynamic session is not kept: a second copy of the weights
-        // for a session that never runs.
-        let keep_dynamic = !(shaped && runtime.fixed_shapes);
         Ok(Network {
             what,
             file: file.to_path_buf(),
@@ -253,7 +264,9 @@ impl Network {
             .collect();
         let refs: Vec<(&str, &[i64])> = shapes.iter().map(|(n, s)| (*n, s.as_slice())).collect();
         let session = self.session(&refs)?;
-        run(&session, self.what, inputs)
+        // Networks run this way run once per job (the text encoder, the VAE), so their
+        // activation memory goes back to the system when they finish.
+        run(&session, self.what, inputs, &run_options(&self.runtime, true)?)
     }
 }
 
@@ -550,7 +563,15 @@ impl Model {
         };
         binding.bind_input("encoder_hidden_states", &hidden).map_err(fail)?;
         binding.bind_output(output_name.as_str(), output).map_err(fail)?;
-        Ok(UnetCall { model: self, session, binding, sample, _hidden: hidden, batch })
+        Ok(UnetCall {
+            model: self,
+            session,
+            binding,
+            sample,
+            _hidden: hidden,
+            batch,
+            release_after: false,
+        })
     }
 
     /// The VAE encoder on an image `[1, 3, h, w]` in [-1, 1]: the moments
@@ -604,6 +625,9 @@ pub struct UnetCall<'m> {
     // freed while the session may read it.
     _hidden: Tensor<f32>,
     batch: usize,
+    /// Whether the next run gives the arena's memory back (see
+    /// [`UnetCall::release_after_next_run`]).
+    release_after: bool,
 }
 
 impl std::fmt::Debug for UnetCall<'_> {
@@ -617,6 +641,13 @@ impl UnetCall<'_> {
     /// not change (an inpainting UNet's mask and masked-image latents) are written once.
     pub fn sample_mut(&mut self) -> &mut [f32] {
         self.sample.extract_tensor_mut().1
+    }
+
+    /// Makes the next run the loop's last: when it ends, the UNet's activation memory goes
+    /// back to the system (with [`RuntimeConfig::release_memory`]), so the decoder that
+    /// runs next does not need room beside it.
+    pub fn release_after_next_run(&mut self) {
+        self.release_after = true;
     }
 
     /// Runs one step at `timestep` and hands the output (`[batch, c, h, w]`) to `read`.
@@ -638,7 +669,8 @@ impl UnetCall<'_> {
             .session
             .lock()
             .map_err(|_| DiffusionError::Failed("UNet: a previous run panicked".into()))?;
-        let outputs = session.run_binding(&self.binding).map_err(fail)?;
+        let options = run_options(&model.unet.runtime, std::mem::take(&mut self.release_after))?;
+        let outputs = session.run_binding_with_options(&self.binding, &options).map_err(fail)?;
         let (_, first) = outputs
             .iter()
             .next()
@@ -668,12 +700,14 @@ pub(crate) fn run(
     session: &Mutex<Session>,
     what: &str,
     inputs: Vec<(&str, DynValue)>,
+    options: &RunOptions<NoSelectedOutputs>,
 ) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
     let mut session = session
         .lock()
         .map_err(|_| DiffusionError::Failed(format!("{what}: a previous run panicked")))?;
-    let outputs =
-        session.run(inputs).map_err(|e| DiffusionError::Failed(format!("{what}: {e}")))?;
+    let outputs = session
+        .run_with_options(inputs, options)
+        .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")))?;
     let (_, first) = outputs
         .iter()
         .next()
