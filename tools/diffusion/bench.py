@@ -22,10 +22,15 @@ Not part of CI (it takes a long while and ~10 GB of disk). Usage:
   .venv-diffusion/bin/python tools/diffusion/bench.py [--work DIR] [--steps 20] [--quick]
       [--runs 3] [--runners backdrop,pytorch-f32,pytorch-bf16] [--fixed-shapes]
       [--before OLD_BENCH --runners backdrop-before,backdrop,pytorch-f32]
-      [--runners backdrop,backdrop-ort-cpu,pytorch-f32]
+      [--runners backdrop,backdrop-ort-cpu,backdrop-int8,pytorch-f32]
 The runner backdrop-ort-cpu is the same engine on a copy of the export whose UNet went
 through ONNX Runtime's Stable Diffusion optimizer for the CPU (export_onnx.py
---ort-optimize cpu; made once, in DIR/onnx-ort-cpu). Outside --quick, every Backdrop
+--ort-optimize cpu; made once, in DIR/onnx-ort-cpu); backdrop-int8 on a copy whose
+optimized UNet was then quantized (--quantize int8, DIR/onnx-int8; the step's relative
+error against float32 is printed when it is made and kept in its export.json);
+backdrop-openvino on the plain export with the OpenVINO provider (the onnxruntime-openvino
+wheel in .venv-openvino, which tools/test installs; fixed-shape sessions, as OpenVINO
+needs). Outside --quick, every Backdrop
 runner also runs one inpaint alone in a process of its own: inpaint_peak_rss_mb is what
 serving one job needs, while peak_rss_mb holds everything the bench ran (two models, the
 batch-1 plan, the plain call's buffers).
@@ -166,9 +171,10 @@ def torch_run(checkpoint: Path, dtype_name: str, steps: int, runs: int, quick: b
     print(json.dumps(out))
 
 
-def child(args):
+def child(args, env=None):
     """Runs a measurement in its own process (peak RSS is per process)."""
-    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    result = subprocess.run(args, capture_output=True, text=True, check=True,
+                            env=dict(os.environ, **(env or {})))
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     # Each peer's figures as soon as it finishes: a full run takes a long while.
     print(json.dumps({"command": args[0], **figures}), flush=True)
@@ -180,16 +186,26 @@ KEYS = ["unet_step_s", "unet_step_b1_s", "vae_encode_s", "vae_decode_s", "vae_de
 RUNNERS = ["backdrop", "pytorch-f32", "pytorch-bf16"]
 # Runners that are asked for by name only (not part of the default set or of bench.json's
 # fixed three).
-EXTRA_RUNNERS = ["backdrop-before", "backdrop-ort-cpu"]
+EXTRA_RUNNERS = ["backdrop-before", "backdrop-ort-cpu", "backdrop-int8", "backdrop-openvino"]
 
 
-def ort_optimized_copy(onnx_dir: Path, out: Path):
+def openvino_env():
+    """backdrop-openvino's environment: the onnxruntime-openvino wheel's runtime (the venv
+    tools/test installs, .venv-openvino) and the OpenVINO provider."""
+    found = sorted(ROOT.glob(".venv-openvino/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*"))
+    if not found:
+        sys.exit("backdrop-openvino needs the onnxruntime-openvino wheel in .venv-openvino (tools/test installs it)")
+    return {"ORT_DYLIB_PATH": str(found[0]), "BACKDROP_BENCH_PROVIDER": "openvino"}
+
+
+def ort_optimized_copy(onnx_dir: Path, out: Path, quantized: bool = False):
     """OUT: the export with its UNet through ONNX Runtime's SD optimizer for the CPU
-    (export_onnx.py --ort-optimize cpu); the other networks are links to ONNX_DIR's."""
+    (export_onnx.py --ort-optimize cpu) and, with `quantized`, then quantized to int8
+    (--quantize int8); the other networks are links to ONNX_DIR's."""
     if (out / "unet" / "model.onnx").exists():
         return out
     import shutil
-    from export_onnx import ort_optimize
+    from export_onnx import ort_optimize, quantize
 
     out.mkdir(parents=True, exist_ok=True)
     for part in onnx_dir.iterdir():
@@ -198,6 +214,8 @@ def ort_optimized_copy(onnx_dir: Path, out: Path):
     shutil.copy(onnx_dir / "export.json", out / "export.json")
     shutil.copytree(onnx_dir / "unet", out / "unet", dirs_exist_ok=True)
     ort_optimize(out, "cpu")
+    if quantized:
+        print(f"int8 UNet: one step's relative error {quantize(out, 'int8'):.2e}", file=sys.stderr)
     return out
 
 
@@ -275,18 +293,26 @@ def main():
     prepared = time.perf_counter()
     results = {}
     for runner in runners:
+        env = None
         if runner == "backdrop-before":
             if not args.before:
                 sys.exit("the runner backdrop-before needs --before PATH")
             command = [str(args.before), str(onnx_dir), str(args.steps)]
         elif runner.startswith("backdrop"):
-            folder = onnx_dir if runner == "backdrop" else ort_optimized_copy(onnx_dir, args.work / "onnx-ort-cpu")
+            folder = {
+                "backdrop": lambda: onnx_dir,
+                "backdrop-openvino": lambda: onnx_dir,
+                "backdrop-ort-cpu": lambda: ort_optimized_copy(onnx_dir, args.work / "onnx-ort-cpu"),
+                "backdrop-int8": lambda: ort_optimized_copy(onnx_dir, args.work / "onnx-int8", quantized=True),
+            }[runner]()
             base = [str(args.target_dir / "release" / "examples" / "bench"), str(folder), "--steps", str(args.steps)]
             base += ["--fixed-shapes"] if args.fixed_shapes else []
             base += ["--threads", str(args.threads)] if args.threads else []
+            if runner == "backdrop-openvino":
+                env = openvino_env()
             if not args.quick:
                 # One inpaint alone in its own process: what serving one job needs.
-                alone = child(base + ["--inpaint-only"])
+                alone = child(base + ["--inpaint-only"], env)
                 results.setdefault(runner, {})["inpaint_peak_rss_mb"] = alone["peak_rss_mb"]
             command = base + ["--runs", str(args.runs), "--tiny-decoder", "vae_decoder_tiny"]
             command += ["--quick"] if args.quick else []
@@ -294,7 +320,7 @@ def main():
             command = [sys.executable, __file__, "--work", str(args.work), "--steps", str(args.steps),
                        "--runs", str(args.runs), "--torch", runner.removeprefix("pytorch-")]
             command += ["--quick"] if args.quick else []
-        results[runner] = {**child(command), **results.get(runner, {})}
+        results[runner] = {**child(command, env), **results.get(runner, {})}
     for runner in RUNNERS:
         # The file keeps one object per runner; one not run says why.
         results.setdefault(runner, {"skipped": "not among --runners (--quick runs backdrop and pytorch-f32)",

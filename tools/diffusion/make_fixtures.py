@@ -12,6 +12,9 @@ Subcommands (run from the repository root with the tools venv, see requirements.
   ort-unet    tiny-inpaint's UNet through ONNX Runtime's Stable Diffusion optimizer for
               the CPU (export_onnx.py --ort-optimize cpu), as tiny-inpaint/unet-ort-cpu/
               (the parity test swaps it in and compares with the same references)
+  int8-unet   tiny-inpaint's UNet with its matrix multiplications quantized to int8
+              (export_onnx.py --quantize int8), as tiny-inpaint/unet-int8/ (the parity
+              test swaps it in and bounds its distance from the same references)
   cases       rewrite cases.json only (the list of parity cases below)
   vectors     recorded vectors: torch.randn (rng.json), CLIPTokenizer ids
               (tokenizer.json), scheduler timesteps and steps (schedulers.json)
@@ -290,21 +293,38 @@ def cmd_models():
     (FIXTURES / "cases.json").write_text(json.dumps(CASES, indent=2) + "\n")
 
 
-def cmd_ort_unet():
-    from export_onnx import ort_optimize
-
+def write_swapped_unet(name: str, transform, record_file: str):
+    """tiny-inpaint's UNet through `transform` (given an export folder holding only unet/,
+    it returns what to record), written as tiny-inpaint/NAME/ with that record beside it
+    in RECORD_FILE; the parity tests swap it in for the UNet."""
     model = FIXTURES / "models" / "tiny-inpaint"
-    target = model / "unet-ort-cpu"
+    target = model / name
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(model / "unet", Path(tmp) / "unet")
-        fused = ort_optimize(Path(tmp), "cpu")
-        if not fused.get("MultiHeadAttention") and not fused.get("Attention"):
-            sys.exit(f"the optimizer fused no attention in {model / 'unet'}: {fused}")
+        record = transform(Path(tmp))
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(Path(tmp) / "unet", target)
-        (target / "fused.json").write_text(json.dumps(fused, indent=2) + "\n")
-    print("optimized", target, fused)
+        (target / record_file).write_text(json.dumps(record, indent=2) + "\n")
+    print("wrote", target, record)
+
+
+def cmd_ort_unet():
+    from export_onnx import ort_optimize
+
+    def optimize(folder: Path):
+        fused = ort_optimize(folder, "cpu")
+        if not fused.get("MultiHeadAttention") and not fused.get("Attention"):
+            sys.exit(f"the optimizer fused no attention in tiny-inpaint's UNet: {fused}")
+        return fused
+
+    write_swapped_unet("unet-ort-cpu", optimize, "fused.json")
+
+
+def cmd_int8_unet():
+    from export_onnx import quantize
+
+    write_swapped_unet("unet-int8", lambda folder: {"rel_error": quantize(folder, "int8")}, "quantize.json")
 
 
 # ----- recorded vectors -------------------------------------------------------------------
@@ -525,7 +545,7 @@ def tiny_decode(latents, folder: Path, pipe):
 
 
 if __name__ == "__main__":
-    commands = {"models": cmd_models, "tiny-vae": cmd_tiny_vae, "ort-unet": cmd_ort_unet, "cases": cmd_cases, "vectors": cmd_vectors,
+    commands = {"models": cmd_models, "tiny-vae": cmd_tiny_vae, "ort-unet": cmd_ort_unet, "int8-unet": cmd_int8_unet, "cases": cmd_cases, "vectors": cmd_vectors,
                 "references": cmd_references}
     if len(sys.argv) < 2 or sys.argv[1] not in commands or (len(sys.argv) > 2 and sys.argv[1] != "references"):
         sys.exit(__doc__)

@@ -9,7 +9,8 @@
 //! the tiny-inpaint folder decoded by its `vae_decoder_tiny/`, against diffusers'
 //! `AutoencoderTiny`), fixed-shape sessions give the same results as dynamic ones, and
 //! so does a UNet run through ONNX Runtime's Stable Diffusion optimizer
-//! (`tiny-inpaint/unet-ort-cpu/`, `make_fixtures.py ort-unet`).
+//! (`tiny-inpaint/unet-ort-cpu/`, `make_fixtures.py ort-unet`); an int8-quantized UNet
+//! (`tiny-inpaint/unet-int8/`, `make_fixtures.py int8-unet`) stays within a bound of them.
 //!
 //! Regenerating: `make_fixtures.py models` and `make_fixtures.py tiny-vae`, then this
 //! file's ignored `write_prepared_inputs`, then `make_fixtures.py references`.
@@ -36,12 +37,12 @@ fn fixtures() -> PathBuf {
 }
 
 /// The runtime: the CPU, or the provider `BACKDROP_TEST_PROVIDER` names (`cuda`,
-/// `tensorrt`; `tools/gpu-check` sets it).
+/// `tensorrt`: `tools/gpu-check` sets it; `openvino`).
 fn runtime() -> RuntimeConfig {
     let mut runtime = RuntimeConfig::default();
     if let Some(name) = std::env::var("BACKDROP_TEST_PROVIDER").ok().filter(|p| !p.is_empty()) {
         runtime.provider = serde_json::from_value(Value::String(name))
-            .expect("BACKDROP_TEST_PROVIDER is cpu, cuda or tensorrt");
+            .expect("BACKDROP_TEST_PROVIDER is cpu, cuda, tensorrt or openvino");
     }
     runtime
 }
@@ -304,6 +305,22 @@ fn latents_match_diffusers_on_every_case() {
 }
 
 #[test]
+fn releasing_arena_memory_changes_no_result() {
+    // The default gives the arena's memory back after the one-off networks and a loop's
+    // last step; keeping it must give the same bytes.
+    let mut kept = config();
+    kept.runtime.release_memory = false;
+    assert!(config().runtime.release_memory, "released by default");
+    let released = DiffusionEngine::new(config()).expect("config");
+    let kept = DiffusionEngine::new(kept).expect("config");
+    for ((name, a), (_, b)) in
+        latents_of_every_case(&released).into_iter().zip(latents_of_every_case(&kept))
+    {
+        assert_eq!(a, b, "{name}: releasing memory changed the latents");
+    }
+}
+
+#[test]
 fn fixed_shape_sessions_match_dynamic_ones_and_diffusers() {
     let dynamic = DiffusionEngine::new(config()).expect("config");
     let fixed = DiffusionEngine::new(fixed_config()).expect("config");
@@ -340,65 +357,117 @@ fn fixed_shape_sessions_match_dynamic_ones_and_diffusers() {
     assert!(diff <= Some(1), "fixed shapes: image differs by {diff:?}/255");
 }
 
-/// The tiny-inpaint folder with its UNet swapped for `unet-ort-cpu/` (the same weights
-/// through ONNX Runtime's Stable Diffusion optimizer), as a model folder of links.
-fn ort_optimized_folder() -> tempfile::TempDir {
+/// The UNets that stand in for tiny-inpaint's own in the swap tests: `unet-ort-cpu/` (the
+/// same weights through ONNX Runtime's Stable Diffusion optimizer, `make_fixtures.py
+/// ort-unet`) and `unet-int8/` (its matrix multiplications quantized, `make_fixtures.py
+/// int8-unet`).
+const SWAPPED_UNETS: [&str; 2] = ["unet-ort-cpu", "unet-int8"];
+
+/// The tiny-inpaint folder with its UNet swapped for `unet` (one of [`SWAPPED_UNETS`]), as
+/// a model folder of links.
+fn folder_with_unet(unet: &str) -> tempfile::TempDir {
     let source = fixtures().join("models/tiny-inpaint");
     let folder = tempfile::tempdir().expect("temp dir");
     for entry in std::fs::read_dir(&source).expect("tiny-inpaint") {
         let name = entry.expect("entry").file_name();
-        let target = match name.to_str() {
-            Some("unet") | Some("unet-ort-cpu") => continue,
-            _ => source.join(&name),
-        };
-        std::os::unix::fs::symlink(target, folder.path().join(&name)).expect("link");
+        let Some(name_text) = name.to_str() else { continue };
+        if name_text == "unet" || SWAPPED_UNETS.contains(&name_text) {
+            continue;
+        }
+        std::os::unix::fs::symlink(source.join(&name), folder.path().join(&name)).expect("link");
     }
-    std::os::unix::fs::symlink(source.join("unet-ort-cpu"), folder.path().join("unet"))
-        .expect("link");
+    std::os::unix::fs::symlink(source.join(unet), folder.path().join("unet")).expect("link");
     folder
 }
 
-#[test]
-fn the_ort_optimized_unet_matches_diffusers() {
-    let optimized = fixtures().join("models/tiny-inpaint/unet-ort-cpu/model.onnx");
-    let graph = std::fs::read(&optimized).expect("the optimized fixture");
-    for fused in [b"MultiHeadAttention".as_slice(), b"SkipLayerNormalization".as_slice()] {
-        assert!(
-            graph.windows(fused.len()).any(|w| w == fused),
-            "{} holds no {} node: not an optimized graph",
-            optimized.display(),
-            String::from_utf8_lossy(fused)
-        );
-    }
-    let folder = ort_optimized_folder();
-    let mut optimized = config();
-    for (name, entry) in optimized.models.iter_mut() {
+/// `config()` with the tiny-inpaint entries pointed at `folder`.
+fn config_with_folder(folder: &Path) -> DiffusionConfig {
+    let mut config = config();
+    for (name, entry) in config.models.iter_mut() {
         if name.starts_with("tiny-inpaint") {
-            entry.path = Some(folder.path().to_path_buf());
+            entry.path = Some(folder.to_path_buf());
         }
     }
+    config
+}
+
+/// An engine whose tiny-inpaint models run the swapped UNet `unet` (which must hold each of
+/// the node types `nodes`), and the folder of links it reads (kept alive beside it).
+fn swapped_engine(unet: &str, nodes: &[&str]) -> (tempfile::TempDir, DiffusionEngine) {
+    let graph_file = fixtures().join("models/tiny-inpaint").join(unet).join("model.onnx");
+    let graph = std::fs::read(&graph_file).expect("the swapped UNet fixture");
+    for node in nodes {
+        assert!(
+            graph.windows(node.len()).any(|w| w == node.as_bytes()),
+            "{} holds no {node} node",
+            graph_file.display()
+        );
+    }
+    let folder = folder_with_unet(unet);
+    let engine = DiffusionEngine::new(config_with_folder(folder.path())).expect("config");
+    (folder, engine)
+}
+
+/// For every tiny-inpaint image of every case: the latents through `engine`, the plain
+/// engine's and diffusers' (the references), by case name.
+type LatentTriples = Vec<(String, Vec<f32>, Vec<f32>, Vec<f32>)>;
+
+fn tiny_inpaint_latents(engine: &DiffusionEngine) -> LatentTriples {
     let plain = DiffusionEngine::new(config()).expect("config");
-    let engine = DiffusionEngine::new(optimized).expect("config");
     let references = fixtures().join("references");
-    let (mut checked, mut worst_plain) = (0, 0f32);
     let models: Vec<String> =
         cases().iter().map(|c| c["model"].as_str().expect("model").to_owned()).collect();
+    let mut out = Vec::new();
     for (((name, latents), (_, plain_latents)), model) in
-        latents_of_every_case(&engine).into_iter().zip(latents_of_every_case(&plain)).zip(models)
+        latents_of_every_case(engine).into_iter().zip(latents_of_every_case(&plain)).zip(models)
     {
         if !model.starts_with("tiny-inpaint") {
             continue;
         }
-        for (i, (latents, plain_latents)) in latents.iter().zip(&plain_latents).enumerate() {
+        for (i, (latents, plain_latents)) in latents.into_iter().zip(plain_latents).enumerate() {
             let expected = floats(&references.join(format!("{name}-{i}.f32")));
-            let worst = worst_difference(latents, &expected);
-            assert!(worst <= 1e-3, "{name}[{i}]: optimized-UNet latents differ by {worst}");
-            worst_plain = worst_plain.max(worst_difference(latents, plain_latents));
-            checked += 1;
+            out.push((format!("{name}[{i}]"), latents, plain_latents, expected));
         }
     }
+    assert!(out.len() >= 4, "{} images on tiny-inpaint", out.len());
+    out
+}
+
+#[test]
+fn the_ort_optimized_unet_matches_diffusers() {
+    let (_folder, engine) =
+        swapped_engine("unet-ort-cpu", &["MultiHeadAttention", "SkipLayerNormalization"]);
+    let mut worst_plain = 0f32;
+    for (name, latents, plain, expected) in tiny_inpaint_latents(&engine) {
+        let worst = worst_difference(&latents, &expected);
+        assert!(worst <= 1e-3, "{name}: optimized-UNet latents differ by {worst}");
+        worst_plain = worst_plain.max(worst_difference(&latents, &plain));
+    }
     eprintln!("optimized vs plain UNet: worst latent difference {worst_plain:e}");
-    assert!(checked >= 4, "{checked} images on tiny-inpaint");
+}
+
+/// Relative L2 distance of `a` from `b`.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| f64::from(*y).powi(2)).sum();
+    (diff / norm.max(1e-30)).sqrt()
+}
+
+#[test]
+fn the_int8_unet_stays_close_to_diffusers() {
+    let (_folder, engine) =
+        swapped_engine("unet-int8", &["DynamicQuantizeLinear", "MatMulInteger"]);
+    let (mut worst, mut moved) = (0f64, 0f32);
+    for (name, latents, plain, expected) in tiny_inpaint_latents(&engine) {
+        let error = relative_error(&latents, &expected);
+        eprintln!("{name}: int8 latents {error:.2e} from diffusers' float32 (relative L2)");
+        worst = worst.max(error);
+        moved = moved.max(worst_difference(&latents, &plain));
+    }
+    // Quantization is lossy: the int8 UNet is not bit-equal to the float one, but a
+    // whole denoising loop stays within a few percent of diffusers' float result.
+    assert!(moved > 1e-5, "the int8 UNet gave the float UNet's latents: not quantized?");
+    assert!(worst <= 0.05, "int8 latents are {worst:.3} (relative) from diffusers'");
 }
 
 #[test]

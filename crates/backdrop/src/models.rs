@@ -264,11 +264,20 @@ fn show_diffusion(
     let export: Option<serde_json::Value> = std::fs::read_to_string(folder.join("export.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let precision = export
-        .as_ref()
-        .and_then(|e| e.get("precision"))
+    let field = |name: &str| export.as_ref().and_then(|e| e.get(name));
+    let mut precision = field("precision")
         .and_then(|p| p.as_str())
-        .unwrap_or("not recorded (no export.json); inputs float32");
+        .unwrap_or("not recorded (no export.json); inputs float32")
+        .to_owned();
+    if let Some(kind) = field("quantize").and_then(|q| q.as_str()) {
+        precision.push_str(&format!("; UNet matrix multiplications {kind} (dynamic)"));
+        if let Some(error) = field("quantize_rel_error").and_then(|e| e.as_f64()) {
+            precision.push_str(&format!(", one step's relative error {error:.1e}"));
+        }
+    }
+    if let Some(target) = field("ort_optimize").and_then(|t| t.as_str()) {
+        precision.push_str(&format!("; UNet fused by ONNX Runtime's optimizer for {target}"));
+    }
     lines.push(format!("precision: {precision}"));
     lines.push(format!(
         "scheduler: {} (prediction {})",

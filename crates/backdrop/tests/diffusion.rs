@@ -34,6 +34,17 @@ fn generate(config: &Path, cutout: &Path, args: &[&str], out: &Path) -> Output {
     backdrop(&all)
 }
 
+/// `backdrop generate` of the fixture cut-out in `dir` (no configuration file there) with
+/// the exported folder `model`, two steps and `flags`, and its `--json` summary.
+fn generate_from_folder(dir: &Path, model: &Path, flags: &[&str], out: &Path) -> Output {
+    let cutout = fixtures().join("cutout.png");
+    let mut args = vec!["generate", s(&cutout), "--prompt", "a table", "--model", s(model)];
+    args.extend(["--steps", "2"]);
+    args.extend_from_slice(flags);
+    args.extend(["--json", "-o", s(out)]);
+    backdrop_in(dir, &args)
+}
+
 /// The standard output of a run that must have succeeded.
 fn stdout(run: &Output) -> String {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
@@ -178,28 +189,8 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
     let cutout = fixtures().join("cutout.png");
     let out = dir.path().join("bg");
     // No --config and no --engine: the folder is the model and `auto` picks diffusion.
-    let run = backdrop_in(
-        dir.path(),
-        &[
-            "generate",
-            s(&cutout),
-            "--prompt",
-            "a table",
-            "--model",
-            s(&model),
-            "--steps",
-            "2",
-            "--guidance",
-            "1",
-            "--scheduler",
-            "lcm",
-            "--seed",
-            "3",
-            "--json",
-            "-o",
-            s(&out),
-        ],
-    );
+    let flags = ["--guidance", "1", "--scheduler", "lcm", "--seed", "3"];
+    let run = generate_from_folder(dir.path(), &model, &flags, &out);
     let summary = json_summary(&run);
     assert_eq!(summary["engine"], "diffusion");
     assert_eq!(summary["notes"]["model"], s(&model));
@@ -230,4 +221,43 @@ fn models_show_names_a_configured_tiny_decoder() {
     assert!(text.contains("decoder: tiny (TAESD-style)"), "{text}");
     assert!(text.contains("vae_decoder_tiny/model.onnx, latents divided by 1)"), "{text}");
     assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
+}
+
+/// An export whose UNet was quantized (`export_onnx.py --quantize int8`): the tiny model's
+/// folder with its int8 UNet and the `export.json` the export tool writes beside it.
+fn quantized_export(dir: &TempDir) -> PathBuf {
+    let source = fixtures().join("models/tiny-inpaint");
+    let folder = dir.path().join("tiny-int8");
+    std::fs::create_dir(&folder).expect("folder");
+    for part in ["text_encoder", "tokenizer", "scheduler", "vae_encoder", "vae_decoder"] {
+        std::os::unix::fs::symlink(source.join(part), folder.join(part)).expect("link");
+    }
+    std::os::unix::fs::symlink(source.join("unet-int8"), folder.join("unet")).expect("link");
+    std::fs::copy(source.join("model_index.json"), folder.join("model_index.json")).expect("copy");
+    let recorded: Value = serde_json::from_str(
+        &std::fs::read_to_string(source.join("unet-int8/quantize.json")).expect("quantize.json"),
+    )
+    .expect("JSON");
+    let export = serde_json::json!({
+        "precision": "fp32",
+        "quantize": "int8",
+        "quantize_rel_error": recorded["rel_error"],
+    });
+    std::fs::write(folder.join("export.json"), export.to_string()).expect("export.json");
+    folder
+}
+
+#[test]
+fn an_int8_export_runs_and_shows_its_quantization() {
+    let dir = TempDir::new().expect("tempdir");
+    let model = quantized_export(&dir);
+    let out = dir.path().join("bg");
+    let summary = json_summary(&generate_from_folder(dir.path(), &model, &[], &out));
+    assert_eq!(summary["engine"], "diffusion");
+    assert!(out.join("background-1.png").is_file());
+
+    let text = stdout(&backdrop_in(dir.path(), &["models", "show", s(&model)]));
+    let line = text.lines().find(|l| l.starts_with("precision: ")).expect("a precision line");
+    assert!(line.contains("UNet matrix multiplications int8 (dynamic)"), "{text}");
+    assert!(line.contains("one step's relative error "), "{text}");
 }
