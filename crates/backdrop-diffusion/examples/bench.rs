@@ -18,7 +18,8 @@
 //! the plain call's buffers and a second model for the tiny decoder).
 //!
 //! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only]
-//! [--fixed-shapes] [--tiny-decoder PATH] [--threads N]` (release build; ONNX Runtime found as usual;
+//! [--fixed-shapes] [--tiny-decoder PATH] [--threads N] [--no-arena] [--no-memory-pattern]
+//! [--optimization disable|basic|extended|all]` (release build; ONNX Runtime found as usual;
 //! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
 
 use backdrop_core::CancelToken;
@@ -93,6 +94,10 @@ fn parse() -> Result<Args, Failure> {
             "--inpaint-only" => parsed.inpaint_only = true,
             "--fixed-shapes" => parsed.runtime.fixed_shapes = true,
             "--no-arena" => parsed.runtime.memory_arena = false,
+            "--optimization" => {
+                let level = serde_json::Value::String(args.next().ok_or(usage)?);
+                parsed.runtime.optimization = serde_json::from_value(level)?;
+            }
             "--no-memory-pattern" => parsed.runtime.memory_pattern = Some(false),
             "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
             // A bare number is the step count, as before.
