@@ -38,10 +38,10 @@ LayerNorm (with its residual add) is fused; what was fused is recorded in export
 Measured on the full-size SD-1.5 UNet on the CPU (README, Benchmarks): a 512x512 step
 holds about 3 GB less (the unfused graph keeps the attention score tensors), and a step
 took 0.62x to 1.0x the plain graph's time in the runs there. Its fused nodes are ONNX
-Runtime's own: for the OpenVINO provider export with `none`. `gpu` adds the CUDA-only fusions ONNX Runtime's published
-GPU figures use (GroupNorm, SkipGroupNorm, BiasSplitGelu, BiasAdd, NHWC convolutions,
-packed QKV with --fp16); those kernels do not exist on the CPU, so a `gpu` export runs
-only on CUDA. The networks' inputs and outputs are unchanged.
+Runtime's own: for the OpenVINO provider export with `none`. `gpu` adds the CUDA-only
+fusions ONNX Runtime's published GPU figures use (GroupNorm, SkipGroupNorm,
+BiasSplitGelu, BiasAdd, NHWC convolutions, packed QKV with --fp16); those kernels do not
+exist on the CPU, so a `gpu` export runs only on CUDA. The networks' inputs and outputs are unchanged.
 
 `--quantize int8` (after --ort-optimize when both are given) replaces the UNet's matrix
 multiplications (linear layers and, on an optimized graph, the fused attention's
