@@ -201,9 +201,19 @@ def openvino_env():
 def ort_optimized_copy(onnx_dir: Path, out: Path, quantized: bool = False):
     """OUT: the export with its UNet through ONNX Runtime's SD optimizer for the CPU
     (export_onnx.py --ort-optimize cpu) and, with `quantized`, then quantized to int8
-    (--quantize int8); the other networks are links to ONNX_DIR's."""
+    (--quantize int8); the other networks are links to ONNX_DIR's. Made in a process of
+    its own: the optimizer and the quantizer's error check leave their process holding
+    gigabytes (17 GB was seen), and in the bench's own process that memory stayed taken
+    while the runners ran (a 20-step run was killed for want of memory)."""
     if (out / "unet" / "model.onnx").exists():
         return out
+    command = [sys.executable, __file__, "--make-copy", str(onnx_dir), str(out)]
+    subprocess.run(command + (["--quantized"] if quantized else []), check=True)
+    return out
+
+
+def make_copy(onnx_dir: Path, out: Path, quantized: bool):
+    """The body of ort_optimized_copy, run in its child process."""
     import shutil
     from export_onnx import ort_optimize, quantize
 
@@ -216,7 +226,6 @@ def ort_optimized_copy(onnx_dir: Path, out: Path, quantized: bool = False):
     ort_optimize(out, "cpu")
     if quantized:
         print(f"int8 UNet: one step's relative error {quantize(out, 'int8'):.2e}", file=sys.stderr)
-    return out
 
 
 def table(results):
@@ -257,6 +266,8 @@ def main():
     parser.add_argument("--fixed-shapes", action="store_true", help="backdrop with fixed-shape sessions")
     parser.add_argument("--threads", type=int, help="backdrop's intra-op threads")
     parser.add_argument("--torch", choices=["f32", "bf16"], help=argparse.SUPPRESS)
+    parser.add_argument("--make-copy", nargs=2, type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--quantized", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--no-build", action="store_true", help="use an already built bench example")
     parser.add_argument("--before", type=Path,
@@ -267,6 +278,8 @@ def main():
     checkpoint, onnx_dir = args.work / "checkpoint", args.work / "onnx"
     if args.torch:
         return torch_run(checkpoint, args.torch, args.steps, args.runs, args.quick)
+    if args.make_copy:
+        return make_copy(*args.make_copy, args.quantized)
     if args.runners:
         runners = [r.strip() for r in args.runners.split(",") if r.strip()]
         unknown = set(runners) - set(RUNNERS) - set(EXTRA_RUNNERS)
