@@ -99,6 +99,7 @@ fn parse() -> Result<Args, Failure> {
                 parsed.runtime.optimization = serde_json::from_value(level)?;
             }
             "--no-memory-pattern" => parsed.runtime.memory_pattern = Some(false),
+            "--memory-pattern" => parsed.runtime.memory_pattern = Some(true),
             "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
             // A bare number is the step count, as before.
             other if other.parse::<usize>().is_ok() => parsed.steps = other.parse()?,
