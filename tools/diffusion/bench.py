@@ -204,8 +204,11 @@ def ort_optimized_copy(onnx_dir: Path, out: Path, quantized: bool = False):
     (--quantize int8); the other networks are links to ONNX_DIR's. Made in a process of
     its own: the optimizer and the quantizer's error check leave their process holding
     gigabytes (17 GB was seen), and in the bench's own process that memory stayed taken
-    while the runners ran (a 20-step run was killed for want of memory)."""
-    if (out / "unet" / "model.onnx").exists():
+    while the runners ran (a 20-step run was killed for want of memory). A copy counts
+    as made once its export.json records the steps (each is recorded when it finishes),
+    so a copy that was interrupted is made again rather than measured half-done."""
+    info = json.loads((out / "export.json").read_text()) if (out / "export.json").exists() else {}
+    if info.get("ort_optimize") == "cpu" and (not quantized or info.get("quantize") == "int8"):
         return out
     command = [sys.executable, __file__, "--make-copy", str(onnx_dir), str(out)]
     subprocess.run(command + (["--quantized"] if quantized else []), check=True)

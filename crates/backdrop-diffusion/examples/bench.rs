@@ -73,7 +73,8 @@ struct Args {
 
 fn parse() -> Result<Args, Failure> {
     let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only] \
-                 [--fixed-shapes] [--tiny-decoder PATH] [--threads N]";
+                 [--fixed-shapes] [--tiny-decoder PATH] [--threads N] [--no-arena] \
+                 [--optimization LEVEL] [--memory-pattern | --no-memory-pattern]";
     let mut args = std::env::args().skip(1);
     let folder = PathBuf::from(args.next().ok_or(usage)?);
     let mut parsed = Args {
