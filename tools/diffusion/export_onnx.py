@@ -13,6 +13,8 @@ diffusion engine loads (the diffusers/Optimum ONNX layout):
     */config.json             the component configs (VAE scale, scaling factor, ...)
     vae_decoder_tiny/         with --tiny-vae: a TAESD-style decoder (diffusers'
                               AutoencoderTiny), latent_sample -> sample like vae_decoder
+    vae_encoder_tiny/         with --tiny-vae: its encoder, sample -> latents (the
+                              UNet's latents divided by its scaling_factor, no sampling)
     export.json               what the export did (precision, options), for `models show`
 
 The input folder is any diffusers checkpoint in safetensors (or .bin) with
@@ -26,9 +28,11 @@ for GPUs while keeping float32 inputs and outputs (the engine feeds float32).
 Setup (once): python3 -m venv .venv-diffusion &&
     .venv-diffusion/bin/pip install -r tools/diffusion/requirements.txt
 `--tiny-vae DIR` also exports a diffusers AutoencoderTiny folder (for SD 1.x/2.x:
-madebyollin/taesd) as vae_decoder_tiny/; the engine decodes with it when the model's
-configuration says `tiny_decoder = "vae_decoder_tiny"`. TAESD decodes the UNet's latents
-as they are (its scaling_factor is 1.0, recorded in its config.json).
+madebyollin/taesd) as vae_decoder_tiny/ and vae_encoder_tiny/; the engine decodes with
+the first when the model's configuration says `tiny_decoder = "vae_decoder_tiny"`, and
+encodes the inpainting image with the second when it says
+`tiny_encoder = "vae_encoder_tiny"`. TAESD decodes the UNet's latents as they are and
+encodes straight to them (its scaling_factor is 1.0, recorded in its config.json).
 
 `--ort-optimize cpu|gpu|none` (default `cpu` for a float32 export, none with --fp16)
 runs ONNX Runtime's own Stable Diffusion graph optimizer
@@ -55,7 +59,7 @@ used.
 Usage: .venv-diffusion/bin/python tools/diffusion/export_onnx.py CHECKPOINT OUT
        [--lora a.safetensors:0.8 ...] [--fp16] [--opset 17] [--tiny-vae TAESD_DIR]
        [--ort-optimize cpu|gpu|none] [--quantize int8]
-       OUT --tiny-vae TAESD_DIR --tiny-only    (add a tiny decoder to an existing export)
+       OUT --tiny-vae TAESD_DIR --tiny-only    (add the tiny decoder and encoder to an existing export)
        OUT --ort-optimize cpu --optimize-only  (optimize an existing export in place)
        OUT --quantize int8 --optimize-only     (quantize an existing export in place)
 """
@@ -109,30 +113,47 @@ class VaeDecoder(torch.nn.Module):
         return self.vae.decode(latent_sample).sample
 
 
-class TinyDecoder(torch.nn.Module):
-    """AutoencoderTiny's decode: `latent_sample` are the UNet's latents divided by its
-    scaling_factor (1.0 for TAESD); the output is in [-1, 1] like AutoencoderKL's."""
+class TinyVaeHalf(torch.nn.Module):
+    """One half of a diffusers AutoencoderTiny. `decode`: `latent_sample` are the UNet's
+    latents divided by its scaling_factor (1.0 for TAESD); the output is in [-1, 1] like
+    AutoencoderKL's. `encode`: an image in [-1, 1] to latents that, times the
+    scaling_factor, are the UNet's; deterministic: there is no distribution to sample, and
+    diffusers' pipelines draw nothing from the generator for it."""
 
-    def __init__(self, vae):
+    def __init__(self, vae, half: str):
         super().__init__()
         self.vae = vae
+        self.half = half
 
-    def forward(self, latent_sample):
-        return self.vae.decode(latent_sample).sample
+    def forward(self, x):
+        return self.vae.decode(x).sample if self.half == "decode" else self.vae.encode(x).latents
 
 
-def export_tiny_decoder(vae, out: Path, opset=17, fp16=False):
-    """Exports an AutoencoderTiny's decoder as OUT/vae_decoder_tiny/ (model.onnx and the
-    AutoencoderTiny config.json)."""
+def export_tiny_half(vae, out: Path, half: str, opset=17, fp16=False):
+    """Exports an AutoencoderTiny's decoder (`half="decode"`) as OUT/vae_decoder_tiny/ or
+    its encoder (`"encode"`) as OUT/vae_encoder_tiny/: model.onnx and the AutoencoderTiny
+    config.json."""
     out = Path(out)
     vae.eval()
-    latent = torch.randn(1, vae.config.latent_channels, 8, 8)
-    export_one(TinyDecoder(vae), (latent,), out / "vae_decoder_tiny" / "model.onnx",
-               ["latent_sample"], ["sample"],
-               {"latent_sample": {0: "batch", 2: "height_latent", 3: "width_latent"},
-                "sample": {0: "batch", 2: "height", 3: "width"}}, opset, fp16)
-    vae.save_config(out / "vae_decoder_tiny")
-    return out / "vae_decoder_tiny"
+    if half == "decode":
+        folder, example = out / "vae_decoder_tiny", torch.randn(1, vae.config.latent_channels, 8, 8)
+        names, image_first = ["latent_sample", "sample"], False
+    else:
+        folder, example = out / "vae_encoder_tiny", torch.rand(1, 3, 64, 64) * 2 - 1
+        names, image_first = ["sample", "latents"], True
+    image_axes = {0: "batch", 2: "height", 3: "width"}
+    latent_axes = {0: "batch", 2: "height_latent", 3: "width_latent"}
+    axes = dict(zip(names, [image_axes, latent_axes] if image_first else [latent_axes, image_axes]))
+    export_one(TinyVaeHalf(vae, half), (example,), folder / "model.onnx", names[:1], names[1:], axes, opset, fp16)
+    vae.save_config(folder)
+    return folder
+
+
+def export_tiny_vae(vae, out: Path, opset=17, fp16=False):
+    """Both halves of an AutoencoderTiny, and export.json's record of them."""
+    folders = [export_tiny_half(vae, out, half, opset, fp16) for half in ("decode", "encode")]
+    write_export_info(out, tiny_decoder="vae_decoder_tiny", tiny_encoder="vae_encoder_tiny")
+    return folders
 
 
 def write_export_info(out: Path, **fields):
@@ -375,7 +396,7 @@ def main():
     parser.add_argument("--lora", action="append", default=[], help="FILE:WEIGHT (repeatable)")
     parser.add_argument("--fp16", action="store_true")
     parser.add_argument("--opset", type=int, default=17)
-    parser.add_argument("--tiny-vae", type=Path, help="an AutoencoderTiny folder to export as vae_decoder_tiny/")
+    parser.add_argument("--tiny-vae", type=Path, help="an AutoencoderTiny folder to export as vae_decoder_tiny/ and vae_encoder_tiny/")
     parser.add_argument("--tiny-only", action="store_true",
                         help="only add --tiny-vae to an existing export (given as the one folder)")
     parser.add_argument("--ort-optimize", choices=["cpu", "gpu", "none"], default=None,
@@ -409,9 +430,8 @@ def main():
         if not args.tiny_vae:
             sys.exit("--tiny-only needs --tiny-vae")
         out = args.out or args.checkpoint
-        folder = export_tiny_decoder(tiny, out, args.opset, args.fp16)
-        write_export_info(out, tiny_decoder="vae_decoder_tiny")
-        print(f"exported {args.tiny_vae} to {folder}")
+        folders = export_tiny_vae(tiny, out, args.opset, args.fp16)
+        print(f"exported {args.tiny_vae} to {', '.join(str(f) for f in folders)}")
         return
     if args.out is None:
         parser.error("OUT is required")
@@ -423,8 +443,7 @@ def main():
         loras.append((Path(path), float(weight)))
     export(args.checkpoint, args.out, loras, args.fp16, args.opset)
     if args.tiny_vae:
-        export_tiny_decoder(tiny, args.out, args.opset, args.fp16)
-        write_export_info(args.out, tiny_decoder="vae_decoder_tiny")
+        export_tiny_vae(tiny, args.out, args.opset, args.fp16)
     if args.ort_optimize:
         print(f"fused: {ort_optimize(args.out, args.ort_optimize)}")
     if args.quantize:

@@ -6,9 +6,9 @@ recorded from PyTorch, transformers and diffusers.
 Subcommands (run from the repository root with the tools venv, see requirements.txt):
   models      tiny checkpoints (diffusers format) -> export_onnx.py -> fixtures/models/,
               source images and the case list (cases.json)
-  tiny-vae    a tiny random TAESD-style decoder (diffusers' AutoencoderTiny), exported
-              beside tiny-inpaint's networks as vae_decoder_tiny/ (the engine's optional
-              tiny decoder)
+  tiny-vae    a tiny random TAESD-style VAE (diffusers' AutoencoderTiny), exported
+              beside tiny-inpaint's networks as vae_decoder_tiny/ and vae_encoder_tiny/
+              (the engine's optional tiny decoder and encoder)
   ort-unet    tiny-inpaint's UNet through ONNX Runtime's Stable Diffusion optimizer for
               the CPU (export_onnx.py --ort-optimize cpu), as tiny-inpaint/unet-ort-cpu/
               (the parity test swaps it in and compares with the same references)
@@ -239,10 +239,21 @@ CASES = [
          negative=None, seed=23, n=1, steps=4, guidance=1.0, scheduler="lcm"),
     dict(name="inpaint-bg-ddim-tiny", model="tiny-inpaint-taesd", kind="background", prompt="a sunny garden",
          negative="dark", seed=29, n=1, steps=3, guidance=5.0, scheduler="ddim"),
+    # The tiny encoder too (vae_encoder_tiny/): AutoencoderTiny is the pipeline's VAE, so
+    # diffusers encodes with it (deterministic latents, nothing drawn from the generator)
+    # and decodes with it. Two images check the generators' streams; the expansion runs
+    # below strength 1, so the photo itself is encoded as well as the masked photo.
+    dict(name="inpaint-bg-lcm-taesd-enc-n2", model="tiny-inpaint-taesd-enc", kind="background",
+         prompt="soft studio light", negative=None, seed=31, n=2, steps=4, guidance=1.0, scheduler="lcm"),
+    dict(name="inpaint-expand-ddim-taesd-enc", model="tiny-inpaint-taesd-enc", kind="expansion",
+         prompt="a sunny garden", negative=None, seed=37, n=1, steps=4, guidance=4.0, scheduler="ddim",
+         ratios=dict(up=0.0, down=0.25, left=0.25, right=0.0)),
 ]
 
-# Model ids of the cases that are not folders of their own: (folder, tiny decoder folder).
-MODEL_VARIANTS = {"tiny-inpaint-taesd": ("tiny-inpaint", "vae_decoder_tiny")}
+# Model ids of the cases that are not folders of their own:
+# (folder, tiny decoder folder, tiny encoder folder).
+MODEL_VARIANTS = {"tiny-inpaint-taesd": ("tiny-inpaint", "vae_decoder_tiny", None),
+                  "tiny-inpaint-taesd-enc": ("tiny-inpaint", "vae_decoder_tiny", "vae_encoder_tiny")}
 TINY_VAE_SEED = 300
 
 
@@ -268,12 +279,11 @@ def make_tiny_vae():
 
 
 def cmd_tiny_vae():
-    from export_onnx import export_tiny_decoder
+    from export_onnx import export_tiny_half
 
     vae = make_tiny_vae()
     out = FIXTURES / "models" / "tiny-inpaint"
-    export_tiny_decoder(vae, out)
-    print("exported", out / "vae_decoder_tiny")
+    print("exported", *(export_tiny_half(vae, out, half) for half in ("decode", "encode")))
 
 
 def cmd_models():
@@ -496,12 +506,15 @@ def cmd_references(names=()):
     pipes = {}
     for case in cases:
         model = case["model"]
-        folder, tiny = MODEL_VARIANTS.get(model, (model, None))
+        folder, tiny, tiny_encoder = MODEL_VARIANTS.get(model, (model, None, None))
         if folder not in pipes:
             pipes[folder] = ort_pipeline(FIXTURES / "models" / folder)
         pipe = pipes[folder]
         image = Image.open(prepared / f"{case['name']}-image.png").convert("RGB")
         mask = Image.open(prepared / f"{case['name']}-mask.png").convert("L")
+        if tiny_encoder:
+            pipe = tiny_vae_pipeline(pipe, FIXTURES / "models" / folder, tiny, tiny_encoder, image)
+            tiny = None  # the pipeline decodes with AutoencoderTiny itself
         strength = json.loads((prepared / f"{case['name']}.json").read_text())["strength"]
         for i in range(case["n"]):
             pipe.scheduler = scheduler_for(pipe, case["scheduler"])
@@ -524,6 +537,28 @@ def cmd_references(names=()):
             picture.save(refs / f"{case['name']}-{i}.png")
             captured["latents"].numpy().astype("<f4").tofile(refs / f"{case['name']}-{i}.f32")
         print("reference", case["name"])
+
+
+def tiny_vae_pipeline(pipe, model_dir: Path, decoder: str, encoder: str, image):
+    """The same pipeline with the tiny AutoencoderTiny (the torch module the fixture was
+    exported from) as its VAE, for encoding and decoding, as a diffusers user would set
+    `vae=AutoencoderTiny...`. The exported ONNX encoder and decoder must agree with the
+    module first, on this case's image and on its latents, so the reference also checks
+    the export."""
+    import onnxruntime as ort
+    from diffusers import StableDiffusionInpaintPipeline
+
+    vae = make_tiny_vae()
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        latents = vae.encode(x).latents
+        decoded = vae.decode(latents).sample
+    for part, name, value, expected in [(encoder, "sample", x, latents), (decoder, "latent_sample", latents, decoded)]:
+        session = ort.InferenceSession(str(model_dir / part / "model.onnx"), providers=["CPUExecutionProvider"])
+        worst = float(np.abs(session.run(None, {name: value.numpy()})[0] - expected.numpy()).max())
+        if worst > 1e-4:
+            sys.exit(f"{model_dir / part}: the export differs from AutoencoderTiny by {worst}")
+    return StableDiffusionInpaintPipeline(**{**pipe.components, "vae": vae})
 
 
 def tiny_decode(latents, folder: Path, pipe):

@@ -6,19 +6,22 @@
 //!   call a denoising loop uses (embeddings bound once, buffers reused);
 //! - `unet_step_plain_s`: the same step with owned inputs and a fresh output per call;
 //! - `unet_step_b1_s`: batch 1 (guidance <= 1, the LCM path);
-//! - `vae_encode_s`, `vae_decode_s` at 512x512; `vae_decode_tiny_s` with `--tiny-decoder`;
+//! - `vae_encode_s`, `vae_decode_s` at 512x512; `vae_decode_tiny_s` with `--tiny-decoder`,
+//!   `vae_encode_tiny_s` with `--tiny-encoder`;
 //! - `inpaint_s`: a full `--steps` inpaint at 512x512 (guidance 7.5, DPM-Solver++);
 //!   `lcm_s`: 4 LCM steps with guidance 1, and `lcm_tiny_s` the same with the tiny
-//!   decoder when given (one run each, not with `--quick`, which times the UNet step and
-//!   the decode only);
+//!   decoder and encoder given (the full inpaint is one run, the 4-step ones medians like
+//!   the calls; not with `--quick`, which times the UNet step and the decode only);
 //! - `peak_rss_mb`: the process's peak resident memory.
 //!
-//! `--inpaint-only` opens the model and runs the one `--steps` inpaint and nothing else, so
-//! its `peak_rss_mb` is what one inpaint needs (the full run also holds the batch-1 plan,
-//! the plain call's buffers and a second model for the tiny decoder).
+//! `--inpaint-only` opens the model (with the tiny networks given, if any) and runs the one
+//! `--steps` inpaint and nothing else, so its `peak_rss_mb` is what one inpaint needs (the
+//! full run also holds the batch-1 plan, the plain call's buffers and a second model for
+//! the tiny networks); `load_peak_rss_mb` is the peak once the model is open.
 //!
 //! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only]
-//! [--fixed-shapes] [--tiny-decoder PATH] [--threads N] [--no-arena] [--no-memory-pattern]
+//! [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena]
+//! [--memory-pattern | --no-memory-pattern]
 //! [--optimization disable|basic|extended|all]` (release build; ONNX Runtime found as usual;
 //! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
 
@@ -68,12 +71,12 @@ struct Args {
     quick: bool,
     inpaint_only: bool,
     runtime: RuntimeConfig,
-    tiny: Option<PathBuf>,
+    tiny: ModelOptions,
 }
 
 fn parse() -> Result<Args, Failure> {
     let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only] \
-                 [--fixed-shapes] [--tiny-decoder PATH] [--threads N] [--no-arena] \
+                 [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena] \
                  [--optimization LEVEL] [--memory-pattern | --no-memory-pattern]";
     let mut args = std::env::args().skip(1);
     let folder = PathBuf::from(args.next().ok_or(usage)?);
@@ -84,7 +87,7 @@ fn parse() -> Result<Args, Failure> {
         quick: false,
         inpaint_only: false,
         runtime: RuntimeConfig::default(),
-        tiny: None,
+        tiny: ModelOptions::default(),
     };
     while let Some(flag) = args.next() {
         match flag.as_str() {
@@ -101,7 +104,12 @@ fn parse() -> Result<Args, Failure> {
             }
             "--no-memory-pattern" => parsed.runtime.memory_pattern = Some(false),
             "--memory-pattern" => parsed.runtime.memory_pattern = Some(true),
-            "--tiny-decoder" => parsed.tiny = Some(PathBuf::from(args.next().ok_or(usage)?)),
+            "--tiny-decoder" => {
+                parsed.tiny.tiny_decoder = Some(PathBuf::from(args.next().ok_or(usage)?));
+            }
+            "--tiny-encoder" => {
+                parsed.tiny.tiny_encoder = Some(PathBuf::from(args.next().ok_or(usage)?));
+            }
             // A bare number is the step count, as before.
             other if other.parse::<usize>().is_ok() => parsed.steps = other.parse()?,
             other => return Err(format!("unknown argument {other}; {usage}").into()),
@@ -128,8 +136,10 @@ fn print_figures(figures: &[(String, String)]) {
 fn main() -> Result<(), Failure> {
     let args = parse()?;
     let started = Instant::now();
-    let model = Model::open(&args.folder, &args.runtime)?;
+    let options = if args.inpaint_only { args.tiny.clone() } else { ModelOptions::default() };
+    let model = Model::open_with(&args.folder, &args.runtime, &options)?;
     let load_s = started.elapsed().as_secs_f64();
+    let load_peak_rss_mb = peak_rss_mb();
     let picture = RgbImage::from_fn(512, 512, |x, y| Rgb([(x / 2) as u8, (y / 2) as u8, 128]));
     let mask = GrayImage::from_fn(512, 512, |x, _| Luma([if x > 256 { 255 } else { 0 }]));
     let request = InpaintRequest {
@@ -148,6 +158,7 @@ fn main() -> Result<(), Failure> {
         let inpaint_s = timed_inpaint(&model, &request)?;
         print_figures(&[
             ("load_s".into(), load_s.to_string()),
+            ("load_peak_rss_mb".into(), load_peak_rss_mb.to_string()),
             ("inpaint_s".into(), inpaint_s.to_string()),
             ("peak_rss_mb".into(), peak_rss_mb().to_string()),
         ]);
@@ -206,10 +217,11 @@ fn main() -> Result<(), Failure> {
             Ok(())
         })?,
     );
-    let tiny = match &args.tiny {
-        Some(path) => {
-            let options = ModelOptions { tiny_decoder: Some(path.clone()) };
-            let tiny = Model::open_with(&args.folder, &args.runtime, &options)?;
+    let tiny = if args.tiny == ModelOptions::default() {
+        None
+    } else {
+        let tiny = Model::open_with(&args.folder, &args.runtime, &args.tiny)?;
+        if tiny.info.decoder.tiny {
             record(
                 "vae_decode_tiny_s",
                 median_of(args.runs, || {
@@ -217,18 +229,36 @@ fn main() -> Result<(), Failure> {
                     Ok(())
                 })?,
             );
-            Some(tiny)
         }
-        None => None,
+        if tiny.info.encoder.tiny && !args.quick {
+            record(
+                "vae_encode_tiny_s",
+                median_of(args.runs, || {
+                    tiny.encode_image(image.clone(), 512, 512)?;
+                    Ok(())
+                })?,
+            );
+        }
+        Some(tiny)
     };
 
     if !args.quick {
         // One timed run: a full inpaint already repeats the step many times.
-        figures.push(("inpaint_s".into(), timed_inpaint(&model, &request)?.to_string()));
+        let inpaint_s = timed_inpaint(&model, &request)?;
+        record("inpaint_s", (inpaint_s, vec![inpaint_s]));
+        // A 4-step job is short enough to time like the calls above.
         let lcm = InpaintRequest { steps: 4, guidance: 1.0, scheduler: "lcm".parse()?, ..request };
-        figures.push(("lcm_s".into(), timed_inpaint(&model, &lcm)?.to_string()));
+        let mut lcm_of = |name: &str, model: &Model| -> Result<(), Failure> {
+            let timed = median_of(args.runs, || {
+                inpaint(model, &lcm, &(), &CancelToken::new())?;
+                Ok(())
+            })?;
+            record(name, timed);
+            Ok(())
+        };
+        lcm_of("lcm_s", &model)?;
         if let Some(tiny) = &tiny {
-            figures.push(("lcm_tiny_s".into(), timed_inpaint(tiny, &lcm)?.to_string()));
+            lcm_of("lcm_tiny_s", tiny)?;
         }
     }
     figures.push(("peak_rss_mb".into(), peak_rss_mb().to_string()));

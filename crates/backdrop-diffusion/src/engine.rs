@@ -21,7 +21,7 @@
 
 use crate::config::{DiffusionConfig, DEFAULT_GUIDANCE, DEFAULT_STEPS};
 use crate::inpaint::{inpaint, InpaintRequest};
-use crate::model::{Model, ModelOptions};
+use crate::model::Model;
 use crate::scheduler::SchedulerKind;
 use crate::DiffusionError;
 use backdrop_core::{
@@ -100,8 +100,7 @@ impl DiffusionEngine {
             ))
         })?;
         let folder = crate::hub::resolve(id, entry)?;
-        let options = ModelOptions { tiny_decoder: entry.tiny_decoder.clone() };
-        let model = Arc::new(Model::open_with(&folder, &self.config.runtime, &options)?);
+        let model = Arc::new(Model::open_with(&folder, &self.config.runtime, &entry.options())?);
         if let Ok(mut models) = self.models.lock() {
             models.insert(id.to_owned(), Arc::clone(&model));
         }

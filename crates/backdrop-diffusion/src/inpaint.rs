@@ -88,7 +88,8 @@ fn normalised(image: &RgbImage, keep: Option<&[bool]>) -> Vec<f32> {
     out
 }
 
-/// Draws a latent from the encoder output with `generator`, scaled by the scaling factor.
+/// The UNet-scale latent of an encoder output: drawn with `generator` from a distribution
+/// (or a draw made for diffusers' stream), or taken as it is; times the scaling factor.
 fn latent_from(
     encoded: &[f32],
     kind: EncoderOutput,
@@ -111,6 +112,7 @@ fn latent_from(
                 })
                 .collect()
         }
+        EncoderOutput::Latents => encoded.iter().map(|&v| v * scaling).collect(),
         EncoderOutput::Sampled => {
             // Keep the generator stream aligned with diffusers even though the graph
             // sampled on its own.
@@ -128,6 +130,7 @@ pub fn inpaint(
     cancel: &CancelToken,
 ) -> Result<InpaintOutput, DiffusionError> {
     let info = &model.info;
+    let encoder = &info.encoder;
     let (width, height) = request.image.dimensions();
     let (width, height) = (width as usize, height as usize);
     let f = info.vae_scale_factor;
@@ -205,7 +208,7 @@ pub fn inpaint(
     for generator in &mut generators {
         let image_latent = image_moments
             .as_ref()
-            .map(|m| latent_from(m, info.encoder_output, c, info.scaling_factor, generator));
+            .map(|m| latent_from(m, encoder.output, c, encoder.scaling_factor, generator));
         let noise = generator.randn(per_image);
         let start = if strength_max {
             let sigma = scheduler.init_noise_sigma();
@@ -218,9 +221,9 @@ pub fn inpaint(
         };
         masked_latents.push(latent_from(
             &masked_moments,
-            info.encoder_output,
+            encoder.output,
             c,
-            info.scaling_factor,
+            encoder.scaling_factor,
             generator,
         ));
         latents.push(start);

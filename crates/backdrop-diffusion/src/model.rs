@@ -11,6 +11,7 @@
 //! scheduler/scheduler_config.json
 //! vae_decoder_tiny/           optional: a TAESD-style decoder (diffusers'
 //!                             `AutoencoderTiny`), same input and output names
+//! vae_encoder_tiny/           optional: its encoder, sample -> latents (no sampling)
 //! ```
 //!
 //! This module owns reading that layout: which files must exist, the network facts that
@@ -62,6 +63,9 @@ pub enum EncoderOutput {
     Parameters,
     /// An already sampled latent (older exports sample inside the graph).
     Sampled,
+    /// Deterministic latents: a TAESD-style encoder's, which diffusers takes as they are
+    /// (`retrieve_latents` reads `.latents`), drawing nothing from the generator.
+    Latents,
 }
 
 /// Per-model options from the configuration (`[diffusion.models.ID]`).
@@ -70,10 +74,13 @@ pub struct ModelOptions {
     /// A TAESD-style tiny VAE decoder folder (`model.onnx` and `config.json`) or
     /// `.onnx` file to decode with instead of `vae_decoder/`; relative to the model folder.
     pub tiny_decoder: Option<PathBuf>,
+    /// A TAESD-style tiny VAE encoder, likewise, to encode the image to inpaint with
+    /// instead of `vae_encoder/`.
+    pub tiny_encoder: Option<PathBuf>,
 }
 
-/// The tiny decoder's folder or file, resolved against the model folder.
-pub fn tiny_decoder_file(root: &Path, tiny: &Path) -> PathBuf {
+/// A tiny VAE half's folder or file, resolved against the model folder.
+pub fn tiny_vae_file(root: &Path, tiny: &Path) -> PathBuf {
     let path = if tiny.is_absolute() { tiny.to_path_buf() } else { root.join(tiny) };
     if path.extension().is_some_and(|e| e == "onnx") {
         path
@@ -95,6 +102,20 @@ pub struct DecoderInfo {
     pub scaling_factor: f32,
 }
 
+/// The encoder a model encodes images with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderInfo {
+    /// Its ONNX file.
+    pub file: PathBuf,
+    /// Whether it is a tiny (TAESD-style) encoder.
+    pub tiny: bool,
+    /// What it returns.
+    pub output: EncoderOutput,
+    /// What its latents are multiplied by to be the UNet's: the KL VAE's
+    /// `scaling_factor`, or the tiny encoder's own (1.0 for TAESD).
+    pub scaling_factor: f32,
+}
+
 /// Facts about a loaded model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
@@ -110,18 +131,18 @@ pub struct ModelInfo {
     /// downsampling (64 for SD: 8 x 2^3), since an exported UNet cannot resize its skip
     /// connections for other sizes.
     pub size_multiple: usize,
-    /// Latent scaling factor (0.18215 for SD 1.x/2.x).
+    /// The KL VAE's latent scaling factor (0.18215 for SD 1.x/2.x).
     pub scaling_factor: f32,
     /// Text embedding width (768 SD 1.x, 1024 SD 2.x).
     pub embedding_dim: Option<usize>,
-    /// VAE encoder output kind.
-    pub encoder_output: EncoderOutput,
+    /// The encoder images are encoded with.
+    pub encoder: EncoderInfo,
     /// The scheduler configuration shipped with the model.
     pub scheduler: SchedulerConfig,
     /// The decoder images are decoded with.
     pub decoder: DecoderInfo,
-    /// Bytes of the networks' ONNX files and external weights on disk (with the decoder
-    /// in use), about what loading them takes in memory.
+    /// Bytes of the networks' ONNX files and external weights on disk (with the encoder
+    /// and decoder in use), about what loading them takes in memory.
     pub weights_bytes: u64,
 }
 
@@ -287,6 +308,36 @@ pub struct Model {
     unet_entries: AtomicU64,
 }
 
+/// A configured tiny VAE half (`key` is its configuration key), resolved and checked to
+/// exist.
+fn tiny_vae(
+    root: &Path,
+    key: &str,
+    configured: Option<&Path>,
+) -> Result<Option<PathBuf>, DiffusionError> {
+    let Some(file) = configured.map(|t| tiny_vae_file(root, t)) else { return Ok(None) };
+    if !file.is_file() {
+        return Err(DiffusionError::Model(format!("{key}: {} does not exist", file.display())));
+    }
+    Ok(Some(file))
+}
+
+/// A tiny VAE half's scaling factor from the `config.json` beside it: diffusers'
+/// AutoencoderTiny has 1.0 (its latents are the UNet's, not the KL VAE's unscaled ones).
+/// Its latent channels must be the model's.
+fn tiny_scaling(key: &str, file: &Path, latent_channels: usize) -> Result<f32, DiffusionError> {
+    let config = file.parent().and_then(|d| read_json(&d.join("config.json")));
+    let get = |name: &str| config.as_ref().and_then(|c| c.get(name));
+    let channels = get("latent_channels").and_then(Value::as_u64).unwrap_or(4);
+    if channels as usize != latent_channels {
+        return Err(DiffusionError::Model(format!(
+            "{key} {} has {channels} latent channels, the model {latent_channels}",
+            file.display()
+        )));
+    }
+    Ok(get("scaling_factor").and_then(Value::as_f64).unwrap_or(1.0) as f32)
+}
+
 fn read_json(path: &Path) -> Option<Value> {
     std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok())
 }
@@ -329,15 +380,8 @@ impl Model {
                 missing.join(", ")
             )));
         }
-        let tiny_file = options.tiny_decoder.as_deref().map(|t| tiny_decoder_file(root, t));
-        if let Some(file) = &tiny_file {
-            if !file.is_file() {
-                return Err(DiffusionError::Model(format!(
-                    "tiny_decoder: {} does not exist",
-                    file.display()
-                )));
-            }
-        }
+        let tiny_file = tiny_vae(root, "tiny_decoder", options.tiny_decoder.as_deref())?;
+        let tiny_encoder_file = tiny_vae(root, "tiny_encoder", options.tiny_encoder.as_deref())?;
         let scheduler_text = std::fs::read_to_string(root.join("scheduler/scheduler_config.json"))
             .map_err(|e| DiffusionError::Model(format!("scheduler_config.json: {e}")))?;
         let scheduler: SchedulerConfig = serde_json::from_str(&scheduler_text)
@@ -346,8 +390,12 @@ impl Model {
         let text_encoder =
             Network::open("text encoder", &root.join("text_encoder/model.onnx"), runtime, false)?;
         let unet = Network::open("UNet", &root.join("unet/model.onnx"), runtime, true)?;
-        let vae_encoder =
-            Network::open("VAE encoder", &root.join("vae_encoder/model.onnx"), runtime, true)?;
+        let vae_encoder = Network::open(
+            if tiny_encoder_file.is_some() { "tiny VAE encoder" } else { "VAE encoder" },
+            &tiny_encoder_file.clone().unwrap_or_else(|| root.join("vae_encoder/model.onnx")),
+            runtime,
+            true,
+        )?;
         let decoder_file = tiny_file.clone().unwrap_or_else(|| root.join("vae_decoder/model.onnx"));
         let vae_decoder = Network::open(
             if tiny_file.is_some() { "tiny VAE decoder" } else { "VAE decoder" },
@@ -399,30 +447,29 @@ impl Model {
         let scaling_factor =
             from_vae("scaling_factor").and_then(Value::as_f64).unwrap_or(0.18215) as f32;
         let decoder = match &tiny_file {
-            Some(file) => {
-                let config = file.parent().and_then(|d| read_json(&d.join("config.json")));
-                let get = |key: &str| config.as_ref().and_then(|c| c.get(key));
-                let tiny_channels = get("latent_channels").and_then(Value::as_u64).unwrap_or(4);
-                if tiny_channels as usize != latent_channels {
-                    return Err(DiffusionError::Model(format!(
-                        "tiny_decoder {} has {tiny_channels} latent channels, the model {latent_channels}",
-                        file.display()
-                    )));
-                }
-                DecoderInfo {
-                    file: file.clone(),
-                    tiny: true,
-                    // diffusers' AutoencoderTiny: scaling_factor 1.0 (its latents are the
-                    // UNet's, not the KL VAE's unscaled ones).
-                    scaling_factor: get("scaling_factor").and_then(Value::as_f64).unwrap_or(1.0)
-                        as f32,
-                }
-            }
+            Some(file) => DecoderInfo {
+                file: file.clone(),
+                tiny: true,
+                scaling_factor: tiny_scaling("tiny_decoder", file, latent_channels)?,
+            },
             None => DecoderInfo { file: decoder_file.clone(), tiny: false, scaling_factor },
         };
-        let encoder_output = match vae_encoder.outputs.first().map(String::as_str) {
-            Some("latent_sample") => EncoderOutput::Sampled,
-            _ => EncoderOutput::Parameters,
+        let encoder = match &tiny_encoder_file {
+            Some(file) => EncoderInfo {
+                file: file.clone(),
+                tiny: true,
+                output: EncoderOutput::Latents,
+                scaling_factor: tiny_scaling("tiny_encoder", file, latent_channels)?,
+            },
+            None => EncoderInfo {
+                file: vae_encoder.file.clone(),
+                tiny: false,
+                output: match vae_encoder.outputs.first().map(String::as_str) {
+                    Some("latent_sample") => EncoderOutput::Sampled,
+                    _ => EncoderOutput::Parameters,
+                },
+                scaling_factor,
+            },
         };
         let ids_are_i32 =
             matches!(text_encoder.input("input_ids"), Some((TensorElementType::Int32, _)));
@@ -455,7 +502,7 @@ impl Model {
                 size_multiple,
                 scaling_factor,
                 embedding_dim,
-                encoder_output,
+                encoder,
                 scheduler,
                 decoder,
                 weights_bytes,
@@ -574,8 +621,8 @@ impl Model {
         })
     }
 
-    /// The VAE encoder on an image `[1, 3, h, w]` in [-1, 1]: the moments
-    /// (`[1, 2c, h/f, w/f]`) or a sampled latent, see [`EncoderOutput`].
+    /// The encoder on an image `[1, 3, h, w]` in [-1, 1]: the moments
+    /// (`[1, 2c, h/f, w/f]`) or latents, see [`EncoderOutput`].
     pub fn encode_image(
         &self,
         image: Vec<f32>,

@@ -7,7 +7,9 @@
 //! The cases cover the no-guidance path (guidance <= 1: one UNet batch entry per image,
 //! as diffusers skips classifier-free guidance), the tiny decoder (`tiny-inpaint-taesd`:
 //! the tiny-inpaint folder decoded by its `vae_decoder_tiny/`, against diffusers'
-//! `AutoencoderTiny`), fixed-shape sessions give the same results as dynamic ones, and
+//! `AutoencoderTiny`) and the tiny encoder as well (`tiny-inpaint-taesd-enc`: also
+//! encoded by its `vae_encoder_tiny/`, against diffusers with `AutoencoderTiny` as the
+//! pipeline's VAE), fixed-shape sessions give the same results as dynamic ones, and
 //! so does a UNet run through ONNX Runtime's Stable Diffusion optimizer
 //! (`tiny-inpaint/unet-ort-cpu/`, `make_fixtures.py ort-unet`); an int8-quantized UNet
 //! (`tiny-inpaint/unet-int8/`, `make_fixtures.py int8-unet`) stays within a bound of them.
@@ -60,6 +62,15 @@ fn config() -> DiffusionConfig {
         ModelEntry {
             path: Some(fixtures().join("models/tiny-inpaint")),
             tiny_decoder: Some("vae_decoder_tiny".into()),
+            ..Default::default()
+        },
+    );
+    config.models.insert(
+        "tiny-inpaint-taesd-enc".into(),
+        ModelEntry {
+            path: Some(fixtures().join("models/tiny-inpaint")),
+            tiny_decoder: Some("vae_decoder_tiny".into()),
+            tiny_encoder: Some("vae_encoder_tiny".into()),
             ..Default::default()
         },
     );
@@ -512,20 +523,60 @@ fn the_tiny_decoder_is_used_with_its_own_scaling() {
     assert!(tiny.info.decoder.file.ends_with("vae_decoder_tiny/model.onnx"));
     // Encoding stays with the KL VAE.
     assert_eq!(tiny.info.scaling_factor, kl.info.scaling_factor);
-    let missing = DiffusionConfig {
-        models: [(
-            "m".to_string(),
-            ModelEntry {
-                path: Some(fixtures().join("models/tiny-plain")),
-                tiny_decoder: Some("vae_decoder_tiny".into()),
-                ..Default::default()
-            },
-        )]
-        .into(),
+    let err = tiny_plain_fails(ModelEntry {
+        tiny_decoder: Some("vae_decoder_tiny".into()),
         ..Default::default()
+    });
+    assert!(err.contains("tiny_decoder: "), "{err}");
+    assert!(err.contains("vae_decoder_tiny/model.onnx does not exist"), "{err}");
+}
+
+#[test]
+fn the_tiny_encoder_is_used_with_its_own_scaling_and_draws_nothing() {
+    use backdrop_diffusion::model::EncoderOutput;
+    let engine = DiffusionEngine::new(config()).expect("config");
+    let kl = engine.model("tiny-inpaint-taesd").expect("model loads");
+    let tiny = engine.model("tiny-inpaint-taesd-enc").expect("model loads");
+    assert!(!kl.info.encoder.tiny);
+    assert_eq!(kl.info.encoder.output, EncoderOutput::Parameters);
+    assert!((kl.info.encoder.scaling_factor - kl.info.scaling_factor).abs() < 1e-9);
+    assert!(tiny.info.encoder.tiny);
+    assert_eq!(tiny.info.encoder.output, EncoderOutput::Latents);
+    assert_eq!(tiny.info.encoder.scaling_factor, 1.0, "AutoencoderTiny's scaling_factor");
+    assert!(tiny.info.encoder.file.ends_with("vae_encoder_tiny/model.onnx"));
+    // The same job through both: only the encoder differs, and the results do.
+    let image = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 90]));
+    let mask = GrayImage::from_fn(64, 64, |x, _| image::Luma([if x > 30 { 255 } else { 0 }]));
+    let request = InpaintRequest {
+        image: &image,
+        mask: &mask,
+        prompt: "x",
+        negative_prompt: None,
+        seeds: &[3],
+        steps: 2,
+        guidance: 1.0,
+        scheduler: "lcm".parse().expect("known"),
+        strength: 1.0,
+        max_batch: 1,
     };
-    let err = DiffusionEngine::new(missing).expect("config").model("m").expect_err("must fail");
-    assert!(err.to_string().contains("vae_decoder_tiny/model.onnx does not exist"), "{err}");
+    let run = |model| inpaint(model, &request, &(), &CancelToken::new()).expect("runs").latents;
+    let (a, b) = (run(&kl), run(&tiny));
+    assert!(worst_difference(&a[0], &b[0]) > 1e-2, "the tiny encoder changed nothing");
+    let err = tiny_plain_fails(ModelEntry {
+        tiny_encoder: Some("vae_encoder_tiny".into()),
+        ..Default::default()
+    });
+    assert!(err.contains("tiny_encoder: "), "{err}");
+    assert!(err.contains("vae_encoder_tiny/model.onnx does not exist"), "{err}");
+}
+
+/// The error of opening tiny-plain (which has no tiny networks) with `entry`'s options.
+fn tiny_plain_fails(entry: ModelEntry) -> String {
+    let entry = ModelEntry { path: Some(fixtures().join("models/tiny-plain")), ..entry };
+    let config =
+        DiffusionConfig { models: [("m".to_string(), entry)].into(), ..Default::default() };
+    let engine = DiffusionEngine::new(config).expect("config");
+    engine.model("m").expect_err("must fail").to_string()
 }
 
 #[test]

@@ -232,8 +232,7 @@ fn show_diffusion(
         lines.push(format!("missing: {}", missing.join(", ")));
         return Ok(lines);
     }
-    let options = model::ModelOptions { tiny_decoder: entry.tiny_decoder.clone() };
-    let loaded = model::Model::open_with(&folder, &diffusion.runtime, &options)
+    let loaded = model::Model::open_with(&folder, &diffusion.runtime, &entry.options())
         .map_err(|e| e.to_string())?;
     let info = &loaded.info;
     let family = if info.unet_in_channels == info.latent_channels {
@@ -254,13 +253,24 @@ fn show_diffusion(
         "vae scale: {}, sizes padded to multiples of {}",
         info.vae_scale_factor, info.size_multiple
     ));
-    let decoder = &info.decoder;
-    lines.push(format!(
-        "decoder: {} ({}, latents divided by {})",
-        if decoder.tiny { "tiny (TAESD-style)" } else { "VAE (KL)" },
-        decoder.file.display(),
-        decoder.scaling_factor
-    ));
+    let (encoder, decoder) = (&info.encoder, &info.decoder);
+    for (half, tiny, file, scaling) in [
+        (
+            "encoder",
+            encoder.tiny,
+            &encoder.file,
+            format!("latents times {}", encoder.scaling_factor),
+        ),
+        (
+            "decoder",
+            decoder.tiny,
+            &decoder.file,
+            format!("latents divided by {}", decoder.scaling_factor),
+        ),
+    ] {
+        let kind = if tiny { "tiny (TAESD-style)" } else { "VAE (KL)" };
+        lines.push(format!("{half}: {kind} ({}, {scaling})", file.display()));
+    }
     let export: Option<serde_json::Value> = std::fs::read_to_string(folder.join("export.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());

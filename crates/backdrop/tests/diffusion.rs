@@ -206,20 +206,23 @@ fn an_exported_folder_runs_and_shows_without_a_configuration_file() {
     assert!(text.contains("unet: 9 input channels, inpainting UNet"), "{text}");
     assert!(text.contains("latents: 4 channels, 1/8 of the image side"), "{text}");
     assert!(text.contains("decoder: VAE (KL)"), "{text}");
+    assert!(text.contains("encoder: VAE (KL)"), "{text}");
     assert!(text.contains("precision: "), "{text}");
     assert!(text.contains("memory: weights "), "{text}");
 }
 
 #[test]
-fn models_show_names_a_configured_tiny_decoder() {
+fn models_show_names_a_configured_tiny_decoder_and_encoder() {
     let dir = TempDir::new().expect("tempdir");
     let path = config_with(
         &dir,
-        "[diffusion.models.fast]\npath = \"{model}\"\ntiny_decoder = \"vae_decoder_tiny\"\nscheduler = \"lcm\"\nguidance = 1.0\nsteps = 4\n",
+        "[diffusion.models.fast]\npath = \"{model}\"\ntiny_decoder = \"vae_decoder_tiny\"\ntiny_encoder = \"vae_encoder_tiny\"\nscheduler = \"lcm\"\nguidance = 1.0\nsteps = 4\n",
     );
     let text = stdout(&backdrop(&["--config", s(&path), "models", "show", "fast"]));
     assert!(text.contains("decoder: tiny (TAESD-style)"), "{text}");
     assert!(text.contains("vae_decoder_tiny/model.onnx, latents divided by 1)"), "{text}");
+    assert!(text.contains("encoder: tiny (TAESD-style)"), "{text}");
+    assert!(text.contains("vae_encoder_tiny/model.onnx, latents times 1)"), "{text}");
     assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
 }
 
