@@ -448,6 +448,16 @@ fn tiny_inpaint_latents(engine: &DiffusionEngine) -> LatentTriples {
 fn the_ort_optimized_unet_matches_diffusers() {
     let (_folder, engine) =
         swapped_engine("unet-ort-cpu", &["MultiHeadAttention", "SkipLayerNormalization"]);
+    // Self-attention too is MultiHeadAttention (export_onnx.py rewrites the optimizer's
+    // `Attention`, whose CPU kernel holds the whole score matrix), so this parity covers
+    // the graph a `--ort-optimize cpu` export runs.
+    let fused: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("models/tiny-inpaint/unet-ort-cpu/fused.json"))
+            .expect("fused.json"),
+    )
+    .expect("JSON");
+    assert!(fused.get("Attention").is_none(), "{fused}");
+    assert_eq!(fused["MultiHeadAttention"], 8, "{fused}");
     let mut worst_plain = 0f32;
     for (name, latents, plain, expected) in tiny_inpaint_latents(&engine) {
         let worst = worst_difference(&latents, &expected);
