@@ -387,8 +387,18 @@ impl Model {
         let scheduler: SchedulerConfig = serde_json::from_str(&scheduler_text)
             .map_err(|e| DiffusionError::Model(format!("scheduler_config.json: {e}")))?;
         let tokenizer = ClipTokenizer::from_dir(&root.join("tokenizer"))?;
-        let text_encoder =
-            Network::open("text encoder", &root.join("text_encoder/model.onnx"), runtime, false)?;
+        // The text encoder without pre-packed weights: ONNX Runtime keeps a packed copy of
+        // its matrices beside the originals. Measured on SD 1.5's (470 MB on disk, 2
+        // cores): 840 MiB resident after loading with packing, 500 MiB without, 0.17 s per
+        // call either way. (The UNet's packing pays for itself: without it a 2-step
+        // inpaint held more, not less.)
+        let text_runtime = RuntimeConfig { prepacking: false, ..runtime.clone() };
+        let text_encoder = Network::open(
+            "text encoder",
+            &root.join("text_encoder/model.onnx"),
+            &text_runtime,
+            false,
+        )?;
         let unet = Network::open("UNet", &root.join("unet/model.onnx"), runtime, true)?;
         let vae_encoder = Network::open(
             if tiny_encoder_file.is_some() { "tiny VAE encoder" } else { "VAE encoder" },

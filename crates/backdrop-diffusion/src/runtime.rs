@@ -109,6 +109,11 @@ pub struct RuntimeConfig {
     /// Flush denormal floats to zero (avoids slow paths on some CPUs; default off).
     #[serde(default)]
     pub denormal_as_zero: bool,
+    /// Whether ONNX Runtime pre-packs weights for its kernels (on by default). Not part of
+    /// the configuration: a model turns it off for the networks that run once per job,
+    /// where the packed copy costs memory and saves no time (see `Model::open_with`).
+    #[serde(skip, default = "default_true")]
+    pub prepacking: bool,
     /// Build the UNet and VAE sessions for the concrete batch and image sizes of a run
     /// (ONNX Runtime free-dimension overrides), so the graph is planned and fused for one
     /// shape; sessions are cached per shape, at most `fixed_shape_cache` per network
@@ -138,6 +143,7 @@ impl Default for RuntimeConfig {
             spinning: None,
             release_memory: true,
             denormal_as_zero: false,
+            prepacking: true,
             fixed_shapes: false,
             fixed_shape_cache: default_fixed_shape_cache(),
         }
@@ -423,6 +429,9 @@ pub fn session_with(
     }
     if config.denormal_as_zero {
         builder = builder.with_denormal_as_zero().map_err(fail)?;
+    }
+    if !config.prepacking {
+        builder = builder.with_prepacking(false).map_err(fail)?;
     }
     for (symbol, size) in dimensions {
         builder = builder.with_dimension_override(symbol, *size).map_err(fail)?;
