@@ -16,9 +16,23 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// The folders of the ONNX layout that a pull downloads.
-const LAYOUT_PREFIXES: &[&str] =
-    &["text_encoder/", "unet/", "vae_encoder/", "vae_decoder/", "tokenizer/", "scheduler/"];
+/// The folders of the ONNX layout that a pull downloads (the tiny VAE halves when the repo
+/// has them, so a model entry may name them).
+const LAYOUT_PREFIXES: &[&str] = &[
+    "text_encoder/",
+    "unet/",
+    "vae_encoder/",
+    "vae_decoder/",
+    "vae_encoder_tiny/",
+    "vae_decoder_tiny/",
+    "tokenizer/",
+    "scheduler/",
+];
+
+/// Whether a pull downloads this file of a repo.
+fn in_layout(file: &str) -> bool {
+    file == "model_index.json" || LAYOUT_PREFIXES.iter().any(|p| file.starts_with(p))
+}
 
 fn repo(id: &str, revision: Option<&str>) -> Repo {
     Repo::with_revision(id.to_owned(), RepoType::Model, revision.unwrap_or("main").to_owned())
@@ -106,10 +120,7 @@ pub fn pull(
     if !names.iter().any(|f| f == "unet/model.onnx") && names.iter().any(|f| f.ends_with(".onnx")) {
         return pull_networks(id, &remote, &names, report);
     }
-    let files: Vec<String> = names
-        .into_iter()
-        .filter(|f| f == "model_index.json" || LAYOUT_PREFIXES.iter().any(|p| f.starts_with(p)))
-        .collect();
+    let files: Vec<String> = names.into_iter().filter(|f| in_layout(f)).collect();
     if !files.iter().any(|f| f == "unet/model.onnx") {
         return Err(DiffusionError::Model(format!(
             "{id} has no unet/model.onnx: it is not an ONNX export (convert it with \
@@ -158,6 +169,23 @@ fn pull_networks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_takes_the_layout_and_the_tiny_vae_halves_only() {
+        for file in [
+            "model_index.json",
+            "unet/model.onnx",
+            "unet/weights.pb",
+            "vae_encoder_tiny/model.onnx",
+            "vae_decoder_tiny/config.json",
+            "tokenizer/vocab.json",
+        ] {
+            assert!(in_layout(file), "{file}");
+        }
+        for file in ["README.md", "vae/config.json", "safety_checker/model.onnx"] {
+            assert!(!in_layout(file), "{file}");
+        }
+    }
 
     #[test]
     fn a_missing_folder_and_an_uncached_repo_say_what_to_do() {

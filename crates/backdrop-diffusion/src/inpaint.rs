@@ -197,6 +197,22 @@ pub fn inpaint(
     cancel.check()?;
     let masked_moments =
         model.encode_image(normalised(request.image, Some(&keep)), height, width)?;
+    // An encoder that is not what the model says (a KL encoder named as `tiny_encoder`,
+    // a graph of other channels) is refused here, not found by a slice copy later.
+    let expected = match encoder.output {
+        EncoderOutput::Parameters => 2 * per_image,
+        EncoderOutput::Sampled | EncoderOutput::Latents => per_image,
+    };
+    for encoded in image_moments.iter().chain([&masked_moments]) {
+        if encoded.len() != expected {
+            return Err(DiffusionError::Failed(format!(
+                "{} gave {} values for a {width}x{height} image, not the {expected} of {c} latent channels{}",
+                encoder.file.display(),
+                encoded.len(),
+                if encoder.output == EncoderOutput::Parameters { " (mean and log-variance)" } else { "" }
+            )));
+        }
+    }
 
     // Per image: generator, latents, noise, image latents, masked-image latents.
     let mut generators: Vec<TorchGenerator> =

@@ -110,8 +110,8 @@ pub struct RuntimeConfig {
     #[serde(default)]
     pub denormal_as_zero: bool,
     /// Whether ONNX Runtime pre-packs weights for its kernels (on by default). Not part of
-    /// the configuration: a model turns it off for the networks that run once per job,
-    /// where the packed copy costs memory and saves no time (see `Model::open_with`).
+    /// the configuration: a model turns it off for its text encoder, where the packed copy
+    /// costs memory and saves no time (see `Model::open_with`).
     #[serde(skip, default = "default_true")]
     pub prepacking: bool,
     /// Build the UNet and VAE sessions for the concrete batch and image sizes of a run

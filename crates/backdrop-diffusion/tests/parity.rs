@@ -572,6 +572,24 @@ fn the_tiny_encoder_is_used_with_its_own_scaling_and_draws_nothing() {
     let run = |model| inpaint(model, &request, &(), &CancelToken::new()).expect("runs").latents;
     let (a, b) = (run(&kl), run(&tiny));
     assert!(worst_difference(&a[0], &b[0]) > 1e-2, "the tiny encoder changed nothing");
+    // A KL encoder named as the tiny one loads (its config says 4 latent channels) but
+    // returns twice the values a tiny encoder does: a clear error, not a panic.
+    let wrong = DiffusionConfig {
+        models: [(
+            "m".to_string(),
+            ModelEntry {
+                path: Some(fixtures().join("models/tiny-inpaint")),
+                tiny_encoder: Some("vae_encoder".into()),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let wrong = DiffusionEngine::new(wrong).expect("config");
+    let model = wrong.model("m").expect("loads");
+    let err = inpaint(&model, &request, &(), &CancelToken::new()).expect_err("must fail");
+    assert!(err.to_string().contains("not the 256 of 4 latent channels"), "{err}");
     let err = tiny_plain_fails(ModelEntry {
         tiny_encoder: Some("vae_encoder_tiny".into()),
         ..Default::default()

@@ -224,6 +224,21 @@ fn models_show_names_a_configured_tiny_decoder_and_encoder() {
     assert!(text.contains("encoder: tiny (TAESD-style)"), "{text}");
     assert!(text.contains("vae_encoder_tiny/model.onnx, latents times 1)"), "{text}");
     assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
+    // The fast path runs as a user reaches it: the configured model through `generate`.
+    let out = dir.path().join("bg");
+    let cutout = fixtures().join("cutout.png");
+    let summary = json_summary(&generate(
+        &path,
+        &cutout,
+        &["--engine", "diffusion", "--model", "fast", "--prompt", "a table", "--json"],
+        &out,
+    ));
+    assert_eq!(summary["engine"], "diffusion");
+    assert_eq!(summary["notes"]["model"], "fast");
+    assert_eq!(summary["notes"]["steps"], "4");
+    let image = image::open(summary["images"][0]["path"].as_str().expect("path")).expect("png");
+    let cutout = image::open(&cutout).expect("png");
+    assert_eq!((image.width(), image.height()), (cutout.width(), cutout.height()));
 }
 
 /// An export whose UNet was quantized (`export_onnx.py --quantize int8`): the tiny model's
