@@ -138,16 +138,16 @@ def export_tiny_half(vae, out: Path, half: str, opset=17, fp16=False):
     config.json."""
     out = Path(out)
     vae.eval()
-    if half == "decode":
-        folder, example = out / "vae_decoder_tiny", torch.randn(1, vae.config.latent_channels, 8, 8)
-        names, image_first = ["latent_sample", "sample"], False
-    else:
-        folder, example = out / "vae_encoder_tiny", torch.rand(1, 3, 64, 64) * 2 - 1
-        names, image_first = ["sample", "latents"], True
     image_axes = {0: "batch", 2: "height", 3: "width"}
     latent_axes = {0: "batch", 2: "height_latent", 3: "width_latent"}
-    axes = dict(zip(names, [image_axes, latent_axes] if image_first else [latent_axes, image_axes]))
-    export_one(TinyVaeHalf(vae, half), (example,), folder / "model.onnx", names[:1], names[1:], axes, opset, fp16)
+    if half == "decode":
+        folder, example = out / "vae_decoder_tiny", torch.randn(1, vae.config.latent_channels, 8, 8)
+        axes = {"latent_sample": latent_axes, "sample": image_axes}
+    else:
+        folder, example = out / "vae_encoder_tiny", torch.rand(1, 3, 64, 64) * 2 - 1
+        axes = {"sample": image_axes, "latents": latent_axes}
+    (name_in, name_out) = axes
+    export_one(TinyVaeHalf(vae, half), (example,), folder / "model.onnx", [name_in], [name_out], axes, opset, fp16)
     vae.save_config(folder)
     return folder
 
