@@ -21,6 +21,7 @@
 //!
 //! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only]
 //! [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena]
+//! [--own-arenas] (an arena per network instead of the shared one)
 //! [--memory-pattern | --no-memory-pattern]
 //! [--optimization disable|basic|extended|all]` (release build; ONNX Runtime found as usual;
 //! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
@@ -77,6 +78,7 @@ struct Args {
 fn parse() -> Result<Args, Failure> {
     let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only] \
                  [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena] \
+                 [--own-arenas] \
                  [--optimization LEVEL] [--memory-pattern | --no-memory-pattern]";
     let mut args = std::env::args().skip(1);
     let folder = PathBuf::from(args.next().ok_or(usage)?);
@@ -98,6 +100,7 @@ fn parse() -> Result<Args, Failure> {
             "--inpaint-only" => parsed.inpaint_only = true,
             "--fixed-shapes" => parsed.runtime.fixed_shapes = true,
             "--no-arena" => parsed.runtime.memory_arena = false,
+            "--own-arenas" => parsed.runtime.shared_arena = false,
             "--optimization" => {
                 let level = serde_json::Value::String(args.next().ok_or(usage)?);
                 parsed.runtime.optimization = serde_json::from_value(level)?;

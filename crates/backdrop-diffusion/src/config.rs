@@ -24,6 +24,7 @@
 //! threads = 2                        # default: all cores
 //! optimization = "all"               # disable, basic, extended, all
 //! memory_arena = true
+//! shared_arena = true                # one CPU arena for all networks (with the arena)
 //! memory_pattern = false             # default off (measured: no faster, more memory)
 //! release_memory = true              # arena memory back after each phase of a job
 //! spinning = true                    # idle threads spin (ONNX Runtime's default)

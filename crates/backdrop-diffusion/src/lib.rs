@@ -23,6 +23,7 @@ pub mod engine;
 pub mod hub;
 pub mod inpaint;
 pub mod model;
+mod native;
 pub mod rng;
 pub mod runtime;
 pub mod scheduler;

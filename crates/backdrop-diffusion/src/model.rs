@@ -25,12 +25,14 @@
 //! denoising loop runs through an [`UnetCall`], whose text embeddings, constant input
 //! channels and output buffer are bound once for all steps.
 
-use crate::runtime::{run_options, session, session_with, Optimization, Provider, RuntimeConfig};
+use crate::runtime::{
+    after_run, run_options, session, session_with, Optimization, Provider, RuntimeConfig,
+};
 use crate::scheduler::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::DiffusionError;
 use ort::io_binding::IoBinding;
-use ort::session::{NoSelectedOutputs, RunOptions, Session};
+use ort::session::Session;
 use ort::tensor::TensorElementType;
 use ort::value::{DynValue, Tensor, ValueType};
 use serde_json::Value;
@@ -287,7 +289,7 @@ impl Network {
         let session = self.session(&refs)?;
         // Networks run this way run once per job (the text encoder, the VAE), so their
         // activation memory goes back to the system when they finish.
-        run(&session, self.what, inputs, &run_options(&self.runtime, true)?)
+        run(&session, self.what, inputs, &self.runtime)
     }
 }
 
@@ -726,8 +728,10 @@ impl UnetCall<'_> {
             .session
             .lock()
             .map_err(|_| DiffusionError::Failed("UNet: a previous run panicked".into()))?;
-        let options = run_options(&model.unet.runtime, std::mem::take(&mut self.release_after))?;
+        let release = std::mem::take(&mut self.release_after);
+        let options = run_options(&model.unet.runtime, release)?;
         let outputs = session.run_binding_with_options(&self.binding, &options).map_err(fail)?;
+        after_run(&model.unet.runtime, release);
         let (_, first) = outputs
             .iter()
             .next()
@@ -752,19 +756,24 @@ where
         .map_err(|e| DiffusionError::Failed(format!("cannot build an input tensor: {e}")))
 }
 
-/// Runs a session and returns its first output as f32.
+/// Runs a network that runs once per job or photo (the text encoder, the VAE, a
+/// segmentation network) and returns its first output as f32; the run's activation memory
+/// goes back when it ends (see [`run_options`]).
 pub(crate) fn run(
     session: &Mutex<Session>,
     what: &str,
     inputs: Vec<(&str, DynValue)>,
-    options: &RunOptions<NoSelectedOutputs>,
+    runtime: &RuntimeConfig,
 ) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
+    let options = run_options(runtime, true)?;
     let mut session = session
         .lock()
         .map_err(|_| DiffusionError::Failed(format!("{what}: a previous run panicked")))?;
     let outputs = session
-        .run_with_options(inputs, options)
-        .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")))?;
+        .run_with_options(inputs, &options)
+        .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")));
+    after_run(runtime, true);
+    let outputs = outputs?;
     let (_, first) = outputs
         .iter()
         .next()

@@ -332,6 +332,22 @@ fn releasing_arena_memory_changes_no_result() {
 }
 
 #[test]
+fn an_arena_per_network_gives_what_the_shared_arena_gives() {
+    // By default every network takes its CPU memory from one arena registered with ONNX
+    // Runtime's environment; an arena per network must give the same bytes.
+    assert!(config().runtime.shared_arena, "shared by default");
+    let mut own = config();
+    own.runtime.shared_arena = false;
+    let shared = DiffusionEngine::new(config()).expect("config");
+    let own = DiffusionEngine::new(own).expect("config");
+    for ((name, a), (_, b)) in
+        latents_of_every_case(&shared).into_iter().zip(latents_of_every_case(&own))
+    {
+        assert_eq!(a, b, "{name}: the shared arena changed the latents");
+    }
+}
+
+#[test]
 fn fixed_shape_sessions_match_dynamic_ones_and_diffusers() {
     let dynamic = DiffusionEngine::new(config()).expect("config");
     let fixed = DiffusionEngine::new(fixed_config()).expect("config");

@@ -26,7 +26,7 @@ pub use config::{Layout, Preprocess, SegmentModelEntry, SegmentationConfig};
 
 use crate::engine::engine_error;
 use crate::model::{run, tensor};
-use crate::runtime::{run_options, session, RuntimeConfig};
+use crate::runtime::{session, RuntimeConfig};
 use crate::DiffusionError;
 use backdrop_core::{CancelToken, EngineError, Segmenter};
 use backdrop_imaging::matte::{refine_matte_with, working_image, MatteParams};
@@ -148,8 +148,7 @@ impl OnnxSegmenter {
             &network.session,
             "segmentation network",
             vec![(network.input.as_str(), tensor(shape, input)?)],
-            // Once per photo: its activation memory goes back when it ends.
-            &run_options(&self.runtime, true)?,
+            &self.runtime,
         )?;
         let dims: Vec<usize> = out_shape.iter().map(|&d| d.max(0) as usize).collect();
         let (oh, ow) = match dims.as_slice() {
