@@ -248,12 +248,24 @@ CASES = [
     dict(name="inpaint-expand-ddim-taesd-enc", model="tiny-inpaint-taesd-enc", kind="expansion",
          prompt="a sunny garden", negative=None, seed=37, n=1, steps=4, guidance=4.0, scheduler="ddim",
          ratios=dict(up=0.0, down=0.25, left=0.25, right=0.0)),
+    # The KL decoder in tiles of 32 pixels (4 latents), against diffusers' own VAE tiling
+    # (`enable_tiling()` with that tile size): a square background and a wide expansion,
+    # so full, narrower and shorter tiles all blend.
+    dict(name="inpaint-bg-dpm-tiled", model="tiny-inpaint-tiled", kind="background",
+         prompt="a bottle on warm wooden table", negative="dark", seed=41, n=1, steps=4, guidance=6.0,
+         scheduler="dpm++2m"),
+    dict(name="inpaint-expand-euler-tiled-n2", model="tiny-inpaint-tiled", kind="expansion",
+         prompt="a sunny garden", negative=None, seed=43, n=2, steps=3, guidance=5.0, scheduler="euler-a",
+         ratios=dict(up=0.25, down=0.0, left=0.5, right=0.25)),
 ]
 
 # Model ids of the cases that are not folders of their own:
 # (folder, tiny decoder folder, tiny encoder folder).
 MODEL_VARIANTS = {"tiny-inpaint-taesd": ("tiny-inpaint", "vae_decoder_tiny", None),
                   "tiny-inpaint-taesd-enc": ("tiny-inpaint", "vae_decoder_tiny", "vae_encoder_tiny")}
+MODEL_VARIANTS["tiny-inpaint-tiled"] = ("tiny-inpaint", None, None)
+# Variants whose KL decoder decodes in tiles of this many pixels (`decode_tile`).
+DECODE_TILES = {"tiny-inpaint-tiled": 32}
 TINY_VAE_SEED = 300
 
 
@@ -507,9 +519,11 @@ def cmd_references(names=()):
     for case in cases:
         model = case["model"]
         folder, tiny, tiny_encoder = MODEL_VARIANTS.get(model, (model, None, None))
-        if folder not in pipes:
-            pipes[folder] = ort_pipeline(FIXTURES / "models" / folder)
-        pipe = pipes[folder]
+        tile = DECODE_TILES.get(model)
+        if (folder, tile) not in pipes:
+            pipes[(folder, tile)] = (tiled_decode_pipeline(FIXTURES / "models" / folder, tile) if tile
+                                     else ort_pipeline(FIXTURES / "models" / folder))
+        pipe = pipes[(folder, tile)]
         image = Image.open(prepared / f"{case['name']}-image.png").convert("RGB")
         mask = Image.open(prepared / f"{case['name']}-mask.png").convert("L")
         if tiny_encoder:
@@ -537,6 +551,30 @@ def cmd_references(names=()):
             picture.save(refs / f"{case['name']}-{i}.png")
             captured["latents"].numpy().astype("<f4").tofile(refs / f"{case['name']}-{i}.f32")
         print("reference", case["name"])
+
+
+def tiled_decode_pipeline(model_dir: Path, tile: int):
+    """ort_pipeline whose VAE decodes through diffusers' own AutoencoderKL tiling
+    (`enable_tiling()`, tiles of TILE pixels): the tiles run the exported decoder, which
+    includes post_quant_conv, so the module's post_quant_conv becomes the identity. The
+    encoder is not tiled (`decode_tile` tiles the decode only)."""
+    import onnxruntime as ort
+
+    pipe = ort_pipeline(model_dir)
+    vae = pipe.vae
+    del vae.decode  # back to AutoencoderKL.decode, which tiles
+    session = ort.InferenceSession(str(model_dir / "vae_decoder" / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    class OrtDecoder(torch.nn.Module):
+        def forward(self, z, *args, **kwargs):
+            latents = np.ascontiguousarray(z.numpy().astype(np.float32))
+            return torch.from_numpy(session.run(None, {"latent_sample": latents})[0])
+    vae.decoder = OrtDecoder()
+    vae.post_quant_conv = torch.nn.Identity()
+    vae.enable_tiling()
+    vae.tile_sample_min_size = tile
+    vae.tile_latent_min_size = tile // pipe.vae_scale_factor
+    return pipe
 
 
 def tiny_vae_pipeline(pipe, model_dir: Path, decoder: str, encoder: str, image):

@@ -21,7 +21,8 @@
 //!
 //! Usage: `bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only]
 //! [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena]
-//! [--own-arenas] (an arena per network instead of the shared one)
+//! [--own-arenas] (an arena per network instead of the shared one) [--decode-tile PIXELS]
+//! (the KL decode in tiles; with `--inpaint-only`)
 //! [--memory-pattern | --no-memory-pattern]
 //! [--optimization disable|basic|extended|all]` (release build; ONNX Runtime found as usual;
 //! `BACKDROP_BENCH_PROVIDER=cuda` or `tensorrt` picks the execution provider).
@@ -78,7 +79,7 @@ struct Args {
 fn parse() -> Result<Args, Failure> {
     let usage = "usage: bench MODEL_DIR [--steps N] [--runs N] [--quick] [--inpaint-only] \
                  [--fixed-shapes] [--tiny-decoder PATH] [--tiny-encoder PATH] [--threads N] [--no-arena] \
-                 [--own-arenas] \
+                 [--own-arenas] [--decode-tile PIXELS] \
                  [--optimization LEVEL] [--memory-pattern | --no-memory-pattern]";
     let mut args = std::env::args().skip(1);
     let folder = PathBuf::from(args.next().ok_or(usage)?);
@@ -110,6 +111,7 @@ fn parse() -> Result<Args, Failure> {
             "--tiny-decoder" => {
                 parsed.tiny.tiny_decoder = Some(PathBuf::from(args.next().ok_or(usage)?));
             }
+            "--decode-tile" => parsed.tiny.decode_tile = Some(args.next().ok_or(usage)?.parse()?),
             "--tiny-encoder" => {
                 parsed.tiny.tiny_encoder = Some(PathBuf::from(args.next().ok_or(usage)?));
             }

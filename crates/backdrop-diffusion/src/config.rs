@@ -16,6 +16,7 @@
 //! scheduler = "dpm++2m-karras"            # ddim, euler-a, dpm++2m, dpm++2m-karras, lcm
 //! tiny_decoder = "vae_decoder_tiny"       # optional TAESD-style decoder (in the folder)
 //! tiny_encoder = "vae_encoder_tiny"       # optional TAESD-style encoder (in the folder)
+//! decode_tile = 256                        # optional: KL decode in overlapping tiles
 //!
 //! [diffusion.runtime]
 //! library = "/opt/onnxruntime/lib/libonnxruntime.so.1.22.1"   # default: discovered
@@ -69,6 +70,12 @@ pub struct ModelEntry {
     /// against 6.0 s for SD 1.5 at 512x512); its latents are an approximation of the KL
     /// encoder's, so results differ slightly.
     pub tiny_encoder: Option<PathBuf>,
+    /// Decode with the KL VAE in overlapping tiles of this many pixels, as diffusers'
+    /// `enable_vae_tiling()` does for the decoder: a multiple of 32 for SD (four times
+    /// the VAE's scale factor); images no larger than a tile decode whole. The decoder's
+    /// activations are then a tile's: SD 1.5's 512x512 decode held about 840 MiB whole.
+    /// Results differ slightly from a whole decode (no seams); off by default.
+    pub decode_tile: Option<usize>,
 }
 
 impl ModelEntry {
@@ -77,6 +84,7 @@ impl ModelEntry {
         crate::model::ModelOptions {
             tiny_decoder: self.tiny_decoder.clone(),
             tiny_encoder: self.tiny_encoder.clone(),
+            decode_tile: self.decode_tile,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`inpaint`] is the denoising loop with diffusers' inpainting semantics.
 //! - [`model`] opens the ONNX folder layout; [`runtime`] finds and configures ONNX
 //!   Runtime; [`hub`] finds models locally, in the Hugging Face cache, or downloads them.
+//! - [`tiles`] decodes in overlapping tiles, as diffusers' VAE tiling does.
 //! - [`tokenizer`] is the CLIP tokenizer; [`scheduler`] holds DDIM, Euler ancestral,
 //!   DPM-Solver++ 2M (Karras) and LCM; [`rng`] reproduces PyTorch's CPU generator.
 //! - [`DiffusionConfig`] (in [`config`]) is the `[diffusion]` configuration section.
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod runtime;
 pub mod scheduler;
 pub mod segment;
+pub mod tiles;
 pub mod tokenizer;
 
 pub use config::{DiffusionConfig, ModelEntry};

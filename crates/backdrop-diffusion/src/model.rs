@@ -29,6 +29,7 @@ use crate::runtime::{
     after_run, run_options, session, session_with, Optimization, Provider, RuntimeConfig,
 };
 use crate::scheduler::SchedulerConfig;
+use crate::tiles::{check_tile, tiled_decode};
 use crate::tokenizer::ClipTokenizer;
 use crate::DiffusionError;
 use ort::io_binding::IoBinding;
@@ -79,6 +80,9 @@ pub struct ModelOptions {
     /// A TAESD-style tiny VAE encoder, likewise, to encode the image to inpaint with
     /// instead of `vae_encoder/`.
     pub tiny_encoder: Option<PathBuf>,
+    /// Decode with the KL decoder in overlapping tiles of this many pixels (see
+    /// [`crate::tiles`]); images no larger than a tile decode whole.
+    pub decode_tile: Option<usize>,
 }
 
 /// A tiny VAE half's folder or file, resolved against the model folder.
@@ -102,6 +106,8 @@ pub struct DecoderInfo {
     /// `scaling_factor` (0.18215 for SD 1.x), or the tiny decoder's own (1.0 for TAESD,
     /// which decodes the UNet's latents as they are), read from its `config.json`.
     pub scaling_factor: f32,
+    /// The tile size in pixels when it decodes in tiles (see [`crate::tiles`]).
+    pub tile: Option<usize>,
 }
 
 /// The encoder a model encodes images with.
@@ -274,7 +280,13 @@ impl Network {
     }
 
     /// Runs once with owned inputs and returns the first output as f32.
-    fn run(&self, inputs: Vec<(&str, DynValue)>) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
+    /// With `release`, the run's activation memory goes back when it ends (see
+    /// [`run_options`]).
+    fn run(
+        &self,
+        inputs: Vec<(&str, DynValue)>,
+        release: bool,
+    ) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
         let shapes: Vec<(&str, Vec<i64>)> = inputs
             .iter()
             .map(|(n, v)| {
@@ -287,9 +299,7 @@ impl Network {
             .collect();
         let refs: Vec<(&str, &[i64])> = shapes.iter().map(|(n, s)| (*n, s.as_slice())).collect();
         let session = self.session(&refs)?;
-        // Networks run this way run once per job (the text encoder, the VAE), so their
-        // activation memory goes back to the system when they finish.
-        run(&session, self.what, inputs, &self.runtime)
+        run(&session, self.what, inputs, &self.runtime, release)
     }
 }
 
@@ -456,6 +466,14 @@ impl Model {
             .and_then(Value::as_array)
             .map_or(4, Vec::len);
         let size_multiple = vae_scale_factor << unet_levels.saturating_sub(1);
+        if let Some(tile) = options.decode_tile {
+            if tiny_file.is_some() {
+                return Err(DiffusionError::Config(
+                    "decode_tile tiles the KL VAE decoder; it cannot go with tiny_decoder".into(),
+                ));
+            }
+            check_tile(tile, vae_scale_factor).map_err(DiffusionError::Config)?;
+        }
         let scaling_factor =
             from_vae("scaling_factor").and_then(Value::as_f64).unwrap_or(0.18215) as f32;
         let decoder = match &tiny_file {
@@ -463,8 +481,14 @@ impl Model {
                 file: file.clone(),
                 tiny: true,
                 scaling_factor: tiny_scaling("tiny_decoder", file, latent_channels)?,
+                tile: None,
             },
-            None => DecoderInfo { file: decoder_file.clone(), tiny: false, scaling_factor },
+            None => DecoderInfo {
+                file: decoder_file.clone(),
+                tiny: false,
+                scaling_factor,
+                tile: options.decode_tile,
+            },
         };
         let encoder = match &tiny_encoder_file {
             Some(file) => EncoderInfo {
@@ -554,7 +578,7 @@ impl Model {
         } else {
             tensor(shape, flat.iter().map(|&i| i64::from(i)).collect())?
         };
-        let (dims, data) = self.text_encoder.run(vec![("input_ids", value)])?;
+        let (dims, data) = self.text_encoder.run(vec![("input_ids", value)], true)?;
         let dim = *dims.last().unwrap_or(&0) as usize;
         Ok((data, dim))
     }
@@ -580,11 +604,14 @@ impl Model {
         let batch = sample_shape[0];
         self.unet_calls.fetch_add(1, Ordering::Relaxed);
         self.unet_entries.fetch_add(batch as u64, Ordering::Relaxed);
-        let (_, out) = self.unet.run(vec![
-            ("sample", tensor(shape_of(&sample_shape), sample)?),
-            ("timestep", self.timestep_value(batch, timestep)?),
-            ("encoder_hidden_states", tensor(shape_of(&hidden_shape), hidden)?),
-        ])?;
+        let (_, out) = self.unet.run(
+            vec![
+                ("sample", tensor(shape_of(&sample_shape), sample)?),
+                ("timestep", self.timestep_value(batch, timestep)?),
+                ("encoder_hidden_states", tensor(shape_of(&hidden_shape), hidden)?),
+            ],
+            true,
+        )?;
         Ok(out)
     }
 
@@ -643,7 +670,7 @@ impl Model {
     ) -> Result<Vec<f32>, DiffusionError> {
         let (_, out) = self
             .vae_encoder
-            .run(vec![("sample", tensor(shape_of(&[1, 3, height, width]), image)?)])?;
+            .run(vec![("sample", tensor(shape_of(&[1, 3, height, width]), image)?)], true)?;
         Ok(out)
     }
 
@@ -655,10 +682,21 @@ impl Model {
         height: usize,
         width: usize,
     ) -> Result<Vec<f32>, DiffusionError> {
-        let shape = [1, self.info.latent_channels, height, width];
-        let (_, out) =
-            self.vae_decoder.run(vec![("latent_sample", tensor(shape_of(&shape), latents)?)])?;
-        Ok(out)
+        let channels = self.info.latent_channels;
+        let whole = |latents: Vec<f32>, height: usize, width: usize, release: bool| {
+            let shape = shape_of(&[1, channels, height, width]);
+            let (_, out) =
+                self.vae_decoder.run(vec![("latent_sample", tensor(shape, latents)?)], release)?;
+            Ok(out)
+        };
+        let scale = self.info.vae_scale_factor;
+        match self.info.decoder.tile {
+            // Only an image larger than a tile is tiled, as in diffusers.
+            Some(tile) if height.max(width) * scale > tile => {
+                tiled_decode(&latents, channels, height, width, tile, scale, whole)
+            }
+            _ => whole(latents, height, width, true),
+        }
     }
 
     /// The decoder on the UNet's latents `[c, h, w]`: divides by the decoder's scaling
@@ -756,23 +794,24 @@ where
         .map_err(|e| DiffusionError::Failed(format!("cannot build an input tensor: {e}")))
 }
 
-/// Runs a network that runs once per job or photo (the text encoder, the VAE, a
-/// segmentation network) and returns its first output as f32; the run's activation memory
-/// goes back when it ends (see [`run_options`]).
+/// Runs a session and returns its first output as f32; with `release` (a network that
+/// runs once per job or photo: the text encoder, the VAE, a segmentation network), the
+/// run's activation memory goes back when it ends (see [`run_options`]).
 pub(crate) fn run(
     session: &Mutex<Session>,
     what: &str,
     inputs: Vec<(&str, DynValue)>,
     runtime: &RuntimeConfig,
+    release: bool,
 ) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
-    let options = run_options(runtime, true)?;
+    let options = run_options(runtime, release)?;
     let mut session = session
         .lock()
         .map_err(|_| DiffusionError::Failed(format!("{what}: a previous run panicked")))?;
     let outputs = session
         .run_with_options(inputs, &options)
         .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")));
-    after_run(runtime, true);
+    after_run(runtime, release);
     let outputs = outputs?;
     let (_, first) = outputs
         .iter()

@@ -74,6 +74,16 @@ fn config() -> DiffusionConfig {
             ..Default::default()
         },
     );
+    // The KL decoder in 32-pixel tiles (4 latents): a 64x64 image decodes as 3x3 tiles,
+    // the last row and column narrower, as with diffusers' VAE tiling.
+    config.models.insert(
+        "tiny-inpaint-tiled".into(),
+        ModelEntry {
+            path: Some(fixtures().join("models/tiny-inpaint")),
+            decode_tile: Some(32),
+            ..Default::default()
+        },
+    );
     config.default_model = Some("tiny-inpaint".into());
     config
 }

@@ -265,7 +265,13 @@ fn show_diffusion(
             "decoder",
             decoder.tiny,
             &decoder.file,
-            format!("latents divided by {}", decoder.scaling_factor),
+            match decoder.tile {
+                Some(tile) => format!(
+                    "latents divided by {}, in overlapping {tile}-pixel tiles",
+                    decoder.scaling_factor
+                ),
+                None => format!("latents divided by {}", decoder.scaling_factor),
+            },
         ),
     ] {
         let kind = if tiny { "tiny (TAESD-style)" } else { "VAE (KL)" };

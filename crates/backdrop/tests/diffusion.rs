@@ -225,20 +225,51 @@ fn models_show_names_a_configured_tiny_decoder_and_encoder() {
     assert!(text.contains("vae_encoder_tiny/model.onnx, latents times 1)"), "{text}");
     assert!(text.contains("defaults: steps 4, guidance 1, scheduler lcm"), "{text}");
     // The fast path runs as a user reaches it: the configured model through `generate`.
+    let summary = background_with(&dir, &path, "fast");
+    assert_eq!(summary["notes"]["steps"], "4");
+}
+
+/// `backdrop generate` of the tiny cut-out with the diffusion engine and `model`; checks
+/// that the engine and model ran and that the image is the cut-out's size.
+fn background_with(dir: &TempDir, config: &Path, model: &str) -> Value {
     let out = dir.path().join("bg");
     let cutout = fixtures().join("cutout.png");
     let summary = json_summary(&generate(
-        &path,
+        config,
         &cutout,
-        &["--engine", "diffusion", "--model", "fast", "--prompt", "a table", "--json"],
+        &["--engine", "diffusion", "--model", model, "--prompt", "a table", "--json"],
         &out,
     ));
     assert_eq!(summary["engine"], "diffusion");
-    assert_eq!(summary["notes"]["model"], "fast");
-    assert_eq!(summary["notes"]["steps"], "4");
+    assert_eq!(summary["notes"]["model"], model);
     let image = image::open(summary["images"][0]["path"].as_str().expect("path")).expect("png");
     let cutout = image::open(&cutout).expect("png");
     assert_eq!((image.width(), image.height()), (cutout.width(), cutout.height()));
+    summary
+}
+
+#[test]
+fn a_tiled_decode_is_shown_runs_and_refuses_a_tile_that_does_not_fit() {
+    let dir = TempDir::new().expect("tempdir");
+    let path = config_with(
+        &dir,
+        "[diffusion.models.tiled]\npath = \"{model}\"\ndecode_tile = 32\nsteps = 2\n\n[diffusion.models.odd]\npath = \"{model}\"\ndecode_tile = 40\n\n[diffusion.models.both]\npath = \"{model}\"\ndecode_tile = 32\ntiny_decoder = \"vae_decoder_tiny\"\n",
+    );
+    let text = stdout(&backdrop(&["--config", s(&path), "models", "show", "tiled"]));
+    assert!(text.contains("decoder: VAE (KL)"), "{text}");
+    assert!(text.contains("in overlapping 32-pixel tiles"), "{text}");
+    // The tiny cut-out is 64x64 once padded: larger than a tile, so it decodes in tiles.
+    let summary = background_with(&dir, &path, "tiled");
+    assert_eq!(summary["notes"]["steps"], "2");
+    for (model, message) in [
+        ("odd", "decode_tile = 40: must be a positive multiple of 32 pixels"),
+        ("both", "decode_tile tiles the KL VAE decoder; it cannot go with tiny_decoder"),
+    ] {
+        let run = backdrop(&["--config", s(&path), "models", "show", model]);
+        assert!(!run.status.success(), "{model} was accepted");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(message), "{model}: {err}");
+    }
 }
 
 /// An export whose UNet was quantized (`export_onnx.py --quantize int8`): the tiny model's

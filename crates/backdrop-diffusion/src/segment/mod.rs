@@ -149,6 +149,7 @@ impl OnnxSegmenter {
             "segmentation network",
             vec![(network.input.as_str(), tensor(shape, input)?)],
             &self.runtime,
+            true,
         )?;
         let dims: Vec<usize> = out_shape.iter().map(|&d| d.max(0) as usize).collect();
         let (oh, ow) = match dims.as_slice() {
