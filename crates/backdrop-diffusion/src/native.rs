@@ -84,7 +84,8 @@ fn status(what: &str, status: ort::sys::OrtStatusPtr) -> Result<(), String> {
 /// Hands the C heap's free pages back to the system (glibc's `malloc_trim`); elsewhere
 /// nothing (musl and other systems' allocators return memory themselves or have no such
 /// call). It walks the heap, so it is called at quiet points: after a network is loaded,
-/// and after a run that ends a phase of a job.
+/// and after a run that ends a phase of a job; with the CPU provider only (see
+/// `runtime::trim_heap`).
 pub(crate) fn return_free_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: takes no pointers and has no preconditions; glibc serializes it with every

@@ -379,6 +379,16 @@ pub fn run_options(
 /// [`RuntimeConfig::release_memory`], the C heap's free pages go back to the system too.
 pub fn after_run(config: &RuntimeConfig, release: bool) {
     if release && config.release_memory {
+        trim_heap(config);
+    }
+}
+
+/// Hands the C heap's free pages back (see `native.rs`), with the CPU provider only: the
+/// levers were measured there, and the OpenVINO provider's parity run crashed once in
+/// several with it (a freed page read after the trim returned it, presumably), never
+/// without.
+fn trim_heap(config: &RuntimeConfig) {
+    if config.provider == Provider::Cpu {
         crate::native::return_free_heap();
     }
 }
@@ -462,7 +472,7 @@ pub fn session_with(
         .map_err(fail)?;
     // Loading parsed the whole file and built the graph before optimizing it, then freed
     // most of that: about twice a VAE's size stayed resident until trimmed.
-    crate::native::return_free_heap();
+    trim_heap(config);
     Ok(session)
 }
 
