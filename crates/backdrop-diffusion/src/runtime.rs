@@ -383,10 +383,8 @@ pub fn after_run(config: &RuntimeConfig, release: bool) {
     }
 }
 
-/// Hands the C heap's free pages back (see `native.rs`), with the CPU provider only: the
-/// levers were measured there, and the OpenVINO provider's parity run crashed once in
-/// several with it (a freed page read after the trim returned it, presumably), never
-/// without.
+/// Hands the C heap's free pages back (see `native.rs`), with the CPU provider only,
+/// where it was measured.
 fn trim_heap(config: &RuntimeConfig) {
     if config.provider == Provider::Cpu {
         crate::native::return_free_heap();
@@ -466,6 +464,13 @@ pub fn session_with(
     for (symbol, size) in dimensions {
         builder = builder.with_dimension_override(symbol, *size).map_err(fail)?;
     }
+    // OpenVINO's model compilation is not safe to run twice at once: two sessions
+    // compiled in parallel corrupted the heap inside its transformation passes
+    // ("malloc(): unaligned tcache chunk" in SharedOpOptimization) in about one parity
+    // run in five. Sessions with it are therefore built one at a time.
+    static OPENVINO_COMPILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = (config.provider == Provider::Openvino)
+        .then(|| OPENVINO_COMPILE.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let session = builder
         .with_execution_providers(providers)
         .and_then(|b| b.commit_from_file(model))
