@@ -166,6 +166,20 @@ impl DiffusionConfig {
             if let Some(s) = &entry.scheduler {
                 s.parse::<SchedulerKind>().map_err(|e| format!("[diffusion.models.{id}] {e}"))?;
             }
+            // What can be told without the model; the tile's fit to the VAE's scale
+            // factor is checked when the model opens.
+            match entry.decode_tile {
+                Some(_) if entry.tiny_decoder.is_some() => {
+                    return Err(format!(
+                        "[diffusion.models.{id}] decode_tile tiles the KL VAE decoder; it \
+                         cannot go with tiny_decoder"
+                    ));
+                }
+                Some(0) => {
+                    return Err(format!("[diffusion.models.{id}] decode_tile must be positive"));
+                }
+                _ => {}
+            }
         }
         if !(0.0..=1.0).contains(&self.expansion_strength) || self.expansion_strength == 0.0 {
             return Err("[diffusion] expansion_strength must be in (0, 1]".into());
@@ -196,5 +210,22 @@ mod tests {
             },
         );
         assert!(config.validate().expect_err("must fail").contains("unknown scheduler"));
+        for (entry, message) in [
+            (
+                ModelEntry {
+                    decode_tile: Some(256),
+                    tiny_decoder: Some("vae_decoder_tiny".into()),
+                    ..Default::default()
+                },
+                "it cannot go with tiny_decoder",
+            ),
+            (ModelEntry { decode_tile: Some(0), ..Default::default() }, "must be positive"),
+        ] {
+            let entry = ModelEntry { path: Some("/m".into()), ..entry };
+            config.models.insert("x".into(), entry);
+            let err = config.validate().expect_err("must fail");
+            assert!(err.contains("[diffusion.models.x] decode_tile"), "{err}");
+            assert!(err.contains(message), "{err}");
+        }
     }
 }

@@ -805,20 +805,23 @@ pub(crate) fn run(
     release: bool,
 ) -> Result<(Vec<i64>, Vec<f32>), DiffusionError> {
     let options = run_options(runtime, release)?;
-    let mut session = session
-        .lock()
-        .map_err(|_| DiffusionError::Failed(format!("{what}: a previous run panicked")))?;
-    let outputs = session
-        .run_with_options(inputs, &options)
-        .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")));
+    let copied = {
+        let mut session = session
+            .lock()
+            .map_err(|_| DiffusionError::Failed(format!("{what}: a previous run panicked")))?;
+        let outputs = session
+            .run_with_options(inputs, &options)
+            .map_err(|e| DiffusionError::Failed(format!("{what}: {e}")))?;
+        let (_, first) = outputs
+            .iter()
+            .next()
+            .ok_or_else(|| DiffusionError::Failed(format!("{what}: no output")))?;
+        first
+            .try_extract_tensor::<f32>()
+            .map(|(shape, data)| (shape.to_vec(), data.to_vec()))
+            .map_err(|e| DiffusionError::Failed(format!("{what}: output is not f32: {e}")))
+    };
+    // Once the session is free for the next caller and the run's outputs are dropped.
     after_run(runtime, release);
-    let outputs = outputs?;
-    let (_, first) = outputs
-        .iter()
-        .next()
-        .ok_or_else(|| DiffusionError::Failed(format!("{what}: no output")))?;
-    let (shape, data) = first
-        .try_extract_tensor::<f32>()
-        .map_err(|e| DiffusionError::Failed(format!("{what}: output is not f32: {e}")))?;
-    Ok((shape.to_vec(), data.to_vec()))
+    copied
 }

@@ -90,7 +90,7 @@ pub struct RuntimeConfig {
     /// With the CPU provider and the arena: one arena for every network of the process
     /// instead of one each, so the memory the VAE encoder and the UNet leave in it serves
     /// the decoder (default on). Measured on SD 1.5 at 512x512, float32, with the heap
-    /// trimming that is always on (see `native.rs`): a 2-step inpaint peaked at 5151 MiB
+    /// trimming the CPU provider always gets (see `native.rs`): a 2-step inpaint peaked at 5151 MiB
     /// against 5467 MiB with an arena per network, a 20-step one at 5284 against 5474.
     #[serde(default = "default_true")]
     pub shared_arena: bool,

@@ -83,7 +83,13 @@ pub fn tiled_decode(
                 data.len()
             )));
         }
-        out_channels = data.len() / (h * w);
+        let channels_here = data.len() / (h * w);
+        if out_channels != 0 && channels_here != out_channels {
+            return Err(DiffusionError::Failed(format!(
+                "VAE decoder: {channels_here} channels for a {w}x{h} tile, {out_channels} for another"
+            )));
+        }
+        out_channels = channels_here;
         tiles[i][j] = Tile { data, height: h, width: w };
     }
 
@@ -220,6 +226,20 @@ mod tests {
             assert_eq!(out[(24 + y) * 32], above * wa + below * wb, "row {}", 24 + y);
         }
         assert_eq!(out[40 * 32], below, "below the blend the lower tile alone");
+    }
+
+    #[test]
+    fn a_decoder_that_changes_its_channels_is_an_error_not_a_panic() {
+        // Full tiles give one channel, narrower ones two.
+        let err = tiled_decode(&[0f32; 8 * 8], 1, 8, 8, 32, 8, |l, th, tw, last| {
+            let mut out = blocks(8, 0.0)(l, th, tw, last)?;
+            if th * tw < 16 {
+                out.extend(out.clone());
+            }
+            Ok(out)
+        })
+        .expect_err("must fail");
+        assert!(err.to_string().contains("channels"), "{err}");
     }
 
     #[test]

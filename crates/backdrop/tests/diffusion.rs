@@ -253,7 +253,7 @@ fn a_tiled_decode_is_shown_runs_and_refuses_a_tile_that_does_not_fit() {
     let dir = TempDir::new().expect("tempdir");
     let path = config_with(
         &dir,
-        "[diffusion.models.tiled]\npath = \"{model}\"\ndecode_tile = 32\nsteps = 2\n\n[diffusion.models.odd]\npath = \"{model}\"\ndecode_tile = 40\n\n[diffusion.models.both]\npath = \"{model}\"\ndecode_tile = 32\ntiny_decoder = \"vae_decoder_tiny\"\n",
+        "[diffusion.models.tiled]\npath = \"{model}\"\ndecode_tile = 32\nsteps = 2\n\n[diffusion.models.odd]\npath = \"{model}\"\ndecode_tile = 40\n",
     );
     let text = stdout(&backdrop(&["--config", s(&path), "models", "show", "tiled"]));
     assert!(text.contains("decoder: VAE (KL)"), "{text}");
@@ -261,15 +261,24 @@ fn a_tiled_decode_is_shown_runs_and_refuses_a_tile_that_does_not_fit() {
     // The tiny cut-out is 64x64 once padded: larger than a tile, so it decodes in tiles.
     let summary = background_with(&dir, &path, "tiled");
     assert_eq!(summary["notes"]["steps"], "2");
-    for (model, message) in [
-        ("odd", "decode_tile = 40: must be a positive multiple of 32 pixels"),
-        ("both", "decode_tile tiles the KL VAE decoder; it cannot go with tiny_decoder"),
+    // A tile that does not fit the model's VAE is refused when the model opens; one that
+    // goes with a tiny decoder is refused with the configuration, before anything runs.
+    let both_dir = TempDir::new().expect("tempdir");
+    let both = config_with(
+        &both_dir,
+        "[diffusion.models.both]\npath = \"{model}\"\ndecode_tile = 32\ntiny_decoder = \"vae_decoder_tiny\"\n",
+    );
+    for (config, model, message) in [
+        (&path, "odd", "decode_tile = 40: must be a positive multiple of 32 pixels"),
+        (&both, "both", "decode_tile tiles the KL VAE decoder; it cannot go with tiny_decoder"),
     ] {
-        let run = backdrop(&["--config", s(&path), "models", "show", model]);
+        let run = backdrop(&["--config", s(config), "models", "show", model]);
         assert!(!run.status.success(), "{model} was accepted");
         let err = String::from_utf8_lossy(&run.stderr);
         assert!(err.contains(message), "{model}: {err}");
     }
+    let run = backdrop(&["--config", s(&both), "models", "list"]);
+    assert!(!run.status.success(), "a configuration with both was loaded");
 }
 
 /// An export whose UNet was quantized (`export_onnx.py --quantize int8`): the tiny model's
